@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let cSettings: [CSetting] = [.define("_GNU_SOURCE"), .unsafeFlags(["-Wall"])]
+
+let package = Package(
+    name: "ContainerObjects",
+    products: [
+        .library(name: "ContainerObject", targets: ["ContainerObject"]),
+        // libcontainerobject.so: the C ABI declared in container.h.
+        .library(name: "containerobject", type: .dynamic, targets: ["ContainerObjectC"]),
+        .executable(name: "ctrobjd", targets: ["ctrobjd"]),
+        .executable(name: "ctrobj", targets: ["ctrobj"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .target(name: "CShim", cSettings: cSettings),
+        .target(name: "ContainerABI", dependencies: ["CShim"], cSettings: cSettings),
+        .target(name: "ContainerSystem", dependencies: [
+            "CShim", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "ContainerWire", dependencies: ["ContainerSystem"]),
+        .target(name: "ContainerObject", dependencies: ["ContainerWire", "ContainerSystem", "CShim"]),
+        .target(name: "ContainerObjectC", dependencies: ["ContainerObject", "ContainerABI", "CShim"]),
+        .target(name: "Broker", dependencies: [
+            "ContainerWire", "ContainerSystem", "CShim",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "ctrobjd", dependencies: [
+            "Broker",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "ctrobj", dependencies: [
+            "ContainerObject",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "ContainerSystemTests", dependencies: ["ContainerSystem", "ContainerWire"]),
+        .testTarget(name: "ContainerObjectTests", dependencies: [
+            "ContainerObject", "ContainerObjectC", "Broker", "ContainerSystem",
+        ]),
+    ],
+    swiftLanguageModes: [.v5]
+)

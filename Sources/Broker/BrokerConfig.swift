@@ -1,0 +1,37 @@
+import ContainerSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// ctrobjd's settings. Each test runs its own daemon with its own state
+/// directory and cgroup parent, so nothing here is global.
+public struct BrokerConfig: Sendable {
+    /// Socket, lock, records and namespace bind mounts live here.
+    public var stateDir: String
+    /// Containers' cgroups are made below this path in every hierarchy.
+    public var cgroupParent: String
+    /// Root-created containers with a user namespace map their root to a
+    /// block of `idRangeSize` host ids starting at `idRangeBase + k * idRangeSize`.
+    public var idRangeBase: UInt32
+    public var idRangeSize: UInt32
+    public var idRangeCount: Int
+    /// How long a namespace holder may take before creation fails.
+    public var holderTimeoutMs: Int32
+    public var cgroupLayout: CgroupLayout
+
+    public init(stateDir: String = "/run/ctrobj", cgroupParent: String = "ctrobj",
+                idRangeBase: UInt32 = 1_000_000, idRangeSize: UInt32 = 65536, idRangeCount: Int = 4096,
+                holderTimeoutMs: Int32 = 10_000, cgroupLayout: CgroupLayout = .discover()) {
+        self.stateDir = stateDir
+        self.cgroupParent = cgroupParent
+        self.idRangeBase = idRangeBase
+        self.idRangeSize = idRangeSize
+        self.idRangeCount = idRangeCount
+        self.holderTimeoutMs = holderTimeoutMs
+        self.cgroupLayout = cgroupLayout
+    }
+
+    public var socketPath: String { "\(stateDir)/ctrobjd.sock" }
+    public var containersDir: String { "\(stateDir)/containers" }
+    public var lockPath: String { "\(stateDir)/ctrobjd.lock" }
+}

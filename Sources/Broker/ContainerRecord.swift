@@ -1,0 +1,101 @@
+import ContainerSystem
+import ContainerWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One container, as the daemon (playing the kernel) holds it.
+public final class ContainerRecord {
+    public let id: UInt64
+    public let name: String
+    public let flags: UInt32
+    public let owner: uid_t
+    public let ownerGid: gid_t
+    public let createdAt: Int
+    /// First host id of the user namespace's block (root creators only).
+    public var idBase: UInt32?
+    public var state: ContainerState = .created
+    /// Namespace fds by kind; pid appears once init runs (or when shared in).
+    public var namespaces: [NamespaceKind: OwnedFD] = [:]
+    public var namespaceInodes: [NamespaceKind: UInt64] = [:]
+    /// The container's "/", an O_PATH directory fd.
+    public var root: OwnedFD?
+    public let cgroup: CgroupSet
+    public var initPid: pid_t = 0
+    public var initStartTime: UInt64 = 0
+    public var initPidfd: OwnedFD?
+    public var exitStatus: Int32?
+    /// Live container fds: client end's socket cookie -> daemon's end.
+    public var ends: [UInt64: OwnedFD] = [:]
+    /// Every client end ever handed out that may still exist.
+    public var cookies: Set<UInt64> = []
+    /// The connection that is starting init, if any.
+    public var forkingConnection: ObjectIdentifier?
+
+    public init(id: UInt64, name: String, flags: UInt32, owner: uid_t, ownerGid: gid_t,
+                createdAt: Int, cgroup: CgroupSet) {
+        self.id = id
+        self.name = name
+        self.flags = flags
+        self.owner = owner
+        self.ownerGid = ownerGid
+        self.createdAt = createdAt
+        self.cgroup = cgroup
+    }
+
+    public var directoryName: String { "c\(id)" }
+    public var killOnClose: Bool { flags & ContainerFlags.killOnClose != 0 }
+
+    /// The state a caller sees (frozen is read from the cgroup).
+    public var visibleState: ContainerState {
+        if state == .running && cgroup.isFrozen { return .frozen }
+        return state
+    }
+
+    func err(_ code: ContainerError.Code, _ action: String, _ what: String, errno: Int32? = nil) -> ContainerError {
+        ContainerError(code, "container \"\(name)\": \(action): \(what)", errno: errno)
+    }
+
+    public var statusFields: [String: String] {
+        var f: [String: String] = [
+            "id": "\(id)", "name": name, "flags": "\(flags)", "state": "\(visibleState.rawValue)",
+            "state_name": visibleState.name, "init_pid": "\(initPid)", "owner": "\(owner)",
+            "created": "\(createdAt)", "cgroup": cgroup.relativePath,
+        ]
+        if let s = exitStatus { f["exit_status"] = "\(s)" }
+        for (k, ino) in namespaceInodes { f["ns.\(k.rawValue)"] = "\(ino)" }
+        return f
+    }
+
+    // MARK: persistence
+
+    var persistedFields: [String: String] {
+        var f: [String: String] = [
+            "id": "\(id)", "name": name, "flags": "\(flags)", "owner": "\(owner)", "gid": "\(ownerGid)",
+            "created": "\(createdAt)", "state": "\(state.rawValue)", "cgroup": cgroup.relativePath,
+            "init_pid": "\(initPid)", "init_start": "\(initStartTime)",
+            "cookies": cookies.sorted().map(String.init).joined(separator: ","),
+            "namespaces": namespaces.keys.map(\.rawValue).sorted().joined(separator: ","),
+        ]
+        if let b = idBase { f["id_base"] = "\(b)" }
+        if let s = exitStatus { f["exit_status"] = "\(s)" }
+        return f
+    }
+
+    static func fromPersisted(_ m: Message, layout: CgroupLayout) throws -> ContainerRecord {
+        guard let id = m.uint64("id"), let name = m["name"], let flags = m.int("flags"),
+              let owner = m.int("owner"), let gid = m.int("gid"), let cg = m["cgroup"] else {
+            throw ContainerError(.protocolError, "record is missing fields")
+        }
+        let r = ContainerRecord(id: id, name: name, flags: UInt32(flags), owner: uid_t(owner), ownerGid: gid_t(gid),
+                                createdAt: m.int("created") ?? 0,
+                                cgroup: CgroupSet(layout: layout, relativePath: cg))
+        r.state = ContainerState(rawValue: m.int("state") ?? 1) ?? .created
+        r.idBase = m.int("id_base").map { UInt32($0) }
+        r.initPid = pid_t(m.int("init_pid") ?? 0)
+        r.initStartTime = m.uint64("init_start") ?? 0
+        r.exitStatus = m.int("exit_status").map { Int32($0) }
+        r.cookies = Set((m["cookies"] ?? "").split(separator: ",").compactMap { UInt64($0) })
+        return r
+    }
+}

@@ -1,0 +1,135 @@
+import CShim
+import ContainerSystem
+import ContainerWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// container_create: validation, the cgroup, and the namespace holder.
+struct Creator {
+    let config: BrokerConfig
+
+    /// Name rules of container.h: 1..23 bytes, no '/', no NUL.
+    static func validate(name: String, flags: UInt32) throws {
+        let bytes = Array(name.utf8)
+        if bytes.isEmpty || bytes.count >= ContainerFlags.nameMax || bytes.contains(UInt8(ascii: "/")) || bytes.contains(0) {
+            throw ContainerError(.invalidArgument,
+                "container_create: invalid name \"\(name)\": 1 to \(ContainerFlags.nameMax - 1) bytes, no '/'")
+        }
+        if flags & ~ContainerFlags.mask != 0 {
+            throw ContainerError(.invalidArgument,
+                "container \"\(name)\": container_create: unknown flag bits 0x\(String(flags & ~ContainerFlags.mask, radix: 16))")
+        }
+        if flags & ContainerFlags.newFSNS != 0 && flags & ContainerFlags.newEmptyFSNS != 0 {
+            throw ContainerError(.invalidArgument,
+                "container \"\(name)\": container_create: CONTAINER_NEW_FS_NS and CONTAINER_NEW_EMPTY_FS_NS exclude each other")
+        }
+    }
+
+    struct Made {
+        var namespaces: [NamespaceKind: OwnedFD]
+        var root: OwnedFD?
+    }
+
+    /// Make the namespaces through a holder process. `idBase` is the host id
+    /// that root inside maps to for root creators; unprivileged creators map
+    /// their own uid and gid only.
+    func makeNamespaces(name: String, flags: UInt32, creatorUID: uid_t, creatorGID: gid_t,
+                        idBase: UInt32?, cgroup: CgroupSet) throws -> Made {
+        let newUser = flags & ContainerFlags.newUserNS != 0
+        var unshare: Int32 = 0
+        if flags & (ContainerFlags.newFSNS | ContainerFlags.newEmptyFSNS) != 0 { unshare |= NamespaceKind.mnt.cloneFlag }
+        if flags & ContainerFlags.newUTSNS != 0 { unshare |= NamespaceKind.uts.cloneFlag }
+        if flags & ContainerFlags.newIPCNS != 0 { unshare |= NamespaceKind.ipc.cloneFlag }
+        if flags & ContainerFlags.newNetNS != 0 { unshare |= NamespaceKind.net.cloneFlag }
+        if flags & ContainerFlags.newCgroupNS != 0 { unshare |= NamespaceKind.cgroup.cloneFlag }
+        if flags & ContainerFlags.newTimeNS != 0 { unshare |= NamespaceKind.time.cloneFlag }
+        if !newUser && unshare == 0 { return Made(namespaces: [:], root: nil) }
+
+        var plan = ccs_holder_plan()
+        // The holder joins the cgroup only when the cgroup ns must be rooted there.
+        var procs: [OwnedFD] = []
+        if flags & ContainerFlags.newCgroupNS != 0 {
+            procs = try cgroup.procsFiles()
+            withUnsafeMutableBytes(of: &plan.cgroup_procs_fds) { raw in
+                let p = raw.bindMemory(to: CInt.self)
+                for (i, fd) in procs.prefix(Int(CCS_MAX_CGROUPS)).enumerated() { p[i] = fd.raw }
+            }
+            plan.cgroup_count = CInt(min(procs.count, Int(CCS_MAX_CGROUPS)))
+        }
+        let unprivileged = creatorUID != 0
+        plan.become_user = unprivileged ? 1 : 0
+        plan.uid = creatorUID
+        plan.gid = creatorGID
+        plan.new_user = newUser ? 1 : 0
+        plan.unshare_flags = unshare
+        plan.empty_root = flags & ContainerFlags.newEmptyFSNS != 0 ? 1 : 0
+
+        var ctlRaw: CInt = -1
+        let pid = ccs_holder_start(&plan, &ctlRaw)
+        if pid < 0 { throw ContainerError.sys("clone", context: "container \"\(name)\": container_create") }
+        let ctl = OwnedFD(ctlRaw)
+        var reaped = false
+        defer {
+            if !reaped {
+                kill(pid, SIGKILL) // our own unreaped child: the pid cannot have been reused
+                _ = try? Sys.waitpid(pid)
+            }
+        }
+        var stage: CInt = 0
+        func expect(_ tag: Character) throws {
+            if ccs_holder_expect(ctl.raw, CChar(tag.asciiValue!), config.holderTimeoutMs, &stage) < 0 {
+                let e = errno
+                throw ContainerError(ContainerError.codeFor(e),
+                    "container \"\(name)\": container_create: namespace holder failed at \(stageName(stage)): \(errnoDescription(e))",
+                    errno: e)
+            }
+        }
+        if newUser {
+            try expect("U")
+            if unprivileged {
+                try Sys.writeFile("/proc/\(pid)/setgroups", "deny")
+                try Sys.writeFile("/proc/\(pid)/uid_map", "0 \(creatorUID) 1\n")
+                try Sys.writeFile("/proc/\(pid)/gid_map", "0 \(creatorGID) 1\n")
+            } else {
+                let base = idBase ?? config.idRangeBase
+                try Sys.writeFile("/proc/\(pid)/uid_map", "0 \(base) \(config.idRangeSize)\n")
+                try Sys.writeFile("/proc/\(pid)/gid_map", "0 \(base) \(config.idRangeSize)\n")
+            }
+            _ = ccs_holder_tell(ctl.raw, CChar(UInt8(ascii: "M")))
+        }
+        try expect("R")
+        var made = Made(namespaces: [:], root: nil)
+        for kind in NamespaceKind.allCases where kind != .pid {
+            let wanted = kind == .user ? newUser : (unshare & kind.cloneFlag != 0)
+            guard wanted else { continue }
+            made.namespaces[kind] = try Sys.open("/proc/\(pid)/ns/\(kind.procName)", O_RDONLY)
+        }
+        if unshare & NamespaceKind.mnt.cloneFlag != 0 {
+            made.root = try Sys.open("/proc/\(pid)/root", O_PATH | O_DIRECTORY)
+        }
+        _ = ccs_holder_tell(ctl.raw, CChar(UInt8(ascii: "X")))
+        _ = try? Sys.waitpid(pid)
+        reaped = true
+        return made
+    }
+}
+
+func stageName(_ stage: CInt) -> String {
+    switch Int(stage) {
+    case Int(CCS_STAGE_FORK.rawValue): return "fork"
+    case Int(CCS_STAGE_CGROUP.rawValue): return "joining the cgroup"
+    case Int(CCS_STAGE_USERNS.rawValue): return "the user namespace"
+    case Int(CCS_STAGE_SETNS.rawValue): return "the namespaces"
+    case Int(CCS_STAGE_SETID.rawValue): return "setresuid/setresgid"
+    case Int(CCS_STAGE_PIDNS.rawValue): return "the pid namespace"
+    case Int(CCS_STAGE_CLONE.rawValue): return "clone3"
+    case Int(CCS_STAGE_STDIO.rawValue): return "stdio"
+    case Int(CCS_STAGE_EXEC.rawValue): return "execve"
+    case Int(CCS_STAGE_CHDIR.rawValue): return "chdir"
+    case Int(CCS_STAGE_MOUNT.rawValue): return "mount"
+    case Int(CCS_STAGE_ROOT.rawValue): return "the empty root (tmpfs + pivot_root)"
+    case Int(CCS_STAGE_SYNC.rawValue): return "talking to the child"
+    default: return "step \(stage)"
+    }
+}

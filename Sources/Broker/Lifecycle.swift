@@ -1,0 +1,106 @@
+import CShim
+import ContainerSystem
+import ContainerWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Broker {
+    /// init's pidfd became readable: the container is dead.
+    func initExited(_ r: ContainerRecord) {
+        if let p = r.initPidfd { loop.unwatch(p.raw) }
+        guard r.state != .exited else { return }
+        r.state = .exited
+        // With its own pid ns the kernel already killed the rest; without
+        // one the container's members are found through its cgroup.
+        r.cgroup.killAll()
+        refreshExitStatus(r)
+        logger.info("container \"\(r.name)\": init \(r.initPid) exited\(r.exitStatus.map { ", wait status \($0)" } ?? "")")
+        let notice = Message(Op.exited, r.exitStatus.map { ["status": "\($0)"] } ?? [:]).encoded()
+        for (_, end) in r.ends {
+            loop.unwatch(end.raw)
+            try? FDPassing.send(end.raw, notice)
+            end.close() // holders now see POLLHUP
+        }
+        r.ends.removeAll()
+        releaseResources(r)
+        try? persistence.save(r)
+    }
+
+    /// The kernel records the exit code when the init is reaped by its
+    /// parent, which may be after it exited.
+    func refreshExitStatus(_ r: ContainerRecord) {
+        guard r.state == .exited, r.exitStatus == nil, let p = r.initPidfd else { return }
+        var status: CInt = 0
+        let got = ccs_pidfd_exit_status(p.raw, &status)
+        if got == 1 {
+            r.exitStatus = status
+            r.initPidfd = nil
+            try? persistence.save(r)
+        } else if got < 0 {
+            r.initPidfd = nil
+        }
+    }
+
+    func retryPendingExitStatus() {
+        for r in byID.values where r.state == .exited && r.exitStatus == nil && r.initPidfd != nil {
+            refreshExitStatus(r)
+        }
+    }
+
+    /// Namespaces, root and cgroup go; the record stays (state exited).
+    func releaseResources(_ r: ContainerRecord) {
+        for (k, _) in r.namespaces { persistence.unpin(r, k) }
+        r.namespaces.removeAll()
+        r.root = nil
+        do { try r.cgroup.remove(timeoutMs: 2000) } catch {
+            logger.warning("container \"\(r.name)\": cgroup not removed: \(error)")
+        }
+    }
+
+    /// container_destroy, and CONTAINER_KILL_ON_CLOSE's last close.
+    func destroy(_ r: ContainerRecord) {
+        if let p = r.initPidfd {
+            loop.unwatch(p.raw)
+            try? Sys.pidfdSendSignal(p.raw, SIGKILL)
+        }
+        r.cgroup.killAll()
+        for (_, end) in r.ends {
+            loop.unwatch(end.raw)
+            end.close()
+        }
+        r.ends.removeAll()
+        releaseResources(r)
+        unregister(r)
+        persistence.remove(r)
+        logger.info("container \"\(r.name)\" destroyed")
+    }
+
+    /// Rebuild the table from disk after a restart (or a kill -9).
+    func restore() {
+        for (r, namespaces) in persistence.load() {
+            for (k, fd) in namespaces {
+                r.namespaces[k] = fd
+                r.namespaceInodes[k] = try? Namespaces.inode(of: fd.raw)
+            }
+            if let mnt = r.namespaces[.mnt] {
+                let root = ccs_open_root_of_mntns(mnt.raw)
+                if root >= 0 { r.root = OwnedFD(root) }
+            }
+            register(r)
+            if r.state == .running {
+                // Trust the saved pid only through a pidfd whose process has
+                // the saved start time.
+                if let fd = try? Sys.pidfdOpen(r.initPid),
+                   ProcInfo.startTime(pid: r.initPid) == r.initStartTime,
+                   ccs_pidfd_pid(fd.raw) == r.initPid {
+                    r.initPidfd = fd
+                    try? loop.watch(fd.raw) { [unowned self, unowned r] _ in self.initExited(r) }
+                } else {
+                    initExited(r)
+                }
+            }
+            logger.info("restored container \"\(r.name)\" (id \(r.id), \(r.state.name))")
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import CShim
+import ContainerSystem
+import ContainerWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The on-disk form of the container table, so a daemon restart (even after
+/// kill -9) loses nothing:
+///
+///   <state>/containers/c<id>/record     fields of ContainerRecord.persistedFields
+///   <state>/containers/c<id>/ns/<kind>  a bind mount of the namespace's nsfs file
+///
+/// The bind mounts keep the namespaces alive without any process in them.
+struct Persistence {
+    let config: BrokerConfig
+
+    func dir(_ r: ContainerRecord) -> String { "\(config.containersDir)/\(r.directoryName)" }
+
+    func prepare() throws {
+        try Sys.mkdirs(config.containersDir, 0o700)
+    }
+
+    func save(_ r: ContainerRecord) throws {
+        let d = dir(r)
+        try Sys.mkdirs("\(d)/ns", 0o700)
+        try Sys.writeFileAtomically("\(d)/record", String(decoding: Message("record", r.persistedFields).encoded(), as: UTF8.self))
+    }
+
+    /// Pin a namespace with a bind mount of its nsfs file.
+    func pin(_ r: ContainerRecord, _ kind: NamespaceKind, _ fd: CInt) throws {
+        let path = "\(dir(r))/ns/\(kind.rawValue)"
+        try Sys.mkdirs("\(dir(r))/ns", 0o700)
+        _ = ccs_umount_detach(path)
+        if !Sys.exists(path) {
+            let f = try Sys.open(path, O_WRONLY | O_CREAT, 0o600)
+            f.close()
+        }
+        if ccs_bind_mount_fd(fd, path) < 0 {
+            throw ContainerError.sys("mount --bind \(kind.rawValue) namespace to \(path)")
+        }
+    }
+
+    func unpin(_ r: ContainerRecord, _ kind: NamespaceKind) {
+        let path = "\(dir(r))/ns/\(kind.rawValue)"
+        _ = ccs_umount_detach(path)
+        unlink(path)
+    }
+
+    /// Drop every pinned namespace and the record's directory.
+    func remove(_ r: ContainerRecord) {
+        for kind in NamespaceKind.allCases { unpin(r, kind) }
+        rmdir("\(dir(r))/ns")
+        unlink("\(dir(r))/record")
+        unlink("\(dir(r))/record.tmp")
+        rmdir(dir(r))
+    }
+
+    /// Every record on disk, with its pinned namespaces opened.
+    func load() -> [(ContainerRecord, [NamespaceKind: OwnedFD])] {
+        var out: [(ContainerRecord, [NamespaceKind: OwnedFD])] = []
+        for entry in Sys.listDirectory(config.containersDir) where entry.hasPrefix("c") {
+            let d = "\(config.containersDir)/\(entry)"
+            guard let text = try? Sys.readFile("\(d)/record"),
+                  let m = try? Message.decode(Array(text.utf8)),
+                  let r = try? ContainerRecord.fromPersisted(m, layout: config.cgroupLayout) else { continue }
+            var ns: [NamespaceKind: OwnedFD] = [:]
+            for k in (m["namespaces"] ?? "").split(separator: ",") {
+                guard let kind = NamespaceKind(rawValue: String(k)),
+                      let fd = try? Sys.open("\(d)/ns/\(kind.rawValue)", O_RDONLY) else { continue }
+                ns[kind] = fd
+            }
+            out.append((r, ns))
+        }
+        return out
+    }
+}
+

@@ -1,0 +1,134 @@
+/*
+ * CShim: every raw syscall the project makes, one ccs_<name> function each,
+ * and the whole child side of every clone (see spawn.c, holder.c).
+ * All functions return -1 with errno set on failure unless documented.
+ */
+#ifndef CSHIM_H
+#define CSHIM_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/file.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- plain syscalls (syscalls.c) ------------------------------------- */
+int ccs_pidfd_open(pid_t pid, unsigned int flags);
+int ccs_pidfd_send_signal(int pidfd, int sig);
+int ccs_setns(int fd, int nstype);
+int ccs_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve);
+int ccs_open_tree(int dirfd, const char *path, unsigned int flags);
+int ccs_move_mount_to(int from_fd, int to_dirfd, const char *to_path);
+int ccs_close_range(unsigned int first, unsigned int last, unsigned int flags);
+/* waitid(P_PIDFD): *status gets a wait(2)-style status; WNOHANG honoured.
+ * Returns 1 if reaped, 0 if still running (WNOHANG), -1 on error. */
+int ccs_pidfd_wait(int pidfd, int options, int *status);
+/* PIDFD_GET_INFO (6.13+), exit code only (6.15+). Returns 1 and fills
+ * *status when the kernel knows the exit status, 0 when not yet, -1 error. */
+int ccs_pidfd_exit_status(int pidfd, int *status);
+/* The pid of a pidfd in the caller's pid namespace (from fdinfo). */
+pid_t ccs_pidfd_pid(int pidfd);
+uint64_t ccs_socket_cookie(int fd);
+int ccs_peer_pidfd(int sockfd);
+int ccs_peer_cred(int sockfd, pid_t *pid, uid_t *uid, gid_t *gid);
+int ccs_seqpacket_pair(int fds[2]);
+int ccs_bind_mount_fd(int fd, const char *target);
+int ccs_umount_detach(const char *target);
+int ccs_write_all(int fd, const void *buf, size_t len);
+int ccs_set_cloexec(int fd, int on);
+int ccs_get_cloexec(int fd);
+/* accept4(SOCK_CLOEXEC), no address. */
+int ccs_accept(int listen_fd);
+
+/* ---- fd passing (fdpass.c) -------------------------------------------- */
+/* Send len bytes with nfds fds attached (SCM_RIGHTS). MSG_NOSIGNAL. */
+ssize_t ccs_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
+/* Receive one message; fds arrive CLOEXEC. At most maxfds are kept in fds
+ * and *nfds set; any beyond that are closed (and MSG_CTRUNC is an error). */
+ssize_t ccs_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds);
+/* Like recv but gives up after timeout_ms (-1: wait forever): ETIMEDOUT. */
+int ccs_wait_readable(int fd, int timeout_ms);
+
+/* ---- namespaces: the holder (holder.c) --------------------------------
+ * container_create's short-lived process: joins the cgroup, optionally
+ * becomes the unprivileged creator, unshares the user namespace (the parent
+ * writes the id maps), unshares the rest, builds an empty tmpfs root if
+ * asked, reports ready, and waits to be told to exit. */
+#define CCS_MAX_CGROUPS 16
+struct ccs_holder_plan {
+	int cgroup_procs_fds[CCS_MAX_CGROUPS];
+	int cgroup_count;
+	int become_user;      /* setresuid/gid to uid/gid before the user ns */
+	uid_t uid;
+	gid_t gid;
+	int new_user;         /* unshare(CLONE_NEWUSER) and wait for maps */
+	int unshare_flags;    /* CLONE_NEW{NS,UTS,IPC,NET,CGROUP,TIME} */
+	int empty_root;       /* pivot into a fresh tmpfs */
+};
+/* Starts the holder; *ctl is the parent's end of the control socket.
+ * Returns the holder's pid. */
+pid_t ccs_holder_start(const struct ccs_holder_plan *plan, int *ctl);
+/* Read the holder's next report: 'U' (user ns made), 'R' (ready).
+ * On 'E' returns -1 with errno set and *stage set to the failing step. */
+int ccs_holder_expect(int ctl, char want, int timeout_ms, int *stage);
+/* Tell the holder to go on ('M') or exit ('X'). */
+int ccs_holder_tell(int ctl, char what);
+
+/* ---- joining a container and running there (spawn.c) ------------------ */
+#define CCS_MAX_NS 8
+struct ccs_join_plan {
+	int cgroup_procs_fds[CCS_MAX_CGROUPS];
+	int cgroup_count;
+	int userns_fd;              /* -1: stay in the caller's user ns */
+	int ns_fds[CCS_MAX_NS];     /* joined after the user ns, in order */
+	int ns_types[CCS_MAX_NS];
+	int ns_count;
+	int pidns_mode;             /* 0: none, 1: unshare a new one, 2: join pidns_fd */
+	int pidns_fd;
+	int become_root;            /* setresuid/gid(0) after joining the user ns */
+	int chdir_root;             /* chdir("/") after joining the mount ns */
+	/* exec part: path == NULL means "return 0 in the child like fork()" */
+	const char *path;
+	char *const *argv;
+	char *const *envp;
+	int stdio[3];               /* -1: keep */
+	int keep_fd;                /* an extra fd left open across exec, or -1 */
+	int die_with_parent;        /* PR_SET_PDEATHSIG SIGKILL */
+};
+/* Steps reported on failure (the child's stage, with its errno). */
+enum ccs_stage {
+	CCS_STAGE_FORK = 1, CCS_STAGE_CGROUP, CCS_STAGE_USERNS, CCS_STAGE_SETNS,
+	CCS_STAGE_SETID, CCS_STAGE_PIDNS, CCS_STAGE_CLONE, CCS_STAGE_STDIO,
+	CCS_STAGE_EXEC, CCS_STAGE_CHDIR, CCS_STAGE_MOUNT, CCS_STAGE_SYNC,
+	CCS_STAGE_ROOT,
+};
+/* Fork a process that is in every namespace and cgroup of the plan.  With a
+ * new or joined pid ns the process is made by an intermediate child with
+ * CLONE_PARENT, so it is still the caller's child.  Returns its pid in the
+ * parent (and 0 in the child when plan->path is NULL).  On failure returns
+ * -1, errno, and *stage. */
+pid_t ccs_join_fork(const struct ccs_join_plan *plan, int *stage);
+
+/* ---- one-off jobs in a container's namespaces (nsjobs.c) -------------- */
+/* A socket in the network ns of netns_fd, made on a fresh pthread. */
+int ccs_socket_in_netns(int netns_fd, int domain, int type, int protocol);
+/* Run a mount inside a container: a child joins userns_fd (if >= 0 and
+ * as_container_root) and mntns_fd, (pidns_fd: fork once more to be in it),
+ * then either moves tree_fd onto target (tree_fd >= 0) or mounts
+ * source/fstype/data on target.  target resolves inside the container. */
+int ccs_mount_in_container(int userns_fd, int mntns_fd, int pidns_fd, int tree_fd,
+                           const char *source, const char *target, const char *fstype,
+                           unsigned long flags, const char *data, int *stage);
+/* Open "/" of mntns_fd as an O_PATH directory fd. */
+int ccs_open_root_of_mntns(int mntns_fd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,174 @@
+/* One-off jobs inside a container's namespaces, each in a child or on a
+ * dedicated pthread so the caller's own namespaces never change. */
+#include "cshim.h"
+#include "child.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+struct netns_job {
+	int netns_fd, domain, type, protocol;
+	int result, err;
+};
+
+static void *socket_thread(void *arg)
+{
+	struct netns_job *j = arg;
+	if (setns(j->netns_fd, CLONE_NEWNET) < 0) {
+		j->err = errno;
+		return NULL;
+	}
+	j->result = socket(j->domain, j->type | SOCK_CLOEXEC, j->protocol);
+	if (j->result < 0)
+		j->err = errno;
+	return NULL; /* the thread ends here, taking its namespace with it */
+}
+
+int ccs_socket_in_netns(int netns_fd, int domain, int type, int protocol)
+{
+	struct netns_job j = { netns_fd, domain, type, protocol, -1, 0 };
+	pthread_t t;
+	int rc = pthread_create(&t, NULL, socket_thread, &j);
+	if (rc) {
+		errno = rc;
+		return -1;
+	}
+	pthread_join(t, NULL);
+	if (j.result < 0)
+		errno = j.err;
+	return j.result;
+}
+
+static void wait_child(pid_t pid)
+{
+	int st;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+}
+
+int ccs_mount_in_container(int userns_fd, int mntns_fd, int pidns_fd, int tree_fd,
+                           const char *source, const char *target, const char *fstype,
+                           unsigned long flags, const char *data, int *stage)
+{
+	int sv[2];
+	*stage = 0;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	pid_t pid = ccs_raw_fork();
+	if (pid < 0) {
+		int e = errno;
+		close(sv[0]);
+		close(sv[1]);
+		errno = e;
+		return -1;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		if (userns_fd >= 0 && setns(userns_fd, CLONE_NEWUSER) < 0) {
+			ccs_child_report(sv[1], 'E', CCS_STAGE_USERNS, errno);
+			_exit(1);
+		}
+		if (setns(mntns_fd, CLONE_NEWNS) < 0) {
+			ccs_child_report(sv[1], 'E', CCS_STAGE_SETNS, errno);
+			_exit(1);
+		}
+		if (pidns_fd >= 0 && setns(pidns_fd, CLONE_NEWPID) < 0) {
+			ccs_child_report(sv[1], 'E', CCS_STAGE_PIDNS, errno);
+			_exit(1);
+		}
+		if (userns_fd >= 0 && ccs_raw_become(0, 0, 1) < 0) {
+			ccs_child_report(sv[1], 'E', CCS_STAGE_SETID, errno);
+			_exit(1);
+		}
+		if (pidns_fd >= 0) {
+			/* Only children enter the pid ns (proc needs it). */
+			pid_t inner = ccs_raw_fork();
+			if (inner < 0) {
+				ccs_child_report(sv[1], 'E', CCS_STAGE_FORK, errno);
+				_exit(1);
+			}
+			if (inner > 0) {
+				int st;
+				while (waitpid(inner, &st, 0) < 0 && errno == EINTR)
+					;
+				_exit(0);
+			}
+		}
+		if (chdir("/") < 0) {
+			ccs_child_report(sv[1], 'E', CCS_STAGE_CHDIR, errno);
+			_exit(1);
+		}
+		int rc = tree_fd >= 0 ? ccs_move_mount_to(tree_fd, AT_FDCWD, target)
+		                      : mount(source, target, fstype, flags, data);
+		if (rc < 0) {
+			ccs_child_report(sv[1], 'E', CCS_STAGE_MOUNT, errno);
+			_exit(1);
+		}
+		ccs_child_report(sv[1], 'O', 0, 0);
+		_exit(0);
+	}
+	close(sv[1]);
+	struct ccs_report r;
+	int got = ccs_child_read(sv[0], &r);
+	close(sv[0]);
+	wait_child(pid);
+	if (got == 1 && r.tag == 'O')
+		return 0;
+	if (got == 1 && r.tag == 'E') {
+		*stage = r.stage;
+		errno = r.value;
+		return -1;
+	}
+	*stage = CCS_STAGE_SYNC;
+	errno = ECHILD;
+	return -1;
+}
+
+int ccs_open_root_of_mntns(int mntns_fd)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	pid_t pid = ccs_raw_fork();
+	if (pid < 0) {
+		int e = errno;
+		close(sv[0]);
+		close(sv[1]);
+		errno = e;
+		return -1;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		int root = -1;
+		int32_t err = 0;
+		if (setns(mntns_fd, CLONE_NEWNS) < 0)
+			err = errno;
+		else if ((root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+			err = errno;
+		if (root >= 0)
+			ccs_send_with_fds(sv[1], &err, sizeof(err), &root, 1);
+		else
+			ccs_send_with_fds(sv[1], &err, sizeof(err), NULL, 0);
+		_exit(0);
+	}
+	close(sv[1]);
+	int32_t err = 0;
+	int fd = -1, nfds = 0;
+	ssize_t n = ccs_recv_with_fds(sv[0], &err, sizeof(err), &fd, 1, &nfds);
+	int e = errno;
+	close(sv[0]);
+	wait_child(pid);
+	if (n != (ssize_t)sizeof(err)) {
+		errno = n < 0 ? e : ECHILD;
+		return -1;
+	}
+	if (nfds != 1) {
+		errno = err ? err : EPROTO;
+		return -1;
+	}
+	return fd;
+}

@@ -1,0 +1,186 @@
+/* Joining a container: the child side of fork_into_container, of spawning
+ * an init and of entering a running container.  No Swift runs here.
+ *
+ * Report protocol (SOCK_SEQPACKET, struct ccs_report):
+ *   child -> parent  'P' pid        the intermediate made the target (pid in our ns)
+ *   child -> parent  'O'            target is ready and returns 0 (no exec)
+ *   child -> parent  'E' stage err  a step failed
+ *   EOF                             the target exec'd (the socket is CLOEXEC)
+ */
+#include "cshim.h"
+#include "child.h"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+static void reset_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (int s = 1; s < 65; s++)
+		(void)syscall(SYS_rt_sigaction, s, &sa, NULL, 8);
+	uint64_t none = 0;
+	(void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
+}
+
+/* Join everything but the pid ns. Returns 0 or a stage with errno set. */
+static int join_namespaces(const struct ccs_join_plan *p)
+{
+	if (p->die_with_parent)
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (ccs_join_cgroups(p->cgroup_procs_fds, p->cgroup_count) < 0)
+		return CCS_STAGE_CGROUP;
+	if (p->userns_fd >= 0 && setns(p->userns_fd, CLONE_NEWUSER) < 0)
+		return CCS_STAGE_USERNS;
+	for (int i = 0; i < p->ns_count; i++)
+		if (setns(p->ns_fds[i], p->ns_types[i]) < 0)
+			return CCS_STAGE_SETNS;
+	if (p->pidns_mode == 1 && unshare(CLONE_NEWPID) < 0)
+		return CCS_STAGE_PIDNS;
+	if (p->pidns_mode == 2 && setns(p->pidns_fd, CLONE_NEWPID) < 0)
+		return CCS_STAGE_PIDNS;
+	if (p->become_root && ccs_raw_become(0, 0, 1) < 0)
+		return CCS_STAGE_SETID;
+	if (p->chdir_root && chdir("/") < 0)
+		return CCS_STAGE_CHDIR;
+	if (p->die_with_parent)
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	return 0;
+}
+
+/* The target: exec, or tell the parent we are ready and return 0. */
+static int become_target(const struct ccs_join_plan *p, int rep)
+{
+	if (!p->path) {
+		ccs_child_report(rep, 'O', 0, 0);
+		close(rep);
+		return 0;
+	}
+	for (int i = 0; i < 3; i++) {
+		if (p->stdio[i] < 0)
+			continue;
+		if (p->stdio[i] == i) {
+			int fl = fcntl(i, F_GETFD);
+			if (fl >= 0)
+				fcntl(i, F_SETFD, fl & ~FD_CLOEXEC);
+		} else if (dup2(p->stdio[i], i) < 0) {
+			ccs_child_report(rep, 'E', CCS_STAGE_STDIO, errno);
+			_exit(127);
+		}
+	}
+	/* Everything above stdio closes at exec, except keep_fd (and rep,
+	 * which is CLOEXEC already and tells the parent the exec happened). */
+	if (p->keep_fd > 2) {
+		if (p->keep_fd > 3)
+			ccs_close_range(3, (unsigned)p->keep_fd - 1, CLOSE_RANGE_CLOEXEC);
+		ccs_close_range((unsigned)p->keep_fd + 1, ~0U, CLOSE_RANGE_CLOEXEC);
+		int fl = fcntl(p->keep_fd, F_GETFD);
+		if (fl >= 0)
+			fcntl(p->keep_fd, F_SETFD, fl & ~FD_CLOEXEC);
+	} else {
+		ccs_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+	}
+	reset_signals();
+	execve(p->path, p->argv, p->envp);
+	ccs_child_report(rep, 'E', CCS_STAGE_EXEC, errno);
+	_exit(127);
+}
+
+static void reap(pid_t pid)
+{
+	int st;
+	while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR)
+		;
+}
+
+pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
+{
+	int sv[2];
+	*stage = 0;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		*stage = CCS_STAGE_SYNC;
+		return -1;
+	}
+	pid_t mid = ccs_raw_fork();
+	if (mid < 0) {
+		int e = errno;
+		close(sv[0]);
+		close(sv[1]);
+		*stage = CCS_STAGE_FORK;
+		errno = e;
+		return -1;
+	}
+	if (mid == 0) {
+		close(sv[0]);
+		int rep = sv[1];
+		int st = join_namespaces(p);
+		if (st) {
+			ccs_child_report(rep, 'E', st, errno);
+			_exit(127);
+		}
+		if (!p->pidns_mode)
+			return become_target(p, rep);
+		struct clone_args args;
+		memset(&args, 0, sizeof(args));
+		args.flags = CLONE_PARENT;
+		pid_t target = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+		if (target < 0) {
+			ccs_child_report(rep, 'E', CCS_STAGE_CLONE, errno);
+			_exit(127);
+		}
+		if (target == 0)
+			return become_target(p, rep);
+		ccs_child_report(rep, 'P', 0, target);
+		_exit(0);
+	}
+	close(sv[1]);
+	int rep = sv[0];
+	struct ccs_report r;
+	pid_t target = p->pidns_mode ? -1 : mid;
+	int failed_stage = 0, failed_errno = 0;
+	for (;;) {
+		int got = ccs_child_read(rep, &r);
+		if (got <= 0) {
+			if (target < 0 && !failed_stage) {
+				failed_stage = CCS_STAGE_SYNC;
+				failed_errno = ECHILD;
+			}
+			break;
+		}
+		if (r.tag == 'P') {
+			target = r.value;
+		} else if (r.tag == 'O') {
+			break;
+		} else if (r.tag == 'E') {
+			failed_stage = r.stage;
+			failed_errno = r.value;
+			break;
+		}
+	}
+	close(rep);
+	if (p->pidns_mode)
+		reap(mid);
+	if (failed_stage) {
+		if (target > 0 && target != mid)
+			reap(target);
+		else if (!p->pidns_mode)
+			reap(mid);
+		*stage = failed_stage;
+		errno = failed_errno;
+		return -1;
+	}
+	return target;
+}

@@ -1,0 +1,237 @@
+/* One wrapper per syscall. Each returns -1 with errno set on failure. */
+#include "cshim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/openat2.h>
+#include <sched.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+
+/* PIDFD_GET_INFO appeared in 6.13 and the exit code in 6.15; Debian 12's
+ * headers have neither, so the layout is spelled out here. */
+struct ccs_pidfd_info {
+	uint64_t mask;
+	uint64_t cgroupid;
+	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+	int32_t exit_code;
+	uint32_t coredump_mask;
+	uint32_t spare1;
+};
+#define CCS_PIDFD_GET_INFO _IOWR(0xFF, 11, struct ccs_pidfd_info)
+#define CCS_PIDFD_INFO_EXIT (1ULL << 3)
+
+int ccs_pidfd_open(pid_t pid, unsigned int flags)
+{
+	return (int)syscall(SYS_pidfd_open, pid, flags);
+}
+
+int ccs_pidfd_send_signal(int pidfd, int sig)
+{
+	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+int ccs_setns(int fd, int nstype)
+{
+	return setns(fd, nstype);
+}
+
+int ccs_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve)
+{
+	struct open_how how;
+	memset(&how, 0, sizeof(how));
+	how.flags = (uint64_t)(unsigned int)flags | O_CLOEXEC;
+	how.mode = (flags & (O_CREAT | __O_TMPFILE)) ? mode : 0;
+	how.resolve = resolve;
+	return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+int ccs_open_tree(int dirfd, const char *path, unsigned int flags)
+{
+	return (int)syscall(SYS_open_tree, dirfd, path, flags | O_CLOEXEC);
+}
+
+int ccs_move_mount_to(int from_fd, int to_dirfd, const char *to_path)
+{
+	return (int)syscall(SYS_move_mount, from_fd, "", to_dirfd, to_path, MOVE_MOUNT_F_EMPTY_PATH);
+}
+
+int ccs_close_range(unsigned int first, unsigned int last, unsigned int flags)
+{
+	return (int)syscall(SYS_close_range, first, last, flags);
+}
+
+int ccs_pidfd_wait(int pidfd, int options, int *status)
+{
+	siginfo_t info;
+	memset(&info, 0, sizeof(info));
+	if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED | options) < 0)
+		return -1;
+	if (info.si_pid == 0)
+		return 0;
+	if (status) {
+		switch (info.si_code) {
+		case CLD_EXITED: *status = (info.si_status & 0xff) << 8; break;
+		case CLD_DUMPED: *status = (info.si_status & 0x7f) | 0x80; break;
+		default: *status = info.si_status & 0x7f; break;
+		}
+	}
+	return 1;
+}
+
+int ccs_pidfd_exit_status(int pidfd, int *status)
+{
+	struct ccs_pidfd_info info;
+	memset(&info, 0, sizeof(info));
+	info.mask = CCS_PIDFD_INFO_EXIT;
+	if (ioctl(pidfd, CCS_PIDFD_GET_INFO, &info) < 0) {
+		/* ESRCH: exited and reaped but the kernel kept no exit info. */
+		return -1;
+	}
+	if (!(info.mask & CCS_PIDFD_INFO_EXIT))
+		return 0;
+	*status = info.exit_code;
+	return 1;
+}
+
+pid_t ccs_pidfd_pid(int pidfd)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	char *p = strstr(buf, "\nPid:");
+	if (!p) {
+		errno = EBADF;
+		return -1;
+	}
+	return (pid_t)strtol(p + 5, NULL, 10); /* -1 once the process is gone */
+}
+
+uint64_t ccs_socket_cookie(int fd)
+{
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) < 0)
+		return 0;
+	return cookie;
+}
+
+int ccs_peer_pidfd(int sockfd)
+{
+	int pidfd = -1;
+	socklen_t len = sizeof(pidfd);
+	if (getsockopt(sockfd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0)
+		return -1;
+	return pidfd;
+}
+
+int ccs_peer_cred(int sockfd, pid_t *pid, uid_t *uid, gid_t *gid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(sockfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -1;
+	*pid = cred.pid;
+	*uid = cred.uid;
+	*gid = cred.gid;
+	return 0;
+}
+
+int ccs_seqpacket_pair(int fds[2])
+{
+	return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds);
+}
+
+int ccs_bind_mount_fd(int fd, const char *target)
+{
+	char src[64];
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
+	return mount(src, target, NULL, MS_BIND, NULL);
+}
+
+int ccs_umount_detach(const char *target)
+{
+	return umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW);
+}
+
+int ccs_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int ccs_set_cloexec(int fd, int on)
+{
+	int flags = fcntl(fd, F_GETFD);
+	if (flags < 0)
+		return -1;
+	flags = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
+	return fcntl(fd, F_SETFD, flags);
+}
+
+int ccs_get_cloexec(int fd)
+{
+	int flags = fcntl(fd, F_GETFD);
+	if (flags < 0)
+		return -1;
+	return (flags & FD_CLOEXEC) ? 1 : 0;
+}
+
+int ccs_accept(int listen_fd)
+{
+	return accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+}

@@ -1,0 +1,202 @@
+import CShim
+import ContainerSystem
+import ContainerWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The syscall side of the API on raw container fds: what both the Swift
+/// `Container` type and the C ABI call. Each function is one request to
+/// ctrobjd on a fresh connection, the container fd passed as the capability.
+public enum ContainerCalls {
+    static func call(_ m: Message, _ fds: [CInt] = []) throws -> (Message, [OwnedFD]) {
+        try Connection.request(m, fds: fds)
+    }
+
+    /// container_create: returns the new container fd (raw, owned by the caller).
+    public static func create(name: String, flags: UInt32) throws -> CInt {
+        let (_, fds) = try call(Message(Op.create, ["name": name, "flags": "\(flags)"]))
+        return try adopt(fds, cloexec: flags & ContainerFlags.fdCloexec != 0, action: "container_create")
+    }
+
+    public static func open(name: String, flags: UInt32) throws -> CInt {
+        if flags & ~ContainerFlags.fdCloexec != 0 {
+            throw ContainerError(.invalidArgument, "container \"\(name)\": container_open: only CONTAINER_FD_CLOEXEC is allowed")
+        }
+        let (_, fds) = try call(Message(Op.open, ["name": name]))
+        return try adopt(fds, cloexec: flags & ContainerFlags.fdCloexec != 0, action: "container_open")
+    }
+
+    static func adopt(_ fds: [OwnedFD], cloexec: Bool, action: String) throws -> CInt {
+        guard fds.count == 1 else { throw ContainerError(.protocolError, "\(action): ctrobjd sent \(fds.count) fds") }
+        if !cloexec { try Sys.setCloexec(fds[0].raw, false) }
+        return fds[0].take()
+    }
+
+    public static func status(_ fd: CInt) throws -> ContainerStatus {
+        let (m, _) = try call(Message(Op.status), [fd])
+        return ContainerStatus(fields: m.fields)
+    }
+
+    public static func list() throws -> [ContainerStatus] {
+        let (m, _) = try call(Message(Op.list))
+        let n = m.int("count") ?? 0
+        return (0..<n).map { i in
+            var f: [String: String] = [:]
+            for (k, v) in m.fields where k.hasPrefix("\(i).") { f[String(k.dropFirst("\(i).".count))] = v }
+            return ContainerStatus(fields: f)
+        }
+    }
+
+    public static func socket(_ fd: CInt, domain: CInt, type: CInt, protocol proto: CInt) throws -> CInt {
+        let cloexec = type & CInt(SOCK_CLOEXEC.rawValue) != 0
+        let nonblock = type & CInt(SOCK_NONBLOCK.rawValue) != 0
+        let (_, fds) = try call(Message(Op.socket, ["domain": "\(domain)", "type": "\(type & ~CInt(SOCK_CLOEXEC.rawValue))", "protocol": "\(proto)"]), [fd])
+        let s = try adopt(fds, cloexec: cloexec, action: "container_socket")
+        if nonblock { _ = fcntl(s, F_SETFL, fcntl(s, F_GETFL) | O_NONBLOCK) }
+        return s
+    }
+
+    public static func simple(_ fd: CInt, _ op: String, _ fields: [String: String] = [:]) throws {
+        _ = try call(Message(op, fields), [fd])
+    }
+
+    public static func stats(_ fd: CInt) throws -> CgroupSet.Stats {
+        let (m, _) = try call(Message(Op.stats), [fd])
+        return CgroupSet.Stats(memoryBytes: m.uint64("memory") ?? 0, pids: m.uint64("pids") ?? 0, cpuUsageNanos: m.uint64("cpu") ?? 0)
+    }
+
+    public static func setNamespaces(_ fd: CInt, nstypes: Int32, source: CInt) throws {
+        _ = try call(Message(Op.setns, ["nstypes": "\(nstypes)"]), [fd, source])
+    }
+
+    public static func mount(_ fd: CInt, source: String?, target: String, fstype: String?, flags: UInt, data: String?) throws {
+        var fields: [String: String] = ["target": target, "flags": "\(flags)"]
+        if let source { fields["source"] = source }
+        if let fstype { fields["fstype"] = fstype }
+        if let data { fields["data"] = data }
+        let msBind: UInt = 4096
+        if flags & msBind != 0 {
+            guard let source else { throw ContainerError(.invalidArgument, "container_mount: a bind mount needs a source") }
+            // The source is opened with the caller's own rights.
+            let src = try Sys.open(source, O_PATH)
+            _ = try call(Message(Op.mount, fields), [fd, src.raw])
+        } else {
+            _ = try call(Message(Op.mount, fields), [fd])
+        }
+    }
+
+    // MARK: paths inside the container
+
+    /// The container's root as an O_PATH directory fd.
+    public static func root(_ fd: CInt) throws -> OwnedFD {
+        let (_, fds) = try call(Message(Op.root), [fd])
+        guard let r = fds.first else { throw ContainerError(.protocolError, "root: no fd") }
+        return r
+    }
+
+    static let inRoot = Sys.resolveInRoot | Sys.resolveNoMagiclinks
+
+    public static func openat(_ fd: CInt, _ path: String, flags: CInt, mode: mode_t) throws -> CInt {
+        let root = try root(fd)
+        let f = try Sys.openat2(root.raw, path, flags, mode, resolve: inRoot)
+        if flags & O_CLOEXEC == 0 { try Sys.setCloexec(f.raw, false) }
+        return f.take()
+    }
+
+    /// Split "a/b/c/" into ("a/b", "c"); the parent resolves inside the root.
+    static func parent(_ root: OwnedFD, _ path: String) throws -> (OwnedFD, String) {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        let parts = p.split(separator: "/", omittingEmptySubsequences: true)
+        guard let last = parts.last else {
+            throw ContainerError(.exists, "\(path): the container's root itself", errno: EEXIST)
+        }
+        let dir = parts.dropLast().joined(separator: "/")
+        let d = try Sys.openat2(root.raw, dir.isEmpty ? "." : dir, O_PATH | O_DIRECTORY, 0, resolve: inRoot)
+        return (d, String(last))
+    }
+
+    public static func mkdirat(_ fd: CInt, _ path: String, mode: mode_t) throws {
+        let (dir, base) = try parent(try root(fd), path)
+        if Glibc.mkdirat(dir.raw, base, mode) < 0 { throw ContainerError.sys("mkdirat \(path)") }
+    }
+
+    public static func symlinkat(_ target: String, _ fd: CInt, _ path: String) throws {
+        let (dir, base) = try parent(try root(fd), path)
+        if Glibc.symlinkat(target, dir.raw, base) < 0 { throw ContainerError.sys("symlinkat \(path)") }
+    }
+
+    public static func unlinkat(_ fd: CInt, _ path: String, flags: CInt) throws {
+        let (dir, base) = try parent(try root(fd), path)
+        if Glibc.unlinkat(dir.raw, base, flags) < 0 { throw ContainerError.sys("unlinkat \(path)") }
+    }
+
+    /// chown without following a final symlink (lchown semantics).
+    public static func fchownat(_ fd: CInt, _ path: String, uid: uid_t, gid: gid_t) throws {
+        let f = try Sys.openat2(try root(fd).raw, path, O_PATH | O_NOFOLLOW, 0, resolve: inRoot)
+        if Glibc.fchownat(f.raw, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 { throw ContainerError.sys("fchownat \(path)") }
+    }
+
+    // MARK: joining
+
+    /// Ask ctrobjd for what joining needs. For "init" the returned connection
+    /// must carry the commit (or be closed to abort).
+    public static func prepareJoin(_ fd: CInt, enter: Bool) throws -> PreparedJoin {
+        let conn = try Connection.connect()
+        let (m, fds) = try conn.call(Message(Op.forkPrepare, ["mode": enter ? "enter" : "init"]), fds: [fd])
+        let plan = try JoinPlan(fields: m, fdCount: fds.count)
+        return PreparedJoin(connection: conn, plan: plan, fds: fds)
+    }
+
+    public static func commit(_ prepared: PreparedJoin, pid: pid_t) throws -> OwnedFD {
+        let pidfd = try Sys.pidfdOpen(pid) // our own child: cannot be a reused pid
+        _ = try prepared.connection.call(Message(Op.forkCommit, ["pid": "\(pid)"]), fds: [pidfd.raw])
+        return pidfd
+    }
+}
+
+/// fds and plan from fork.prepare, turned into the C plan the child uses.
+public final class PreparedJoin {
+    public let connection: Connection
+    public let plan: JoinPlan
+    public let fds: [OwnedFD]
+
+    init(connection: Connection, plan: JoinPlan, fds: [OwnedFD]) {
+        self.connection = connection
+        self.plan = plan
+        self.fds = fds
+    }
+
+    /// The C plan; exec fields left empty (return like fork).
+    public func cPlan() -> ccs_join_plan {
+        var p = ccs_join_plan()
+        p.userns_fd = plan.userns.map { fds[$0].raw } ?? -1
+        withUnsafeMutableBytes(of: &p.ns_fds) { raw in
+            let a = raw.bindMemory(to: CInt.self)
+            for (i, item) in plan.namespaces.prefix(Int(CCS_MAX_NS)).enumerated() { a[i] = fds[item.1].raw }
+        }
+        withUnsafeMutableBytes(of: &p.ns_types) { raw in
+            let a = raw.bindMemory(to: CInt.self)
+            for (i, item) in plan.namespaces.prefix(Int(CCS_MAX_NS)).enumerated() { a[i] = item.0.cloneFlag }
+        }
+        p.ns_count = CInt(min(plan.namespaces.count, Int(CCS_MAX_NS)))
+        switch plan.pidns {
+        case .none: p.pidns_mode = 0; p.pidns_fd = -1
+        case .new: p.pidns_mode = 1; p.pidns_fd = -1
+        case .join(let i): p.pidns_mode = 2; p.pidns_fd = fds[i].raw
+        }
+        withUnsafeMutableBytes(of: &p.cgroup_procs_fds) { raw in
+            let a = raw.bindMemory(to: CInt.self)
+            for (i, idx) in plan.cgroups.prefix(Int(CCS_MAX_CGROUPS)).enumerated() { a[i] = fds[idx].raw }
+        }
+        p.cgroup_count = CInt(min(plan.cgroups.count, Int(CCS_MAX_CGROUPS)))
+        p.become_root = plan.becomeRoot ? 1 : 0
+        p.chdir_root = 1
+        p.path = nil
+        p.stdio = (-1, -1, -1)
+        p.keep_fd = -1
+        p.die_with_parent = 0
+        return p
+    }
+}

@@ -1,0 +1,40 @@
+import CShim
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// SOCK_SEQPACKET messages with fds attached (SCM_RIGHTS).
+public enum FDPassing {
+    public static let maxMessage = 256 * 1024
+
+    public static func send(_ sock: CInt, _ bytes: [UInt8], fds: [CInt] = []) throws {
+        let n = bytes.withUnsafeBytes { buf in
+            fds.withUnsafeBufferPointer { f in
+                ccs_send_with_fds(sock, buf.baseAddress, buf.count, f.baseAddress, CInt(f.count))
+            }
+        }
+        if n < 0 { throw ContainerError.sys("sendmsg") }
+    }
+
+    /// One message, or nil at EOF. Received fds are CLOEXEC; more than
+    /// `maxFDs` are closed.
+    public static func receive(_ sock: CInt, maxFDs: Int = 16) throws -> (bytes: [UInt8], fds: [OwnedFD])? {
+        var buf = [UInt8](repeating: 0, count: maxMessage)
+        var fds = [CInt](repeating: -1, count: max(maxFDs, 1))
+        var nfds: CInt = 0
+        let n = buf.withUnsafeMutableBytes { b in
+            fds.withUnsafeMutableBufferPointer { f in
+                ccs_recv_with_fds(sock, b.baseAddress, b.count, f.baseAddress, CInt(maxFDs), &nfds)
+            }
+        }
+        if n < 0 { throw ContainerError.sys("recvmsg") }
+        let owned = (0..<Int(nfds)).map { OwnedFD(fds[$0]) }
+        if n == 0 && owned.isEmpty { return nil }
+        return (Array(buf[0..<n]), owned)
+    }
+
+    /// Wait until readable; throws a timeout error after `ms` milliseconds.
+    public static func waitReadable(_ fd: CInt, timeoutMs: Int32) throws {
+        if ccs_wait_readable(fd, timeoutMs) < 0 { throw ContainerError.sys("poll") }
+    }
+}

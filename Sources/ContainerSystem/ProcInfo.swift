@@ -1,0 +1,38 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Facts about a process read from /proc, used only to re-verify a process
+/// that a pidfd already pins.
+public enum ProcInfo {
+    /// Field 22 of /proc/PID/stat: start time in clock ticks since boot.
+    public static func startTime(pid: pid_t, procRoot: String = "/proc") -> UInt64? {
+        guard let stat = try? Sys.readFile("\(procRoot)/\(pid)/stat") else { return nil }
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let rest = stat[stat.index(after: close)...].split(separator: " ")
+        // rest[0] is field 3 (state); start time is field 22.
+        guard rest.count > 19, let v = UInt64(rest[19]) else { return nil }
+        return v
+    }
+
+    /// A status field such as "NSpid" or "Uid" from /proc/PID/status.
+    public static func statusField(pid: pid_t, _ name: String, procRoot: String = "/proc") -> [String]? {
+        guard let text = try? Sys.readFile("\(procRoot)/\(pid)/status") else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
+            return line.dropFirst(name.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        }
+        return nil
+    }
+
+    public static func comm(pid: pid_t) -> String? {
+        (try? Sys.readFile("/proc/\(pid)/comm"))?.trimmingSuffixNewline()
+    }
+}
+
+extension String {
+    public func trimmingSuffixNewline() -> String {
+        var s = self
+        while s.hasSuffix("\n") { s.removeLast() }
+        return s
+    }
+}

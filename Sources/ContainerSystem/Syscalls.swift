@@ -1,0 +1,196 @@
+import CShim
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Swift's one wrapper over each CShim call: retries EINTR, throws ContainerError.
+public enum Sys {
+    @inline(__always)
+    static func retry(_ call: String, _ body: () -> CInt) throws -> CInt {
+        while true {
+            let r = body()
+            if r >= 0 { return r }
+            let e = errno
+            if e == EINTR { continue }
+            precondition(e != EBADF && e != EFAULT, "\(call): \(errnoDescription(e)): a bug, not a runtime error")
+            throw ContainerError.sys(call, e)
+        }
+    }
+
+    /// Like retry, but EBADF is an answer (the caller passed a bad fd), not a bug.
+    @inline(__always)
+    static func retryAllowingEBADF(_ call: String, _ body: () -> CInt) throws -> CInt {
+        while true {
+            let r = body()
+            if r >= 0 { return r }
+            let e = errno
+            if e == EINTR { continue }
+            throw ContainerError.sys(call, e)
+        }
+    }
+
+    public static func open(_ path: String, _ flags: CInt, _ mode: mode_t = 0) throws -> OwnedFD {
+        OwnedFD(try retryAllowingEBADF("open \(path)") { Glibc.open(path, flags | O_CLOEXEC, mode) })
+    }
+
+    public static func openat(_ dir: CInt, _ path: String, _ flags: CInt, _ mode: mode_t = 0) throws -> OwnedFD {
+        OwnedFD(try retryAllowingEBADF("openat \(path)") { Glibc.openat(dir, path, flags | O_CLOEXEC, mode) })
+    }
+
+    public static let resolveInRoot: UInt64 = 0x10
+    public static let resolveNoMagiclinks: UInt64 = 0x02
+
+    public static func openat2(_ dir: CInt, _ path: String, _ flags: CInt, _ mode: mode_t = 0, resolve: UInt64) throws -> OwnedFD {
+        OwnedFD(try retryAllowingEBADF("openat2 \(path)") { ccs_openat2(dir, path, flags, mode, resolve) })
+    }
+
+    public static func pidfdOpen(_ pid: pid_t) throws -> OwnedFD {
+        OwnedFD(try retry("pidfd_open") { ccs_pidfd_open(pid, 0) })
+    }
+
+    public static func pidfdSendSignal(_ pidfd: CInt, _ sig: CInt) throws {
+        _ = try retryAllowingEBADF("pidfd_send_signal") { ccs_pidfd_send_signal(pidfd, sig) }
+    }
+
+    /// Reap a child through its pidfd; returns its wait status, or nil with WNOHANG if running.
+    public static func pidfdWait(_ pidfd: CInt, nohang: Bool = false) throws -> CInt? {
+        var status: CInt = 0
+        let r = try retry("waitid") { ccs_pidfd_wait(pidfd, nohang ? WNOHANG : 0, &status) }
+        return r == 1 ? status : nil
+    }
+
+    public static func waitpid(_ pid: pid_t) throws -> CInt {
+        var status: CInt = 0
+        _ = try retry("waitpid") { Glibc.waitpid(pid, &status, 0) }
+        return status
+    }
+
+    public static func write(_ fd: CInt, _ text: String) throws {
+        var bytes = Array(text.utf8)
+        let n = bytes.count
+        _ = try retryAllowingEBADF("write") { bytes.withUnsafeMutableBytes { ccs_write_all(fd, $0.baseAddress, n) } }
+    }
+
+    public static func writeFile(_ path: String, _ text: String) throws {
+        let fd = try open(path, O_WRONLY)
+        do { try write(fd.raw, text) } catch let e as ContainerError {
+            throw ContainerError(e.code, "write \(path): \(errnoDescription(e.errno))", errno: e.errno, syscall: "write")
+        }
+    }
+
+    /// Write a file atomically: a temporary beside it, fsync, rename.
+    public static func writeFileAtomically(_ path: String, _ text: String, mode: mode_t = 0o600) throws {
+        let tmp = path + ".tmp"
+        let fd = try open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode)
+        try write(fd.raw, text)
+        _ = fsync(fd.raw)
+        fd.close()
+        if rename(tmp, path) < 0 { throw ContainerError.sys("rename \(path)") }
+    }
+
+    public static func readFile(_ path: String, limit: Int = 1 << 20) throws -> String {
+        let fd = try open(path, O_RDONLY)
+        return try readAll(fd.raw, limit: limit)
+    }
+
+    public static func readAll(_ fd: CInt, limit: Int = 1 << 20) throws -> String {
+        var out = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while out.count < limit {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ContainerError.sys("read")
+            }
+            if n == 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func mkdir(_ path: String, _ mode: mode_t = 0o755, existOK: Bool = true) throws {
+        if Glibc.mkdir(path, mode) < 0 {
+            let e = errno
+            if e == EEXIST && existOK { return }
+            throw ContainerError.sys("mkdir \(path)", e)
+        }
+    }
+
+    /// mkdir -p
+    public static func mkdirs(_ path: String, _ mode: mode_t = 0o755) throws {
+        var current = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            current += "/" + part
+            try mkdir(current, mode)
+        }
+    }
+
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    public static func listDirectory(_ path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let ent = readdir(dir) {
+            let name = withUnsafePointer(to: ent.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    public static func seqpacketPair() throws -> (OwnedFD, OwnedFD) {
+        var fds: [CInt] = [-1, -1]
+        _ = try retry("socketpair") { ccs_seqpacket_pair(&fds) }
+        return (OwnedFD(fds[0]), OwnedFD(fds[1]))
+    }
+
+    public static func socketCookie(_ fd: CInt) -> UInt64 { ccs_socket_cookie(fd) }
+
+    public static func peerCred(_ fd: CInt) throws -> (pid: pid_t, uid: uid_t, gid: gid_t) {
+        var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
+        _ = try retry("getsockopt SO_PEERCRED") { ccs_peer_cred(fd, &pid, &uid, &gid) }
+        return (pid, uid, gid)
+    }
+
+    public static func isCloexec(_ fd: CInt) -> Bool { ccs_get_cloexec(fd) == 1 }
+
+    public static func setCloexec(_ fd: CInt, _ on: Bool) throws {
+        _ = try retryAllowingEBADF("fcntl F_SETFD") { ccs_set_cloexec(fd, on ? 1 : 0) }
+    }
+
+    public static func monotonicNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    public static func realtimeSeconds() -> Int {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int(ts.tv_sec)
+    }
+}
+
+/// Helpers for C string arrays handed to execve in a child.
+public final class CStringArray {
+    public let pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+    let count: Int
+
+    public init(_ strings: [String]) {
+        count = strings.count
+        pointers = .allocate(capacity: strings.count + 1)
+        for (i, s) in strings.enumerated() { pointers[i] = strdup(s) }
+        pointers[strings.count] = nil
+    }
+
+    deinit {
+        for i in 0..<count { free(pointers[i]) }
+        pointers.deallocate()
+    }
+}
+
+/// GNU-only flags that Swift's Glibc module does not import.
+public let O_PATH: CInt = 0o10000000
+public let AT_EMPTY_PATH: CInt = 0x1000

@@ -1,0 +1,68 @@
+import ContainerSystem
+
+/// What a process needs to join a container, as ctrobjd hands it out with
+/// fork.prepare. Fields: "userns" (index of the fd or -1), "ns" (comma list
+/// of kind:index), "pidns" (none / new / index), "cgroups" (comma list of
+/// indexes), "root" (1 when the joiner becomes the container's root).
+public struct JoinPlan: Sendable, Equatable {
+    public enum PidNS: Equatable, Sendable { case none, new, join(Int) }
+    public var userns: Int?
+    public var namespaces: [(NamespaceKind, Int)]
+    public var pidns: PidNS
+    public var cgroups: [Int]
+    public var becomeRoot: Bool
+
+    public init(userns: Int?, namespaces: [(NamespaceKind, Int)], pidns: PidNS, cgroups: [Int], becomeRoot: Bool) {
+        self.userns = userns
+        self.namespaces = namespaces
+        self.pidns = pidns
+        self.cgroups = cgroups
+        self.becomeRoot = becomeRoot
+    }
+
+    public static func == (a: JoinPlan, b: JoinPlan) -> Bool {
+        a.userns == b.userns && a.pidns == b.pidns && a.cgroups == b.cgroups && a.becomeRoot == b.becomeRoot
+            && a.namespaces.map { "\($0.0.rawValue):\($0.1)" } == b.namespaces.map { "\($0.0.rawValue):\($0.1)" }
+    }
+
+    public var fields: [String: String] {
+        let pid: String
+        switch pidns {
+        case .none: pid = "none"
+        case .new: pid = "new"
+        case .join(let i): pid = "\(i)"
+        }
+        return [
+            "userns": "\(userns ?? -1)",
+            "ns": namespaces.map { "\($0.0.rawValue):\($0.1)" }.joined(separator: ","),
+            "pidns": pid,
+            "cgroups": cgroups.map(String.init).joined(separator: ","),
+            "root": becomeRoot ? "1" : "0",
+        ]
+    }
+
+    public init(fields m: Message, fdCount: Int) throws {
+        func index(_ s: Substring) throws -> Int {
+            guard let i = Int(s), i >= 0, i < fdCount else {
+                throw ContainerError(.protocolError, "join plan names fd \(s) of \(fdCount)")
+            }
+            return i
+        }
+        let u = m.int("userns") ?? -1
+        userns = u >= 0 ? try index(Substring("\(u)")) : nil
+        namespaces = try (m["ns"] ?? "").split(separator: ",").map { item in
+            let parts = item.split(separator: ":")
+            guard parts.count == 2, let kind = NamespaceKind(rawValue: String(parts[0])) else {
+                throw ContainerError(.protocolError, "bad namespace item \(item)")
+            }
+            return (kind, try index(parts[1]))
+        }
+        switch m["pidns"] ?? "none" {
+        case "none": pidns = .none
+        case "new": pidns = .new
+        case let s: pidns = .join(try index(Substring(s)))
+        }
+        cgroups = try (m["cgroups"] ?? "").split(separator: ",").map { try index($0) }
+        becomeRoot = m["root"] == "1"
+    }
+}

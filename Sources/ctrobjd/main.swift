@@ -1,0 +1,56 @@
+import ArgumentParser
+import Broker
+import ContainerSystem
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// ctrobjd: the daemon that plays the kernel for container objects.
+struct CtrobjD: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ctrobjd",
+        abstract: "Hold container objects and answer the container-object API (run as root).")
+
+    @Option(help: "State directory: socket, lock, records, namespace bind mounts.")
+    var stateDir = "/run/ctrobj"
+
+    @Option(help: "Cgroup parent path made in every hierarchy.")
+    var cgroupParent = "ctrobj"
+
+    @Option(help: "First host id of the id blocks for root-created user namespaces.")
+    var idBase: UInt32 = 1_000_000
+
+    @Option(help: "Size of each container's id block.")
+    var idSize: UInt32 = 65536
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel = "info"
+
+    func run() throws {
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+            return h
+        }
+        let logger = Logger(label: "ctrobjd")
+        guard geteuid() == 0 else {
+            throw ValidationError("ctrobjd must run as root: it makes namespaces and cgroups for its callers")
+        }
+        let config = BrokerConfig(stateDir: stateDir, cgroupParent: cgroupParent, idRangeBase: idBase, idRangeSize: idSize)
+        do {
+            let broker = try Broker(config: config, logger: logger)
+            try broker.start()
+            broker.run()
+        } catch let e as ContainerError {
+            FileHandleStderr.write("ctrobjd: \(e.message)\n")
+            throw ExitCode(1)
+        }
+    }
+}
+
+enum FileHandleStderr {
+    static func write(_ s: String) { fputs(s, stderr) }
+}
+
+CtrobjD.main()
