@@ -23,7 +23,14 @@ extension Broker {
         case Op.socket: return try socketIn(r, m)
         case Op.root:
             try requireAlive(r, "container_openat")
-            return Reply(.ok(), [try rootFD(r)])
+            // A root caller acts on the container's files as the container's
+            // root: a user-ns-owned filesystem has no host root to write as.
+            var f: [String: String] = [:]
+            if r.namespaces[.user] != nil, let base = r.idBase {
+                f["fsuid"] = "\(base)"
+                f["fsgid"] = "\(base)"
+            }
+            return Reply(.ok(f), [try rootFD(r)])
         case Op.mount: return try mountIn(r, m, source: fds.count > 1 ? fds[1] : nil)
         case Op.setns: return try shareNamespaces(r, m, source: fds.count > 1 ? fds[1] : nil, conn: conn)
         case Op.limit:

@@ -4,6 +4,7 @@
  * Report protocol (SOCK_SEQPACKET, struct ccs_report):
  *   child -> parent  'P' pid        the intermediate made the target (pid in our ns)
  *   child -> parent  'O'            target is ready and returns 0 (no exec)
+ *   child -> parent  'G'            target waits at the start gate (exec follows)
  *   child -> parent  'E' stage err  a step failed
  *   EOF                             the target exec'd (the socket is CLOEXEC)
  */
@@ -93,6 +94,19 @@ static int become_target(const struct ccs_join_plan *p, int rep)
 	} else {
 		ccs_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
 	}
+	if (p->gate_fd >= 0) {
+		/* Tell the parent we are at the gate; exec errors after it
+		 * show only as exit status 127. */
+		ccs_child_report(rep, 'G', 0, 0);
+		close(rep);
+		char go;
+		ssize_t n;
+		do {
+			n = read(p->gate_fd, &go, 1);
+		} while (n < 0 && errno == EINTR);
+		if (n != 1)
+			_exit(127);
+	}
 	reset_signals();
 	execve(p->path, p->argv, p->envp);
 	ccs_child_report(rep, 'E', CCS_STAGE_EXEC, errno);
@@ -162,7 +176,7 @@ pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
 		}
 		if (r.tag == 'P') {
 			target = r.value;
-		} else if (r.tag == 'O') {
+		} else if (r.tag == 'O' || r.tag == 'G') {
 			break;
 		} else if (r.tag == 'E') {
 			failed_stage = r.stage;

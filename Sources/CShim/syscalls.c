@@ -235,3 +235,14 @@ int ccs_accept(int listen_fd)
 {
 	return accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 }
+
+int ccs_pipe_cloexec(int fds[2])
+{
+	return pipe2(fds, O_CLOEXEC);
+}
+
+void ccs_swap_fsids(uid_t uid, gid_t gid, uid_t *old_uid, gid_t *old_gid)
+{
+	*old_gid = (gid_t)syscall(SYS_setfsgid, gid);
+	*old_uid = (uid_t)syscall(SYS_setfsuid, uid);
+}

@@ -90,16 +90,34 @@ public enum ContainerCalls {
 
     /// The container's root as an O_PATH directory fd.
     public static func root(_ fd: CInt) throws -> OwnedFD {
-        let (_, fds) = try call(Message(Op.root), [fd])
-        guard let r = fds.first else { throw ContainerError(.protocolError, "root: no fd") }
-        return r
+        try rootAndIDs(fd).0
     }
 
-    static let inRoot = Sys.resolveInRoot | Sys.resolveNoMagiclinks
+    static func rootAndIDs(_ fd: CInt) throws -> (OwnedFD, uid_t?, gid_t?) {
+        let (m, fds) = try call(Message(Op.root), [fd])
+        guard let r = fds.first else { throw ContainerError(.protocolError, "root: no fd") }
+        return (r, m.int("fsuid").map { uid_t($0) }, m.int("fsgid").map { gid_t($0) })
+    }
+
+    /// Run a path operation below the container's root. A root caller acts as
+    /// the container's root (fsuid/fsgid on this thread only), so files it makes
+    /// belong to root inside and user-ns-owned filesystems accept them.
+    static func inRoot<T>(_ fd: CInt, _ body: (OwnedFD) throws -> T) throws -> T {
+        let (root, fsuid, fsgid) = try rootAndIDs(fd)
+        guard geteuid() == 0, let fsuid, let fsgid else { return try body(root) }
+        var oldUID: uid_t = 0, oldGID: gid_t = 0
+        ccs_swap_fsids(fsuid, fsgid, &oldUID, &oldGID)
+        defer {
+            var u: uid_t = 0, g: gid_t = 0
+            ccs_swap_fsids(oldUID, oldGID, &u, &g)
+        }
+        return try body(root)
+    }
+
+    static let resolveInRoot = Sys.resolveInRoot | Sys.resolveNoMagiclinks
 
     public static func openat(_ fd: CInt, _ path: String, flags: CInt, mode: mode_t) throws -> CInt {
-        let root = try root(fd)
-        let f = try Sys.openat2(root.raw, path, flags, mode, resolve: inRoot)
+        let f = try inRoot(fd) { try Sys.openat2($0.raw, path, flags, mode, resolve: resolveInRoot) }
         if flags & O_CLOEXEC == 0 { try Sys.setCloexec(f.raw, false) }
         return f.take()
     }
@@ -113,28 +131,37 @@ public enum ContainerCalls {
             throw ContainerError(.exists, "\(path): the container's root itself", errno: EEXIST)
         }
         let dir = parts.dropLast().joined(separator: "/")
-        let d = try Sys.openat2(root.raw, dir.isEmpty ? "." : dir, O_PATH | O_DIRECTORY, 0, resolve: inRoot)
+        let d = try Sys.openat2(root.raw, dir.isEmpty ? "." : dir, O_PATH | O_DIRECTORY, 0, resolve: resolveInRoot)
         return (d, String(last))
     }
 
     public static func mkdirat(_ fd: CInt, _ path: String, mode: mode_t) throws {
-        let (dir, base) = try parent(try root(fd), path)
-        if Glibc.mkdirat(dir.raw, base, mode) < 0 { throw ContainerError.sys("mkdirat \(path)") }
+        try inRoot(fd) { root in
+            let (dir, base) = try parent(root, path)
+            if Glibc.mkdirat(dir.raw, base, mode) < 0 { throw ContainerError.sys("mkdirat \(path)") }
+        }
     }
 
     public static func symlinkat(_ target: String, _ fd: CInt, _ path: String) throws {
-        let (dir, base) = try parent(try root(fd), path)
-        if Glibc.symlinkat(target, dir.raw, base) < 0 { throw ContainerError.sys("symlinkat \(path)") }
+        try inRoot(fd) { root in
+            let (dir, base) = try parent(root, path)
+            if Glibc.symlinkat(target, dir.raw, base) < 0 { throw ContainerError.sys("symlinkat \(path)") }
+        }
     }
 
     public static func unlinkat(_ fd: CInt, _ path: String, flags: CInt) throws {
-        let (dir, base) = try parent(try root(fd), path)
-        if Glibc.unlinkat(dir.raw, base, flags) < 0 { throw ContainerError.sys("unlinkat \(path)") }
+        try inRoot(fd) { root in
+            let (dir, base) = try parent(root, path)
+            if Glibc.unlinkat(dir.raw, base, flags) < 0 { throw ContainerError.sys("unlinkat \(path)") }
+        }
     }
 
     /// chown without following a final symlink (lchown semantics).
     public static func fchownat(_ fd: CInt, _ path: String, uid: uid_t, gid: gid_t) throws {
-        let f = try Sys.openat2(try root(fd).raw, path, O_PATH | O_NOFOLLOW, 0, resolve: inRoot)
+        // chown needs CAP_CHOWN, which a changed fsuid drops: this one runs
+        // with the caller's own ids.
+        let root = try root(fd)
+        let f = try Sys.openat2(root.raw, path, O_PATH | O_NOFOLLOW, 0, resolve: resolveInRoot)
         if Glibc.fchownat(f.raw, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 { throw ContainerError.sys("fchownat \(path)") }
     }
 
@@ -197,6 +224,7 @@ public final class PreparedJoin {
         p.stdio = (-1, -1, -1)
         p.keep_fd = -1
         p.die_with_parent = 0
+        p.gate_fd = -1
         return p
     }
 }

@@ -35,10 +35,23 @@ public final class ContainerProcess {
     public let pid: pid_t
     public let pidfd: OwnedFD
     public private(set) var status: Int32?
+    var gate: OwnedFD?
 
-    init(pid: pid_t, pidfd: OwnedFD) {
+    /// Wrap a child the caller started itself.
+    public static func adopt(pid: pid_t, pidfd: OwnedFD) -> ContainerProcess { ContainerProcess(pid: pid, pidfd: pidfd) }
+
+    init(pid: pid_t, pidfd: OwnedFD, gate: OwnedFD? = nil) {
         self.pid = pid
         self.pidfd = pidfd
+        self.gate = gate
+    }
+
+    /// Let a gated process go on to exec.
+    public func release() throws {
+        guard let g = gate else { return }
+        gate = nil
+        try Sys.write(g.raw, "x")
+        g.close()
     }
 
     /// Wait for exit; returns the wait(2) status.
@@ -68,6 +81,9 @@ public struct ProcessSpec {
     public var stdio: (CInt, CInt, CInt)?
     /// Die with the calling thread (PR_SET_PDEATHSIG).
     public var dieWithParent: Bool
+    /// Hold the process just before exec until `ContainerProcess.release()`,
+    /// so the caller can finish setting up (mount proc once the pid ns exists).
+    public var gated: Bool = false
 
     public init(_ path: String, _ arguments: [String] = [], environment: [String] = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
                 stdio: (CInt, CInt, CInt)? = nil, dieWithParent: Bool = false) {
@@ -122,6 +138,14 @@ public final class Container {
         plan.envp = UnsafePointer(envp.pointers)
         if let s = spec.stdio { plan.stdio = s }
         plan.die_with_parent = spec.dieWithParent ? 1 : 0
+        var gateRead: OwnedFD?, gateWrite: OwnedFD?
+        if spec.gated {
+            var p: [CInt] = [-1, -1]
+            if ccs_pipe_cloexec(&p) < 0 { throw ContainerError.sys("pipe2") }
+            gateRead = OwnedFD(p[0])
+            gateWrite = OwnedFD(p[1])
+            plan.gate_fd = p[0]
+        }
         var stage: CInt = 0
         let pid = ccs_join_fork(&plan, &stage)
         if pid < 0 {
@@ -131,11 +155,12 @@ public final class Container {
                 "container \"\(name)\": \(enter ? "exec" : "fork_into_container") \(spec.path): \(stageLabel(stage)): \(errnoDescription(e))",
                 errno: e)
         }
+        gateRead?.close()
         if enter {
-            return ContainerProcess(pid: pid, pidfd: try Sys.pidfdOpen(pid))
+            return ContainerProcess(pid: pid, pidfd: try Sys.pidfdOpen(pid), gate: gateWrite)
         }
         do {
-            return ContainerProcess(pid: pid, pidfd: try ContainerCalls.commit(prepared, pid: pid))
+            return ContainerProcess(pid: pid, pidfd: try ContainerCalls.commit(prepared, pid: pid), gate: gateWrite)
         } catch {
             if let p = try? Sys.pidfdOpen(pid) {
                 try? Sys.pidfdSendSignal(p.raw, SIGKILL)

@@ -8,12 +8,15 @@ import Glibc
 public enum DaemonAddress {
     public static let defaultStateDir = "/run/ctrobj"
 
+    /// A per-task override of the socket (tests run one daemon each).
+    @TaskLocal public static var override: String?
+
     public static func stateDir(_ env: [String: String] = environment()) -> String {
         env["CTROBJ_STATE_DIR"] ?? defaultStateDir
     }
 
     public static func socketPath(_ env: [String: String] = environment()) -> String {
-        env["CTROBJ_SOCKET"] ?? "\(stateDir(env))/ctrobjd.sock"
+        override ?? env["CTROBJ_SOCKET"] ?? "\(stateDir(env))/ctrobjd.sock"
     }
 
     public static func environment() -> [String: String] {
@@ -57,7 +60,7 @@ public final class Connection {
             let e = errno
             if e == ENOENT || e == ECONNREFUSED || e == EACCES {
                 throw ContainerError(.daemonUnavailable,
-                    "ctrobjd is not running (no daemon at \(path): \(errnoDescription(e))); start it with `ctrobjd` as root, or `ctrobj daemon start`",
+                    "ctrobjd is not running (no daemon at \(path): \(errnoDescription(e))); start it as root with `ctrobjd &` (or `ctrobjd --state-dir DIR` and CTROBJ_STATE_DIR=DIR for a private one)",
                     errno: EHOSTDOWN, syscall: "connect")
             }
             throw ContainerError.sys("connect \(path)", e)

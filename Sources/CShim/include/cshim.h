@@ -45,6 +45,10 @@ int ccs_set_cloexec(int fd, int on);
 int ccs_get_cloexec(int fd);
 /* accept4(SOCK_CLOEXEC), no address. */
 int ccs_accept(int listen_fd);
+int ccs_pipe_cloexec(int fds[2]);
+/* setfsgid+setfsuid on the calling thread only (raw syscalls); returns the
+ * previous ids through *old_uid/*old_gid. */
+void ccs_swap_fsids(uid_t uid, gid_t gid, uid_t *old_uid, gid_t *old_gid);
 
 /* ---- fd passing (fdpass.c) -------------------------------------------- */
 /* Send len bytes with nfds fds attached (SCM_RIGHTS). MSG_NOSIGNAL. */
@@ -100,6 +104,8 @@ struct ccs_join_plan {
 	int stdio[3];               /* -1: keep */
 	int keep_fd;                /* an extra fd left open across exec, or -1 */
 	int die_with_parent;        /* PR_SET_PDEATHSIG SIGKILL */
+	int gate_fd;                /* >= 0: read one byte from it before exec
+	                               (EOF without a byte: _exit(127)) */
 };
 /* Steps reported on failure (the child's stage, with its errno). */
 enum ccs_stage {

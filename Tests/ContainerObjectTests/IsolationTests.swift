@@ -1,0 +1,133 @@
+import ContainerObject
+import ContainerSystem
+import ContainerWire
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("isolation", .enabled(if: isRoot, rootOnly))
+struct IsolationTests {
+    static let full: ContainerOptions = [.newFSNS, .newUTSNS, .newIPCNS, .newPIDNS, .newNetNS, .newCgroupNS, .newUserNS, .killOnClose]
+
+    @Test("init is PID 1, root of its user namespace, and a child of the caller")
+    func pid1() throws {
+        try withDaemon { _ in
+            let c = try Container.create("pid1", options: Self.full)
+            let p = try c.spawnInit(sh("test $$ = 1 && test $(id -u) = 0 && exit 7"))
+            #expect(try p.waitCode() == 7)
+            var st = try c.status()
+            for _ in 0..<100 where st.exitStatus == nil { usleep(10_000); st = try c.status() }
+            #expect(st.state == .exited)
+            #expect(st.exitStatus.map { ($0 >> 8) & 0xff } == 7, "a query reports the exit status")
+        }
+    }
+
+    @Test("a second fork_into_container is EBUSY")
+    func ebusy() throws {
+        try withDaemon { _ in
+            let c = try Container.create("busy", options: [.newPIDNS, .killOnClose])
+            let p = try c.spawnInit(sh("sleep 5"))
+            #expect(throws: ContainerError.self) { _ = try c.spawnInit(sh("true")) }
+            do { _ = try c.spawnInit(sh("true")) } catch let e as ContainerError {
+                #expect(e.errno == EBUSY)
+                #expect(e.message.contains("container \"busy\""))
+            }
+            try p.signal(SIGKILL)
+            _ = try? p.waitCode()
+        }
+    }
+
+    @Test("a hostname set inside is invisible outside")
+    func uts() throws {
+        try withDaemon { _ in
+            var host = [CChar](repeating: 0, count: 256)
+            gethostname(&host, 255)
+            let c = try Container.create("uts", options: Self.full)
+            let p = try c.spawnInit(sh("hostname inside-ctr && test $(hostname) = inside-ctr"))
+            #expect(try p.waitCode() == 0)
+            var after = [CChar](repeating: 0, count: 256)
+            gethostname(&after, 255)
+            #expect(String(cString: after) == String(cString: host))
+        }
+    }
+
+    @Test("container_socket sees only the container's interfaces")
+    func socketInNetns() throws {
+        try withDaemon { _ in
+            let c = try Container.create("net", options: [.newNetNS, .killOnClose])
+            let s = try c.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue))
+            // A host interface other than lo:
+            guard let hostIf = hostInterfaces().first(where: { $0 != "lo" }) else { return }
+            #expect(interfaceIndex(s.raw, "lo") != nil)
+            #expect(interfaceIndex(s.raw, hostIf) == nil, "host interface \(hostIf) must not be visible")
+            let hostSock = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            defer { close(hostSock) }
+            #expect(interfaceIndex(hostSock, hostIf) != nil)
+            // The netns inode of the socket is the container's.
+            let st = try c.status()
+            let nsGetNetns: UInt = 0x894C // SIOCGSKNS
+            let nsfd = ioctl(s.raw, nsGetNetns)
+            #expect(nsfd >= 0)
+            if nsfd >= 0 {
+                #expect(try Namespaces.inode(of: nsfd) == st.namespaceInodes["net"])
+                close(nsfd)
+            }
+        }
+    }
+
+    @Test("exec enters the running container: same pid ns, cgroup and root")
+    func exec() throws {
+        try withDaemon { _ in
+            let c = try Container.create("ex", options: Self.full)
+            let initP = try c.spawnInit(sh("hostname ex-host; sleep 30"))
+            usleep(100_000)
+            // Same uts and pid ns as init (pid > 1), root inside, and the
+            // container's cgroup ns root.
+            let p = try c.exec(sh("test $(hostname) = ex-host && test $$ -gt 1 && test $(id -u) = 0 && grep -q '^0::/$' /proc/self/cgroup"))
+            #expect(try p.waitCode() == 0)
+            #expect(try c.status().state == .running)
+            try initP.signal(SIGKILL)
+            _ = try? initP.waitCode()
+        }
+    }
+
+    @Test("pod: a container shares the net, ipc and uts namespaces of another")
+    func pod() throws {
+        try withDaemon { _ in
+            let pause = try Container.create("pause", options: [.newNetNS, .newIPCNS, .newUTSNS, .killOnClose])
+            let app = try Container.create("app", options: [.newPIDNS, .killOnClose])
+            try app.shareNamespaces([.net, .ipc, .uts], with: pause)
+            let a = try pause.status(), b = try app.status()
+            #expect(a.namespaceInodes["net"] == b.namespaceInodes["net"])
+            #expect(a.namespaceInodes["uts"] == b.namespaceInodes["uts"])
+            let p = try app.spawnInit(sh("hostname pod-host"))
+            #expect(try p.waitCode() == 0)
+            // Too late once init started:
+            #expect(throws: ContainerError.self) { try app.shareNamespaces([.net], with: pause) }
+        }
+    }
+}
+
+func hostInterfaces() -> [String] {
+    guard let list = if_nameindex() else { return [] }
+    defer { if_freenameindex(list) }
+    var out: [String] = []
+    var p = list
+    while p.pointee.if_index != 0 {
+        out.append(String(cString: p.pointee.if_name))
+        p += 1
+    }
+    return out
+}
+
+/// SIOCGIFINDEX through a given socket: answers for the socket's netns.
+func interfaceIndex(_ sock: Int32, _ name: String) -> Int32? {
+    var req = ifreq()
+    withUnsafeMutableBytes(of: &req.ifr_ifrn.ifrn_name) { raw in
+        for (i, b) in name.utf8.prefix(15).enumerated() { raw[i] = b }
+    }
+    let SIOCGIFINDEX: UInt = 0x8933
+    if ioctl(sock, SIOCGIFINDEX, &req) < 0 { return nil }
+    return req.ifr_ifru.ifru_ivalue
+}
