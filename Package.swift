@@ -38,6 +38,8 @@ let package = Package(
             "ContainerObject",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "ctrobj-bench", dependencies: ["ContainerObject", "ContainerSystem", "ContainerWire", "CShim"],
+                          path: "Benchmarks/Sources/ctrobj-bench"),
         .testTarget(name: "ContainerSystemTests", dependencies: ["ContainerSystem", "ContainerWire"]),
         .testTarget(name: "ContainerObjectTests", dependencies: [
             "ContainerObject", "ContainerObjectC", "Broker", "ContainerSystem",

@@ -1,2 +1,181 @@
 import ArgumentParser
-struct Demo: ParsableCommand { func run() throws {} }
+import ContainerObject
+import ContainerSystem
+import ContainerWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The tour: the whole container-object API at work on the real kernel,
+/// leaving the host as it was.
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "A tour: create, populate, start, isolate, limit, freeze and kill-on-close a container.")
+
+    func run() throws {
+        guard geteuid() == 0 else { throw ValidationError("the tour needs root (it starts ctrobjd and makes cgroups)") }
+        var tour = Tour()
+        do {
+            try tour.run()
+        } catch let e as ContainerError {
+            tour.fail("stopped: \(e.message)")
+        }
+        tour.finish()
+        if tour.failures > 0 { throw ExitCode(1) }
+    }
+}
+
+struct Tour {
+    var failures = 0
+    var daemon: PrivateDaemon?
+
+    mutating func check(_ ok: Bool, _ what: String) {
+        print(ok ? "  ok    \(what)" : "  FAIL  \(what)")
+        if !ok { failures += 1 }
+    }
+
+    mutating func fail(_ what: String) {
+        print("  FAIL  \(what)")
+        failures += 1
+    }
+
+    func step(_ title: String) { print("\n== \(title)") }
+
+    mutating func run() throws {
+        step("ctrobjd, the daemon that plays the kernel")
+        if (try? Connection.connect()) != nil {
+            print("  using the ctrobjd at \(DaemonAddress.socketPath())")
+        } else {
+            let d = try PrivateDaemon(binary: "\(executableDirectory())/ctrobjd", name: "ctrobj-tour-\(getpid())")
+            daemon = d
+            print("  started a private ctrobjd (state \(d.stateDir), cgroup parent \(d.cgroupParent))")
+        }
+        if let d = daemon {
+            try d.with { try tourBody() }
+        } else {
+            try tourBody()
+        }
+    }
+
+    mutating func tourBody() throws {
+        let busybox = "/bin/busybox"
+        guard Sys.exists(busybox) else {
+            throw ContainerError(.notFound, "the tour runs a static busybox inside an empty container: apt-get install busybox-static")
+        }
+        let name = "tour-\(getpid())"
+        var hostName = [CChar](repeating: 0, count: 256)
+        gethostname(&hostName, 255)
+        let hostHostname = String(cString: hostName)
+
+        step("container_create(\"\(name)\", NEW_EMPTY_FS_NS|NEW_USER_NS|NEW_PID_NS|NEW_NET_NS|NEW_UTS_NS|NEW_IPC_NS|NEW_CGROUP_NS|KILL_ON_CLOSE)")
+        let c = try Container.create(name, options: ContainerOptions.isolated)
+        let st = try c.status()
+        print("  container fd \(c.fd.raw), id \(st.id), cgroup \(st.cgroup)")
+        print("  namespaces: " + st.namespaceInodes.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: " "))
+
+        step("populate the empty root from outside with at-calls (no process inside yet)")
+        for d in ["/bin", "/etc", "/tmp", "/proc", "/dev"] { try c.mkdirs(d) }
+        try c.copyIn(hostPath: busybox, to: "/bin/busybox")
+        try c.symlink("busybox", at: "/bin/sh")
+        try c.writeFile("/etc/motd", "written from outside through the container fd\n")
+        try c.writeFile("/dev/null", "")
+        try c.bindMount(hostPath: "/dev/null", target: "/dev/null", recursive: false)
+        print("  made /bin/busybox, /bin/sh, /etc/motd inside; bind-mounted the host's /dev/null")
+        try c.symlink("/../../../../etc", at: "/escape")
+        let escaped = (try? c.readFile("/escape/passwd")) != nil
+        check(!escaped, "a planted symlink /escape -> /../../../../etc cannot reach the host's /etc/passwd")
+
+        step("limits: pids.max 32, memory 128 MiB")
+        try c.setLimit(.pids, 32)
+        try c.setLimit(.memory, 128 << 20)
+
+        step("fork_into_container: init runs /bin/sh inside")
+        let initP = try c.spawnInit(ProcessSpec("/bin/busybox", ["busybox", "sh", "-c",
+            "busybox hostname \(name); echo $$ > /tmp/init-pid; exec busybox sleep 3600"]))
+        var initView = ""
+        for _ in 0..<200 {
+            initView = ((try? c.readFile("/tmp/init-pid")) ?? "").trimmingSuffixNewline()
+            if !initView.isEmpty { break }
+            usleep(10_000)
+        }
+        print("  init is pid \(initP.pid) on the host")
+        check(initView == "1", "init sees itself as pid \(initView.isEmpty ? "?" : initView) (PID 1 of its own pid namespace)")
+
+        step("isolation, seen from a process entering the running container")
+        let probe = "/tmp/probe-out"
+        let p = try c.exec(ProcessSpec("/bin/busybox", ["busybox", "sh", "-c",
+            "echo \"uid=$(busybox id -u) hostname=$(busybox hostname) ifaces=$(busybox ls /sys/class/net 2>/dev/null | busybox tr '\\n' ' ')\" > \(probe); busybox ip -o link >> \(probe)"]))
+        _ = try p.waitExitCode()
+        let seen = ((try? c.readFile(probe)) ?? "").trimmingSuffixNewline()
+        for line in seen.split(separator: "\n") { print("  inside: \(line)") }
+        check(seen.contains("uid=0"), "root inside (host uid \(1_000_000) outside)")
+        check(seen.contains("hostname=\(name)"), "hostname \(name) inside")
+        gethostname(&hostName, 255)
+        check(String(cString: hostName) == hostHostname, "the host's hostname is still \(hostHostname)")
+        let links = seen.split(separator: "\n").filter { $0.contains(": ") && $0.contains("<") }
+        check(links.count == 1 && links[0].contains("lo:"), "the container's net namespace holds only lo")
+        let s = try c.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue))
+        let hostIfs = listInterfaces().filter { $0 != "lo" }
+        let leaked = hostIfs.filter { interfaceExists(s.raw, $0) }
+        check(leaked.isEmpty, "container_socket(): a socket in the container sees none of the host's \(hostIfs.joined(separator: ", "))")
+
+        step("a fork bomb inside stops at pids.max")
+        let bomb = try c.exec(ProcessSpec("/bin/busybox", ["busybox", "sh", "-c",
+            "i=0; while [ $i -lt 200 ]; do busybox sleep 60 & i=$((i+1)); done 2>/dev/null"]))
+        _ = try? bomb.waitExitCode()
+        var pids: UInt64 = 0
+        for _ in 0..<100 { pids = try c.stats().pids; if pids >= 32 { break }; usleep(10_000) }
+        check(pids >= 30 && pids <= 32, "pids.current is \(pids), capped at 32 (the rest of 200 forks failed)")
+        let stats = try c.stats()
+        print("  memory \(stats.memoryBytes / 1024) KiB, cpu \(stats.cpuUsageNanos / 1_000_000) ms")
+
+        step("freeze and thaw")
+        try c.freeze()
+        check(try c.status().state == .frozen, "state frozen")
+        try c.thaw()
+        check(try c.status().state == .running, "state running again")
+
+        step("CONTAINER_KILL_ON_CLOSE: close the last fd")
+        let dirs = CgroupSet(layout: .discover(), relativePath: st.cgroup).directories
+        c.close()
+        let code = try initP.waitExitCode()
+        check(code == 128 + SIGKILL, "init was killed by SIGKILL")
+        var gone = false
+        for _ in 0..<200 { gone = dirs.allSatisfy { !Sys.exists($0) }; if gone { break }; usleep(10_000) }
+        check(gone, "its cgroup is gone from every hierarchy")
+        check(!(try Container.list()).contains { $0.name == name }, "the name is free again")
+    }
+
+    mutating func finish() {
+        step("leave the host as it was")
+        if let d = daemon {
+            let mounts = { (try? Sys.readFile("/proc/self/mountinfo")) ?? "" }
+            d.stop()
+            check(!Sys.exists(d.stateDir), "private state directory removed")
+            check(!mounts().contains(d.stateDir), "no namespace bind mounts left")
+            let layout = CgroupLayout.discover()
+            check(layout.hierarchies.allSatisfy { !Sys.exists("\($0)/\(d.cgroupParent)") }, "no cgroups left")
+        }
+        print(failures == 0 ? "\ntour complete: every check passed" : "\ntour: \(failures) check(s) failed")
+    }
+}
+
+func listInterfaces() -> [String] {
+    guard let list = if_nameindex() else { return [] }
+    defer { if_freenameindex(list) }
+    var out: [String] = []
+    var p = list
+    while p.pointee.if_index != 0 {
+        out.append(String(cString: p.pointee.if_name))
+        p += 1
+    }
+    return out
+}
+
+func interfaceExists(_ sock: Int32, _ name: String) -> Bool {
+    var req = ifreq()
+    withUnsafeMutableBytes(of: &req.ifr_ifrn.ifrn_name) { raw in
+        for (i, b) in name.utf8.prefix(15).enumerated() { raw[i] = b }
+    }
+    return ioctl(sock, UInt(0x8933), &req) == 0 // SIOCGIFINDEX
+}

@@ -17,15 +17,7 @@ let repoRoot: String = {
 }()
 
 /// The build products (ctrobjd, ctrobj, libcontainerobject.so) sit beside the test bundle.
-let buildDir: String = {
-    var buf = [CChar](repeating: 0, count: 4096)
-    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-    let exe = n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
-    var parts = exe.split(separator: "/").map(String.init)
-    // .build/debug/ContainerObjectsPackageTests.xctest
-    parts.removeLast()
-    return "/" + parts.joined(separator: "/")
-}()
+let buildDir: String = executableDirectory()
 
 private var counter = 0
 private let counterLock = NSLockish()
@@ -45,34 +37,8 @@ func uniqueSuffix() -> String {
     return "\(getpid())-\(n)"
 }
 
-/// Spawn a program; returns its pid. stdout+stderr go to `output` if given.
-func spawn(_ argv: [String], env: [String]? = nil, output: String? = nil, stdinNull: Bool = true) throws -> pid_t {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    if stdinNull { posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0) }
-    if let output {
-        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    }
-    let a = CStringArray(argv)
-    var environment = env ?? currentEnvironment()
-    if env == nil { environment.removeAll { $0.hasPrefix("CTROBJ_") } }
-    let e = CStringArray(environment)
-    var pid: pid_t = 0
-    let rc = posix_spawn(&pid, argv[0], &actions, nil, a.pointers, e.pointers)
-    if rc != 0 { throw ContainerError.sys("posix_spawn \(argv[0])", rc) }
-    return pid
-}
-
-func currentEnvironment() -> [String] {
-    var out: [String] = []
-    var p = environ
-    while let s = p.pointee {
-        out.append(String(cString: s))
-        p += 1
-    }
-    return out
+func spawn(_ argv: [String], env: [String]? = nil, output: String? = nil) throws -> pid_t {
+    try spawnProcess(argv, env: env, output: output)
 }
 
 /// Run a program to completion; returns (exit code, combined output).
@@ -97,83 +63,14 @@ func runProgram(_ argv: [String], env: [String]? = nil, timeoutSeconds: Int = 60
     return (code, text)
 }
 
-/// A ctrobjd of the test's own: its own state directory and cgroup parent,
-/// stopped and cleaned up by `stop()`, so tests never touch /run/ctrobj.
-final class TestDaemon {
-    let name: String
-    let stateDir: String
-    let cgroupParent: String
-    var pidfd: OwnedFD?
-    var socket: String { "\(stateDir)/ctrobjd.sock" }
-    var logPath: String { "/tmp/\(name).log" }
+typealias TestDaemon = PrivateDaemon
 
-    init() throws {
-        name = "ctrobj-test-\(uniqueSuffix())"
-        stateDir = "/tmp/\(name)"
-        cgroupParent = name
-        try start()
-    }
-
-    func start() throws {
-        let pid = try spawn(["\(buildDir)/ctrobjd", "--state-dir", stateDir, "--cgroup-parent", cgroupParent,
-                             "--log-level", "debug"], output: logPath)
-        pidfd = try Sys.pidfdOpen(pid)
-        let deadline = Sys.monotonicNanos() + 10_000_000_000
-        while Sys.monotonicNanos() < deadline {
-            if (try? Connection.connect(socket)) != nil { return }
-            if let p = pidfd, (try? Sys.pidfdWait(p.raw, nohang: true)) != nil {
-                pidfd = nil
-                break
-            }
-            usleep(5000)
-        }
-        throw ContainerError(.daemonUnavailable, "test ctrobjd did not start: \((try? Sys.readFile(logPath)) ?? "")")
-    }
-
-    /// Run `body` with the library pointed at this daemon.
-    func with<T>(_ body: () throws -> T) rethrows -> T {
-        try DaemonAddress.$override.withValue(socket) { try body() }
-    }
-
-    func signal(_ sig: Int32) {
-        guard let p = pidfd else { return }
-        try? Sys.pidfdSendSignal(p.raw, sig)
-        _ = try? Sys.pidfdWait(p.raw)
-        pidfd = nil
+extension PrivateDaemon {
+    convenience init() throws {
+        try self.init(binary: "\(buildDir)/ctrobjd", name: "ctrobj-test-\(uniqueSuffix())", logLevel: "debug")
     }
 
     func kill9() { signal(SIGKILL) }
-
-    /// SIGTERM, then remove everything the daemon left: processes in its
-    /// cgroups, the cgroups, the namespace bind mounts, the state directory.
-    func stop() {
-        signal(SIGTERM)
-        let layout = CgroupLayout.discover()
-        for h in layout.hierarchies {
-            let base = "\(h)/\(cgroupParent)"
-            for child in Sys.listDirectory(base) where child.hasPrefix("c") {
-                let set = CgroupSet(layout: layout, relativePath: "\(cgroupParent)/\(child)")
-                set.killAll()
-                try? set.remove(timeoutMs: 2000)
-            }
-            rmdir(base)
-        }
-        removeTree(stateDir)
-        unlink(logPath)
-    }
-}
-
-/// rm -rf that first detaches any mount inside (namespace bind mounts).
-func removeTree(_ path: String) {
-    var st = stat()
-    guard lstat(path, &st) == 0 else { return }
-    if (st.st_mode & S_IFMT) == S_IFDIR {
-        for e in Sys.listDirectory(path) { removeTree("\(path)/\(e)") }
-        rmdir(path)
-    } else {
-        _ = umount2(path, Int32(MNT_DETACH))
-        unlink(path)
-    }
 }
 
 /// Make a test daemon, run body, always clean up.

@@ -1,0 +1,1 @@
+print("ctrobj-bench: not written yet")

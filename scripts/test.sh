@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every test: set up, build, run the Swift suites (which also build and run the
+# C conformance programs against the emulation), then the kernel patch under
+# qemu when kernel-patch/ci.sh decides it must run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --build-tests
+command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
+
+# Global kernel state the suites must leave untouched, checked at the end.
+before=$(cat /proc/sys/kernel/core_pattern /proc/sys/kernel/core_pipe_limit 2>/dev/null; ls /etc/request-key.d 2>/dev/null || true)
+
+# One test at a time: suites share the machine's cgroup tree and kernel state.
+swift test --skip-build --no-parallel
+
+after=$(cat /proc/sys/kernel/core_pattern /proc/sys/kernel/core_pipe_limit 2>/dev/null; ls /etc/request-key.d 2>/dev/null || true)
+if [ "$before" != "$after" ]; then
+	echo "test.sh: the tests left global kernel state changed" >&2
+	exit 1
+fi
+
+if [ -x kernel-patch/ci.sh ]; then
+	bash kernel-patch/ci.sh
+fi
