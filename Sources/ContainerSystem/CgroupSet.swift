@@ -125,13 +125,29 @@ public final class CgroupSet {
         return text.split(separator: "\n").compactMap { pid_t($0) }
     }
 
-    public func setFrozen(_ frozen: Bool) throws {
+    /// Freeze or thaw, and wait (up to `timeoutMs`) until the kernel reports
+    /// every task there: freezing is asynchronous in both versions.
+    public func setFrozen(_ frozen: Bool, timeoutMs: Int = 2000) throws {
+        let done: () -> Bool
         if let v2 = layout.v2Mount {
             try Sys.writeFile("\(dir(v2))/cgroup.freeze", frozen ? "1" : "0")
+            done = { [self] in
+                ((try? Sys.readFile("\(dir(v2))/cgroup.events")) ?? "").contains(frozen ? "frozen 1" : "frozen 0")
+            }
         } else if case .v1(let m) = layout.source(of: "freezer") {
             try Sys.writeFile("\(dir(m))/freezer.state", frozen ? "FROZEN" : "THAWED")
+            done = { [self] in
+                ((try? Sys.readFile("\(dir(m))/freezer.state")) ?? "").hasPrefix(frozen ? "FROZEN" : "THAWED")
+            }
         } else {
             throw unsupported("freezer")
+        }
+        let deadline = Sys.monotonicNanos() + UInt64(timeoutMs) * 1_000_000
+        while !done() {
+            if Sys.monotonicNanos() > deadline {
+                throw ContainerError(.timeout, "cgroup \(relativePath) did not become \(frozen ? "frozen" : "thawed") within \(timeoutMs) ms")
+            }
+            usleep(1000)
         }
     }
 
