@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "containerobject", type: .dynamic, targets: ["ContainerObjectC"]),
         .executable(name: "ctrobjd", targets: ["ctrobjd"]),
         .executable(name: "ctrobj", targets: ["ctrobj"]),
+        .executable(name: "ctrobj-upcall", targets: ["ctrobj-upcall"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -22,7 +23,7 @@ let package = Package(
         .target(name: "ContainerSystem", dependencies: [
             "CShim", .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "ContainerWire", dependencies: ["ContainerSystem"]),
+        .target(name: "ContainerWire", dependencies: ["ContainerSystem", "CShim"]),
         .target(name: "ContainerObject", dependencies: ["ContainerWire", "ContainerSystem", "CShim"]),
         .target(name: "ContainerObjectC", dependencies: ["ContainerObject", "ContainerABI", "CShim"]),
         .target(name: "Broker", dependencies: [
@@ -34,6 +35,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The helper the kernel runs: only the wire and system floors, so it starts fast.
+        .executableTarget(name: "ctrobj-upcall", dependencies: ["ContainerWire", "ContainerSystem"]),
         .executableTarget(name: "ctrobj", dependencies: [
             "ContainerObject",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

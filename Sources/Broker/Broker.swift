@@ -24,6 +24,10 @@ public final class Broker {
     var byCookie: [UInt64: ContainerRecord] = [:]
     /// Attribution: namespace inode -> container, for the upcall broker.
     var byNamespace: [UInt64: ContainerRecord] = [:]
+    /// Attribution: cgroup path below the hierarchies ("ctrobj/c5") -> container.
+    var byCgroup: [String: ContainerRecord] = [:]
+    var upcallListener: OwnedFD?
+    var spoolInFlight: Set<String> = []
     var nextID: UInt64 = 1
     var connections: [CInt: ClientConnection] = [:]
 
@@ -50,6 +54,8 @@ public final class Broker {
         try persistence.prepare()
         restore()
         try listen()
+        try listenUpcalls()
+        drainSpool()
         let sig = try SignalWatch([SIGTERM, SIGINT, SIGHUP])
         signals = sig
         try loop.watch(sig.fd.raw) { [unowned self] _ in
@@ -63,13 +69,21 @@ public final class Broker {
 
     /// Serve until SIGTERM/SIGINT or stop().
     public func run() {
-        loop.run(tickMs: 500) { [unowned self] in self.retryPendingExitStatus() }
+        loop.run(tickMs: 500) { [unowned self] in
+            self.retryPendingExitStatus()
+            self.drainSpool()
+        }
         shutdown()
     }
 
     public func stop() { loop.stop() }
 
     func shutdown() {
+        if let u = upcallListener {
+            loop.unwatch(u.raw)
+            u.close()
+            unlink("\(config.stateDir)/upcall.sock")
+        }
         if let l = listener {
             loop.unwatch(l.raw)
             l.close()
@@ -164,6 +178,7 @@ public final class Broker {
     func register(_ r: ContainerRecord) {
         byName[r.name] = r
         byID[r.id] = r
+        byCgroup[r.cgroup.relativePath] = r
         for c in r.cookies { byCookie[c] = r }
         for (_, ino) in r.namespaceInodes { byNamespace[ino] = r }
         nextID = max(nextID, r.id + 1)
@@ -172,6 +187,7 @@ public final class Broker {
     func unregister(_ r: ContainerRecord) {
         if byName[r.name] === r { byName.removeValue(forKey: r.name) }
         byID.removeValue(forKey: r.id)
+        if byCgroup[r.cgroup.relativePath] === r { byCgroup.removeValue(forKey: r.cgroup.relativePath) }
         for c in r.cookies where byCookie[c] === r { byCookie.removeValue(forKey: c) }
         for (_, ino) in r.namespaceInodes where byNamespace[ino] === r { byNamespace.removeValue(forKey: ino) }
     }

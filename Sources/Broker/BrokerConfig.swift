@@ -18,6 +18,9 @@ public struct BrokerConfig: Sendable {
     /// How long a namespace holder may take before creation fails.
     public var holderTimeoutMs: Int32
     public var cgroupLayout: CgroupLayout
+    /// Where the core helper spools while the daemon is down (when no
+    /// upcall.conf names another).
+    public var spoolDir = "/var/lib/ctrobj/spool"
 
     public init(stateDir: String = "/run/ctrobj", cgroupParent: String = "ctrobj",
                 idRangeBase: UInt32 = 1_000_000, idRangeSize: UInt32 = 65536, idRangeCount: Int = 4096,

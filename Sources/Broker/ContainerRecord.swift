@@ -29,6 +29,8 @@ public final class ContainerRecord {
     public var ends: [UInt64: OwnedFD] = [:]
     /// Every client end ever handed out that may still exist.
     public var cookies: Set<UInt64> = []
+    /// Where its cores go: "file" (default) or "drop".
+    public var corePolicy = "file"
     /// The connection that is starting init, if any.
     public var forkingConnection: ObjectIdentifier?
 
@@ -60,7 +62,7 @@ public final class ContainerRecord {
         var f: [String: String] = [
             "id": "\(id)", "name": name, "flags": "\(flags)", "state": "\(visibleState.rawValue)",
             "state_name": visibleState.name, "init_pid": "\(initPid)", "owner": "\(owner)",
-            "created": "\(createdAt)", "cgroup": cgroup.relativePath,
+            "created": "\(createdAt)", "cgroup": cgroup.relativePath, "core_policy": corePolicy,
         ]
         if let s = exitStatus { f["exit_status"] = "\(s)" }
         for (k, ino) in namespaceInodes { f["ns.\(k.rawValue)"] = "\(ino)" }
@@ -79,6 +81,7 @@ public final class ContainerRecord {
         ]
         if let b = idBase { f["id_base"] = "\(b)" }
         if let s = exitStatus { f["exit_status"] = "\(s)" }
+        f["core_policy"] = corePolicy
         return f
     }
 
@@ -95,6 +98,7 @@ public final class ContainerRecord {
         r.initPid = pid_t(m.int("init_pid") ?? 0)
         r.initStartTime = m.uint64("init_start") ?? 0
         r.exitStatus = m.int("exit_status").map { Int32($0) }
+        r.corePolicy = m["core_policy"] ?? "file"
         r.cookies = Set((m["cookies"] ?? "").split(separator: ",").compactMap { UInt64($0) })
         return r
     }

@@ -14,10 +14,39 @@ public final class EventLoop {
     var handlers: [CInt: Handler] = [:]
     public private(set) var running = true
 
+    /// Work handed to the loop thread from other threads (post()).
+    let wake: OwnedFD
+    var posted: [() -> Void] = []
+    var postLock = pthread_mutex_t()
+
     public init() throws {
         let fd = epoll_create1(CInt(EPOLL_CLOEXEC))
         if fd < 0 { throw ContainerError.sys("epoll_create1") }
         epfd = OwnedFD(fd)
+        let e = eventfd(0, CInt(EFD_CLOEXEC | EFD_NONBLOCK))
+        if e < 0 { throw ContainerError.sys("eventfd") }
+        wake = OwnedFD(e)
+        pthread_mutex_init(&postLock, nil)
+        try watch(wake.raw) { [unowned self] _ in self.runPosted() }
+    }
+
+    /// Run `work` on the loop thread soon; callable from any thread.
+    public func post(_ work: @escaping () -> Void) {
+        pthread_mutex_lock(&postLock)
+        posted.append(work)
+        pthread_mutex_unlock(&postLock)
+        var one: UInt64 = 1
+        _ = write(wake.raw, &one, 8)
+    }
+
+    func runPosted() {
+        var n: UInt64 = 0
+        _ = read(wake.raw, &n, 8)
+        pthread_mutex_lock(&postLock)
+        let work = posted
+        posted.removeAll()
+        pthread_mutex_unlock(&postLock)
+        for w in work { w() }
     }
 
     /// Watch fd for `events` (EPOLLIN by default); the handler gets the ready mask.

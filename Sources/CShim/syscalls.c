@@ -78,7 +78,7 @@ int ccs_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t re
 	struct open_how how;
 	memset(&how, 0, sizeof(how));
 	how.flags = (uint64_t)(unsigned int)flags | O_CLOEXEC;
-	how.mode = (flags & (O_CREAT | __O_TMPFILE)) ? mode : 0;
+	how.mode = ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) ? mode : 0;
 	how.resolve = resolve;
 	return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
 }

@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/file.h>
+#include <sys/eventfd.h>
 
 #ifdef __cplusplus
 extern "C" {

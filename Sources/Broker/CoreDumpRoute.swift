@@ -1,0 +1,115 @@
+import CShim
+import ContainerSystem
+import ContainerWire
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a container's cores go (its record's "core" policy):
+///   file (default)  /var/lib/ctrobj/cores/core.<comm>.<pid inside>.<time>
+///                   inside the container's root, owned by its root, mode 0600
+///   drop            read and discarded
+extension Broker {
+    /// The container a crashing process belongs to: its cgroup first (every
+    /// container has its own), then its namespaces. O(1) lookups.
+    func attribute(_ f: CoreFacts) -> ContainerRecord? {
+        let cg = f.cgroup.hasPrefix("/") ? String(f.cgroup.dropFirst()) : f.cgroup
+        if let r = byCgroup[cg] { return r }
+        for kind in ["pid", "mnt", "user", "net", "uts", "ipc", "cgroup"] {
+            if let ino = f.namespaces[kind], let r = byNamespace[ino] { return r }
+        }
+        return nil
+    }
+
+    func routeCore(_ facts: CoreFacts, core: OwnedFD, reply: @escaping (Message) -> Void) {
+        guard let r = attribute(facts) else {
+            logger.info("core of pid \(facts.pid) (\(facts.comm)): in no container of ours; host handling")
+            reply(Message("fallthrough"))
+            return
+        }
+        if r.corePolicy == "drop" {
+            logger.info("container \"\(r.name)\": core of pid \(facts.nsPid) (\(facts.comm)) dropped by policy")
+            DispatchQueue.global().async {
+                _ = try? Stream.copy(from: core.raw, to: nil)
+                reply(.ok(["dropped": "1"]))
+            }
+            return
+        }
+        guard let root = try? rootFD(r) else {
+            reply(.error(ContainerError(.dead, "container \"\(r.name)\": core: it has no root any more")))
+            return
+        }
+        let fsid: UInt32 = r.namespaces[.user] != nil ? (r.idBase ?? r.owner) : 0
+        let name = r.name
+        let file = "core.\(sanitize(facts.comm)).\(facts.nsPid == 0 ? facts.pid : facts.nsPid).\(facts.time)"
+        let logger = self.logger
+        DispatchQueue.global().async {
+            do {
+                let (path, bytes) = try deliverCoreFile(root: root, fsid: fsid, file: file, core: core.raw)
+                logger.info("container \"\(name)\": core of pid \(facts.nsPid) (\(facts.comm), signal \(facts.signal)) written to \(path) inside, \(bytes) bytes")
+                reply(.ok(["path": path, "bytes": "\(bytes)"]))
+            } catch {
+                logger.error("container \"\(name)\": core of pid \(facts.nsPid) not delivered: \(error)")
+                reply(.error((error as? ContainerError) ?? ContainerError(.system, "\(error)")))
+            }
+        }
+    }
+
+    /// Deliver what the helper spooled while ctrobjd was down.
+    func drainSpool() {
+        let dir = UpcallConfig.load(stateDir: config.stateDir)?.spoolDir ?? config.spoolDir
+        for (name, facts) in Spool.pending(dir: dir) where !spoolInFlight.contains(name) {
+            guard let core = try? Sys.open("\(dir)/\(name).core", O_RDONLY) else { continue }
+            spoolInFlight.insert(name)
+            let loop = self.loop
+            routeCore(facts, core: core) { [weak self] m in
+                let done = m.op == "ok"
+                if done { Spool.remove(dir: dir, name: name) }
+                loop.post { self?.spoolDelivered(name, dir: dir, reply: m) }
+            }
+        }
+    }
+}
+
+let coreDirectory = ["var", "lib", "ctrobj", "cores"]
+
+func sanitize(_ s: String) -> String {
+    String(s.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }.prefix(32))
+}
+
+/// Write a core below the container's root as the container's root (fsuid on
+/// this thread only): directories and file are its root's, nothing follows a
+/// symlink the container planted. Returns the path inside and the size.
+func deliverCoreFile(root: OwnedFD, fsid: UInt32, file: String, core: CInt) throws -> (String, UInt64) {
+    var oldU: uid_t = 0, oldG: gid_t = 0
+    ccs_swap_fsids(fsid, fsid, &oldU, &oldG)
+    defer {
+        var u: uid_t = 0, g: gid_t = 0
+        ccs_swap_fsids(oldU, oldG, &u, &g)
+    }
+    let strict: UInt64 = 0x04 | 0x08 | 0x02 // RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
+    var dir = try root.duplicate()
+    for part in coreDirectory {
+        if mkdirat(dir.raw, part, 0o755) < 0 && errno != EEXIST { throw ContainerError.sys("mkdir /\(coreDirectory.joined(separator: "/"))") }
+        dir = try Sys.openat2(dir.raw, part, O_PATH | O_DIRECTORY, 0, resolve: strict)
+    }
+    let out = try Sys.openat2(dir.raw, file, O_WRONLY | O_CREAT | O_EXCL, 0o600, resolve: strict)
+    let bytes = try Stream.copy(from: core, to: out.raw)
+    return ("/" + (coreDirectory + [file]).joined(separator: "/"), bytes)
+}
+
+extension Broker {
+    /// Back on the loop thread after a spooled core was handled.
+    func spoolDelivered(_ name: String, dir: String, reply: Message) {
+        spoolInFlight.remove(name)
+        if reply.op == "ok" {
+            logger.info("spooled core \(name) delivered")
+        } else {
+            // Not ours (a host process, or a container since destroyed): keep
+            // it, renamed so it is not retried forever.
+            rename("\(dir)/\(name).meta", "\(dir)/\(name).undeliverable")
+            logger.warning("spooled core \(name) could not be delivered (\(reply.op) \(reply["message"] ?? "")); kept in \(dir)")
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import ContainerSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the core helper learns about a crashing process while the kernel
+/// keeps it pinned (core_pipe_limit > 0: the task is not reaped until the
+/// helper exits). Sent to ctrobjd as the fields of a "core" message, and
+/// written beside a spooled core.
+public struct CoreFacts: Sendable, Equatable {
+    public var pid: pid_t            // in the host's pid namespace (%P)
+    public var uid: uid_t            // %u, host view
+    public var gid: gid_t            // %g
+    public var signal: Int32         // %s
+    public var time: Int             // %t
+    public var dumpMode: Int32       // %d: 1 dumpable, 2 suid_dumpable "root only"
+    public var comm: String          // %e
+    /// Namespace inodes of the crashing process.
+    public var namespaces: [String: UInt64] = [:]
+    /// Its cgroup v2 path ("/ctrobj/c5"), "" when unknown.
+    public var cgroup: String = ""
+    /// Its pid as its own pid namespace sees it (last NSpid field).
+    public var nsPid: pid_t = 0
+
+    public init(pid: pid_t, uid: uid_t, gid: gid_t, signal: Int32, time: Int, dumpMode: Int32, comm: String) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.signal = signal
+        self.time = time
+        self.dumpMode = dumpMode
+        self.comm = comm
+    }
+
+    /// Read the namespace inodes, cgroup and NSpid of `pid` from /proc.
+    public mutating func gather(procRoot: String = "/proc") {
+        for kind in NamespaceKind.allCases where kind != .time {
+            if let ino = Namespaces.inode(pid: pid, kind: kind, procRoot: procRoot) { namespaces[kind.rawValue] = ino }
+        }
+        if let text = try? Sys.readFile("\(procRoot)/\(pid)/cgroup") {
+            for line in text.split(separator: "\n") where line.hasPrefix("0::") {
+                cgroup = String(line.dropFirst(3))
+            }
+        }
+        if let ns = ProcInfo.statusField(pid: pid, "NSpid", procRoot: procRoot), let last = ns.last, let v = pid_t(last) {
+            nsPid = v
+        }
+    }
+
+    /// True when every namespace of the process is the caller's: a host process.
+    public func isInCallersNamespaces() -> Bool {
+        let me = getpid()
+        for (kind, ino) in namespaces {
+            guard let k = NamespaceKind(rawValue: kind) else { continue }
+            if Namespaces.inode(pid: me, kind: k) != ino { return false }
+        }
+        return !namespaces.isEmpty
+    }
+
+    public var fields: [String: String] {
+        var f: [String: String] = [
+            "pid": "\(pid)", "uid": "\(uid)", "gid": "\(gid)", "signal": "\(signal)", "time": "\(time)",
+            "dump_mode": "\(dumpMode)", "comm": comm, "cgroup": cgroup, "ns_pid": "\(nsPid)",
+        ]
+        for (k, v) in namespaces { f["ns.\(k)"] = "\(v)" }
+        return f
+    }
+
+    public init(fields m: Message) throws {
+        guard let pid = m.int("pid"), let uid = m.int("uid"), let gid = m.int("gid") else {
+            throw ContainerError(.protocolError, "core: pid, uid and gid are required")
+        }
+        self.init(pid: pid_t(pid), uid: uid_t(uid), gid: gid_t(gid), signal: Int32(m.int("signal") ?? 0),
+                  time: m.int("time") ?? 0, dumpMode: Int32(m.int("dump_mode") ?? 1), comm: m["comm"] ?? "")
+        cgroup = m["cgroup"] ?? ""
+        nsPid = pid_t(m.int("ns_pid") ?? 0)
+        for (k, v) in m.fields where k.hasPrefix("ns.") { namespaces[String(k.dropFirst(3))] = UInt64(v) }
+    }
+}
+
+/// The upcall configuration `ctrobj install` writes to <state>/upcall.conf
+/// for the helper: where to spool, and what handled cores before.
+public struct UpcallConfig: Sendable, Equatable {
+    public var spoolDir: String
+    public var previousCorePattern: String
+    public var previousModprobe: String?
+    public var mode: String
+
+    public init(spoolDir: String, previousCorePattern: String, previousModprobe: String?, mode: String) {
+        self.spoolDir = spoolDir
+        self.previousCorePattern = previousCorePattern
+        self.previousModprobe = previousModprobe
+        self.mode = mode
+    }
+
+    public static func path(stateDir: String) -> String { "\(stateDir)/upcall.conf" }
+
+    public var encoded: String {
+        var f = ["spool": spoolDir, "previous_core_pattern": previousCorePattern, "mode": mode]
+        if let m = previousModprobe { f["previous_modprobe"] = m }
+        return String(decoding: Message("upcall.conf", f).encoded(), as: UTF8.self)
+    }
+
+    public static func load(stateDir: String) -> UpcallConfig? {
+        guard let text = try? Sys.readFile(path(stateDir: stateDir)), let m = try? Message.decode(Array(text.utf8)) else { return nil }
+        return UpcallConfig(spoolDir: m["spool"] ?? "/var/lib/ctrobj/spool", previousCorePattern: m["previous_core_pattern"] ?? "core",
+                            previousModprobe: m["previous_modprobe"], mode: m["mode"] ?? "pipe")
+    }
+}

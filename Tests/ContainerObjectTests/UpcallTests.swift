@@ -1,0 +1,219 @@
+import ContainerObject
+import ContainerSystem
+import ContainerWire
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Core dumps through the real kernel. These change core_pattern and
+/// core_pipe_limit, so they run one at a time and put both back on every
+/// path, failures included.
+@Suite("upcalls: core dumps", .serialized, .enabled(if: isRoot && Sys.exists("/bin/busybox"), "needs root and busybox-static"))
+struct UpcallTests {
+    /// Save the kernel settings, run body, restore them whatever happened.
+    func preservingKernelSettings(_ body: () throws -> Void) throws {
+        let before = try KernelSettings.read()
+        defer {
+            try? before.restore()
+            #expect((try? KernelSettings.read()) == before, "kernel settings were not restored")
+        }
+        try body()
+    }
+
+    func installer(_ d: PrivateDaemon) -> UpcallInstaller {
+        UpcallInstaller(stateDir: d.stateDir, helper: "\(buildDir)/ctrobj-upcall", spoolDir: "\(d.stateDir)-spool")
+    }
+
+    /// An empty-root container with busybox whose init sleeps.
+    func crashable(_ name: String) throws -> (Container, ContainerProcess) {
+        let c = try Container.create(name, options: [.newEmptyFSNS, .newPIDNS, .newUserNS, .newNetNS, .killOnClose])
+        try c.mkdirs("/bin")
+        try c.copyIn(hostPath: "/bin/busybox", to: "/bin/busybox")
+        let p = try c.spawnInit(ProcessSpec("/bin/busybox", ["busybox", "sleep", "120"]))
+        return (c, p)
+    }
+
+    /// A process inside that kills itself with SIGSEGV (PID 1 would be immune).
+    func crash(_ c: Container) throws {
+        let p = try c.exec(ProcessSpec("/bin/busybox", ["busybox", "sh", "-c", "busybox sh -c 'busybox kill -SEGV $$'; true"]))
+        _ = try p.waitCode(timeoutSeconds: 60)
+    }
+
+    func cores(_ c: Container) -> [String] {
+        guard let fd = try? c.openFile("/var/lib/ctrobj/cores", flags: O_RDONLY | O_DIRECTORY) else { return [] }
+        return Sys.listDirectory("/proc/self/fd/\(fd.raw)").filter { $0.hasPrefix("core.") }.sorted()
+    }
+
+    func waitForCores(_ c: Container, count: Int, seconds: Int = 30) -> [String] {
+        var found: [String] = []
+        for _ in 0..<(seconds * 50) {
+            found = cores(c)
+            if found.count >= count { break }
+            usleep(20_000)
+        }
+        return found
+    }
+
+    @Test("install then uninstall leaves core_pattern and core_pipe_limit byte for byte as before")
+    func installUninstall() throws {
+        try preservingKernelSettings {
+            try withDaemon { d in
+                // A pattern with odd bytes, to see it come back exactly.
+                try Sys.writeFile(KernelSettings.corePatternPath, "/tmp/ctrobj core %e %p")
+                try Sys.writeFile(KernelSettings.corePipeLimitPath, "0")
+                let before = try KernelSettings.read()
+                let inst = installer(d)
+                let report = try inst.install()
+                #expect(try Sys.readFile(KernelSettings.corePatternPath).trimmingSuffixNewline() == report.corePattern)
+                #expect(try Sys.readFile(KernelSettings.corePipeLimitPath).trimmingSuffixNewline() == "64")
+                #expect(throws: ContainerError.self) { _ = try inst.install() }
+                try inst.uninstall()
+                #expect(try KernelSettings.read() == before)
+                #expect(!inst.isInstalled)
+            }
+        }
+    }
+
+    @Test("a failed install changes nothing")
+    func failedInstall() throws {
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let before = try KernelSettings.read()
+                var bad = installer(d)
+                bad.helper = "/nonexistent/ctrobj-upcall"
+                #expect(throws: ContainerError.self) { _ = try bad.install() }
+                bad.helper = "/" + String(repeating: "x", count: 120)
+                #expect(throws: ContainerError.self) { _ = try bad.install() }
+                #expect(try KernelSettings.read() == before)
+                #expect(!bad.isInstalled)
+            }
+        }
+    }
+
+    @Test("a crash inside a container leaves a whole core inside its root, owned by its root")
+    func coreInsideContainer() throws {
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let inst = installer(d)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                let (c, p) = try crashable("crash")
+                try crash(c)
+                let found = waitForCores(c, count: 1)
+                try #require(found.count == 1, "cores: \(found)")
+                #expect(found[0].hasPrefix("core.busybox."))
+                let f = try c.openFile("/var/lib/ctrobj/cores/\(found[0])", flags: O_RDONLY)
+                var st = stat()
+                fstat(f.raw, &st)
+                #expect(st.st_uid == 1_000_000 && st.st_gid == 1_000_000, "owned by the container's root (host id 1000000)")
+                #expect(st.st_mode & 0o777 == 0o600)
+                let end = try elfCoreEnd(f.raw)
+                #expect(end > 0 && UInt64(st.st_size) >= end, "the core is whole: \(st.st_size) bytes, segments end at \(end)")
+                try p.signal(SIGKILL)
+                _ = try? p.waitCode()
+            }
+        }
+    }
+
+    @Test("a host crash behaves exactly as before install")
+    func hostCrashUnchanged() throws {
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let dir = "/tmp/ctrobj-hostcores-\(getpid())"
+                try Sys.mkdir(dir, 0o777)
+                defer { removeTree(dir) }
+                try Sys.writeFile(KernelSettings.corePatternPath, "\(dir)/core.%e.%p")
+                let inst = installer(d)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                // With RLIMIT_CORE 0 the old pattern gave no file; with a limit, a file by the old pattern.
+                let (c0, _) = try runProgram(["/bin/sh", "-c", "ulimit -c 0; sh -c 'kill -SEGV $$'; true"])
+                #expect(c0 == 0)
+                usleep(300_000)
+                #expect(Sys.listDirectory(dir).isEmpty, "RLIMIT_CORE 0 must still mean no core")
+                let (c1, _) = try runProgram(["/bin/sh", "-c", "ulimit -c unlimited; sh -c 'kill -SEGV $$'; true"])
+                #expect(c1 == 0)
+                var files: [String] = []
+                for _ in 0..<250 { files = Sys.listDirectory(dir); if !files.isEmpty { break }; usleep(20_000) }
+                #expect(files.count == 1 && files.first?.hasPrefix("core.sh.") == true, "\(files)")
+                if let name = files.first {
+                    let fd = try Sys.open("\(dir)/\(name)", O_RDONLY)
+                    #expect(try elfCoreEnd(fd.raw) > 0)
+                }
+            }
+        }
+    }
+
+    @Test("ctrobjd down during a crash: the core is spooled and delivered when it comes back")
+    func spoolWhileDown() throws {
+        try preservingKernelSettings {
+            let d = try TestDaemon()
+            defer { d.stop(); removeTree("\(d.stateDir)-spool") }
+            try d.with {
+                let inst = installer(d)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                let (c, p) = try crashable("spooled")
+                // The crasher starts now and dies after ctrobjd is gone.
+                let crasher = try c.exec(ProcessSpec("/bin/busybox", ["busybox", "sh", "-c", "busybox sleep 0.5; busybox kill -SEGV $$"]))
+                d.kill9()
+                _ = try crasher.waitCode(timeoutSeconds: 60)
+                let spooled = Sys.listDirectory("\(d.stateDir)-spool").filter { $0.hasSuffix(".meta") }
+                #expect(spooled.count == 1, "spool: \(spooled)")
+                try d.start()
+                let found = waitForCores(c, count: 1)
+                #expect(found.count == 1, "delivered after restart: \(found)")
+                var empty = false
+                for _ in 0..<100 { empty = Sys.listDirectory("\(d.stateDir)-spool").isEmpty; if empty { break }; usleep(20_000) }
+                #expect(empty, "the spool is emptied once delivered")
+                try p.signal(SIGKILL)
+                _ = try? p.waitCode()
+            }
+        }
+    }
+
+    @Test("50 concurrent crashes across 5 containers: 50 cores, each in its own container")
+    func concurrentCrashes() throws {
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let inst = installer(d)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                var boxes: [(Container, ContainerProcess)] = []
+                for i in 0..<5 { boxes.append(try crashable("many\(i)")) }
+                var crashers: [ContainerProcess] = []
+                for (c, _) in boxes {
+                    for _ in 0..<10 {
+                        crashers.append(try c.exec(ProcessSpec("/bin/busybox", ["busybox", "sh", "-c", "busybox kill -SEGV $$"])))
+                    }
+                }
+                for p in crashers { _ = try? p.waitCode(timeoutSeconds: 120) }
+                for (i, (c, _)) in boxes.enumerated() {
+                    let found = waitForCores(c, count: 10, seconds: 60)
+                    #expect(found.count == 10, "container many\(i) has \(found.count) cores")
+                    // Each core names a pid of that container's own pid ns.
+                    #expect(Set(found).count == found.count)
+                }
+                for (_, p) in boxes { try? p.signal(SIGKILL); _ = try? p.waitCode() }
+            }
+        }
+    }
+}
+
+/// The end of the last segment of an ELF core (0 if it is not one).
+func elfCoreEnd(_ fd: Int32) throws -> UInt64 {
+    var h = [UInt8](repeating: 0, count: 64)
+    guard pread(fd, &h, 64, 0) == 64, h[0] == 0x7f, h[1] == 0x45, h[2] == 0x4c, h[3] == 0x46 else { return 0 }
+    func u16(_ b: [UInt8], _ o: Int) -> UInt64 { UInt64(b[o]) | UInt64(b[o + 1]) << 8 }
+    func u64(_ b: [UInt8], _ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[o + $1]) << (8 * UInt64($1)) } }
+    guard u16(h, 16) == 4 else { return 0 } // ET_CORE
+    let phoff = u64(h, 32), phentsize = u16(h, 54), phnum = u16(h, 56)
+    var end: UInt64 = 0
+    for i in 0..<phnum {
+        var ph = [UInt8](repeating: 0, count: 56)
+        guard pread(fd, &ph, 56, off_t(phoff + i * phentsize)) == 56 else { return 0 }
+        end = max(end, u64(ph, 8) + u64(ph, 32))
+    }
+    return end
+}
