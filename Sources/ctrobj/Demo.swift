@@ -28,6 +28,8 @@ struct Demo: ParsableCommand {
 struct Tour {
     var failures = 0
     var daemon: PrivateDaemon?
+    /// Kernel settings at the start: put back at the end whatever happens.
+    var kernelBefore = try? KernelSettings.read()
 
     mutating func check(_ ok: Bool, _ what: String) {
         print(ok ? "  ok    \(what)" : "  FAIL  \(what)")
@@ -144,10 +146,61 @@ struct Tour {
         for _ in 0..<200 { gone = dirs.allSatisfy { !Sys.exists($0) }; if gone { break }; usleep(10_000) }
         check(gone, "its cgroup is gone from every hierarchy")
         check(!(try Container.list()).contains { $0.name == name }, "the name is free again")
+
+        try upcalls(busybox: busybox)
+    }
+
+    /// The broker: the kernel's core dump upcall, routed into the container.
+    mutating func upcalls(busybox: String) throws {
+        let stateDir = daemon?.stateDir ?? DaemonAddress.stateDir()
+        let spool = daemon.map { "\($0.stateDir)-spool" } ?? "/var/lib/ctrobj/spool"
+        let installer = UpcallInstaller(stateDir: stateDir, helper: "\(executableDirectory())/ctrobj-upcall", spoolDir: spool)
+        step("ctrobj install: register the broker with the kernel")
+        let report = try installer.install()
+        defer {
+            if installer.isInstalled { _ = try? installer.uninstall() }
+            if daemon != nil { removeTree(spool) }
+        }
+        print("  core_pattern was: \(report.previous.corePattern.trimmingSuffixNewline())")
+        print("  core_pattern now: \(report.corePattern)")
+
+        step("a process crashes inside a container")
+        let name = "tour-crash-\(getpid())"
+        let c = try Container.create(name, options: [.newEmptyFSNS, .newUserNS, .newPIDNS, .newNetNS, .killOnClose])
+        try c.mkdirs("/bin")
+        try c.copyIn(hostPath: busybox, to: "/bin/busybox")
+        let initP = try c.spawnInit(ProcessSpec("/bin/busybox", ["busybox", "sleep", "600"]))
+        let crasher = try c.exec(ProcessSpec("/bin/busybox", ["busybox", "sh", "-c", "busybox kill -SEGV $$"]))
+        let code = try crasher.waitExitCode()
+        print("  the crasher died of signal \(code - 128)")
+        var listing = ""
+        for _ in 0..<250 {
+            let ls = try c.exec(ProcessSpec("/bin/busybox", ["busybox", "sh", "-c", "busybox ls -ln /var/lib/ctrobj/cores > /ls.out 2>&1"]))
+            _ = try ls.waitExitCode()
+            listing = (try? c.readFile("/ls.out")) ?? ""
+            if listing.contains("core.") { break }
+            usleep(20_000)
+        }
+        for line in listing.split(separator: "\n") where line.contains("core.") { print("  inside: \(line)") }
+        let fields = listing.split(separator: "\n").first { $0.contains("core.") }?.split(separator: " ") ?? []
+        check(fields.count > 4 && fields[2] == "0", "the core is inside the container, owned by its root (uid 0 inside, not the host's root)")
+        try initP.signal(SIGKILL)
+        _ = try? initP.waitExitCode()
+        c.close()
+
+        step("ctrobj uninstall")
+        let restored = try installer.uninstall()
+        let now = try KernelSettings.read()
+        check(restored == report.previous && now == report.previous,
+              "core_pattern and core_pipe_limit are back, byte for byte")
     }
 
     mutating func finish() {
         step("leave the host as it was")
+        if let before = kernelBefore {
+            if (try? KernelSettings.read()) != before { try? before.restore() }
+            check((try? KernelSettings.read()) == before, "kernel settings as they were")
+        }
         if let d = daemon {
             let mounts = { (try? Sys.readFile("/proc/self/mountinfo")) ?? "" }
             d.stop()
