@@ -96,24 +96,8 @@ public final class Broker {
     }
 
     func listen() throws {
-        let s = socket(AF_UNIX, CInt(SOCK_SEQPACKET.rawValue) | CInt(SOCK_CLOEXEC.rawValue) | CInt(SOCK_NONBLOCK.rawValue), 0)
-        if s < 0 { throw ContainerError.sys("socket") }
-        let fd = OwnedFD(s)
-        unlink(config.socketPath)
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(config.socketPath.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
-            throw ContainerError(.invalidArgument, "socket path too long: \(config.socketPath)")
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in bytes.enumerated() { p[i] = b } }
-        let r = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd.raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        if r < 0 { throw ContainerError.sys("bind \(config.socketPath)") }
         // Anyone may connect; every request checks the caller's rights.
-        chmod(config.socketPath, 0o666)
-        if Glibc.listen(fd.raw, 128) < 0 { throw ContainerError.sys("listen") }
+        let fd = try bindSeqpacket(config.socketPath, mode: 0o666)
         listener = fd
         try loop.watch(fd.raw) { [unowned self] _ in self.acceptAll() }
     }

@@ -117,8 +117,8 @@ struct Tour {
         let links = seen.split(separator: "\n").filter { $0.contains(": ") && $0.contains("<") }
         check(links.count == 1 && links[0].contains("lo:"), "the container's net namespace holds only lo")
         let s = try c.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue))
-        let hostIfs = listInterfaces().filter { $0 != "lo" }
-        let leaked = hostIfs.filter { interfaceExists(s.raw, $0) }
+        let hostIfs = NetInterfaces.names().filter { $0 != "lo" }
+        let leaked = hostIfs.filter { NetInterfaces.exists($0, via: s.raw) }
         check(leaked.isEmpty, "container_socket(): a socket in the container sees none of the host's \(hostIfs.joined(separator: ", "))")
 
         step("a fork bomb inside stops at pids.max")
@@ -213,22 +213,3 @@ struct Tour {
     }
 }
 
-func listInterfaces() -> [String] {
-    guard let list = if_nameindex() else { return [] }
-    defer { if_freenameindex(list) }
-    var out: [String] = []
-    var p = list
-    while p.pointee.if_index != 0 {
-        out.append(String(cString: p.pointee.if_name))
-        p += 1
-    }
-    return out
-}
-
-func interfaceExists(_ sock: Int32, _ name: String) -> Bool {
-    var req = ifreq()
-    withUnsafeMutableBytes(of: &req.ifr_ifrn.ifrn_name) { raw in
-        for (i, b) in name.utf8.prefix(15).enumerated() { raw[i] = b }
-    }
-    return ioctl(sock, UInt(0x8933), &req) == 0 // SIOCGIFINDEX
-}

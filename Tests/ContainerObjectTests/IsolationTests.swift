@@ -58,12 +58,12 @@ struct IsolationTests {
             let c = try Container.create("net", options: [.newNetNS, .killOnClose])
             let s = try c.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue))
             // A host interface other than lo:
-            guard let hostIf = hostInterfaces().first(where: { $0 != "lo" }) else { return }
-            #expect(interfaceIndex(s.raw, "lo") != nil)
-            #expect(interfaceIndex(s.raw, hostIf) == nil, "host interface \(hostIf) must not be visible")
+            guard let hostIf = NetInterfaces.names().first(where: { $0 != "lo" }) else { return }
+            #expect(NetInterfaces.exists("lo", via: s.raw))
+            #expect(!NetInterfaces.exists(hostIf, via: s.raw), "host interface \(hostIf) must not be visible")
             let hostSock = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
             defer { close(hostSock) }
-            #expect(interfaceIndex(hostSock, hostIf) != nil)
+            #expect(NetInterfaces.exists(hostIf, via: hostSock))
             // The netns inode of the socket is the container's.
             let st = try c.status()
             let nsGetNetns: UInt = 0x894C // SIOCGSKNS
@@ -109,25 +109,3 @@ struct IsolationTests {
     }
 }
 
-func hostInterfaces() -> [String] {
-    guard let list = if_nameindex() else { return [] }
-    defer { if_freenameindex(list) }
-    var out: [String] = []
-    var p = list
-    while p.pointee.if_index != 0 {
-        out.append(String(cString: p.pointee.if_name))
-        p += 1
-    }
-    return out
-}
-
-/// SIOCGIFINDEX through a given socket: answers for the socket's netns.
-func interfaceIndex(_ sock: Int32, _ name: String) -> Int32? {
-    var req = ifreq()
-    withUnsafeMutableBytes(of: &req.ifr_ifrn.ifrn_name) { raw in
-        for (i, b) in name.utf8.prefix(15).enumerated() { raw[i] = b }
-    }
-    let SIOCGIFINDEX: UInt = 0x8933
-    if ioctl(sock, SIOCGIFINDEX, &req) < 0 { return nil }
-    return req.ifr_ifru.ifru_ivalue
-}
