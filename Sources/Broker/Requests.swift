@@ -157,6 +157,17 @@ extension Broker {
                 throw r.err(.busy, "fork_into_container", "init already started")
             }
         }
+        let (plan, fds) = try joinPlan(r, enter: enter)
+        if !enter {
+            r.forkingConnection = ObjectIdentifier(conn)
+            conn.forking = r
+        }
+        return Reply(.ok(plan.fields), fds)
+    }
+
+    /// What joining the container takes: its namespaces (user first), its
+    /// pid namespace (joined, or new for a first init), its cgroup.procs files.
+    func joinPlan(_ r: ContainerRecord, enter: Bool) throws -> (JoinPlan, [OwnedFD]) {
         var fds: [OwnedFD] = []
         func add(_ fd: OwnedFD) throws -> Int {
             fds.append(try fd.duplicate())
@@ -178,12 +189,7 @@ extension Broker {
             fds.append(f)
             cg.append(fds.count - 1)
         }
-        let plan = JoinPlan(userns: userIndex, namespaces: items, pidns: pidns, cgroups: cg, becomeRoot: userIndex != nil)
-        if !enter {
-            r.forkingConnection = ObjectIdentifier(conn)
-            conn.forking = r
-        }
-        return Reply(.ok(plan.fields), fds)
+        return (JoinPlan(userns: userIndex, namespaces: items, pidns: pidns, cgroups: cg, becomeRoot: userIndex != nil), fds)
     }
 
     func forkCommit(_ m: Message, fds: [OwnedFD], conn: ClientConnection) throws -> Reply {

@@ -246,3 +246,8 @@ void ccs_swap_fsids(uid_t uid, gid_t gid, uid_t *old_uid, gid_t *old_gid)
 	*old_gid = (gid_t)syscall(SYS_setfsgid, gid);
 	*old_uid = (uid_t)syscall(SYS_setfsuid, uid);
 }
+
+long ccs_keyctl(int op, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5)
+{
+	return syscall(SYS_keyctl, op, a2, a3, a4, a5);
+}

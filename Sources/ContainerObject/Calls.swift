@@ -196,35 +196,5 @@ public final class PreparedJoin {
     }
 
     /// The C plan; exec fields left empty (return like fork).
-    public func cPlan() -> ccs_join_plan {
-        var p = ccs_join_plan()
-        p.userns_fd = plan.userns.map { fds[$0].raw } ?? -1
-        withUnsafeMutableBytes(of: &p.ns_fds) { raw in
-            let a = raw.bindMemory(to: CInt.self)
-            for (i, item) in plan.namespaces.prefix(Int(CCS_MAX_NS)).enumerated() { a[i] = fds[item.1].raw }
-        }
-        withUnsafeMutableBytes(of: &p.ns_types) { raw in
-            let a = raw.bindMemory(to: CInt.self)
-            for (i, item) in plan.namespaces.prefix(Int(CCS_MAX_NS)).enumerated() { a[i] = item.0.cloneFlag }
-        }
-        p.ns_count = CInt(min(plan.namespaces.count, Int(CCS_MAX_NS)))
-        switch plan.pidns {
-        case .none: p.pidns_mode = 0; p.pidns_fd = -1
-        case .new: p.pidns_mode = 1; p.pidns_fd = -1
-        case .join(let i): p.pidns_mode = 2; p.pidns_fd = fds[i].raw
-        }
-        withUnsafeMutableBytes(of: &p.cgroup_procs_fds) { raw in
-            let a = raw.bindMemory(to: CInt.self)
-            for (i, idx) in plan.cgroups.prefix(Int(CCS_MAX_CGROUPS)).enumerated() { a[i] = fds[idx].raw }
-        }
-        p.cgroup_count = CInt(min(plan.cgroups.count, Int(CCS_MAX_CGROUPS)))
-        p.become_root = plan.becomeRoot ? 1 : 0
-        p.chdir_root = 1
-        p.path = nil
-        p.stdio = (-1, -1, -1)
-        p.keep_fd = -1
-        p.die_with_parent = 0
-        p.gate_fd = -1
-        return p
-    }
+    public func cPlan() -> ccs_join_plan { plan.cPlan(fds: fds) }
 }

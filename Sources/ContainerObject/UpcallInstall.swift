@@ -10,15 +10,82 @@ import Glibc
 /// Files under the state directory:
 ///   kernel-settings.saved   what was there before (written first, removed last)
 ///   upcall.conf             what the helper needs (spool dir, previous pattern)
+///   request-key.saved       whether /etc/request-key.d existed before
+///   request-key-host/       the host's request-key configuration minus ours
+/// and /etc/request-key.d/ctrobj.conf.
 public struct UpcallInstaller {
     public var stateDir: String
     public var helper: String
     public var spoolDir: String
 
-    public init(stateDir: String, helper: String, spoolDir: String = "/var/lib/ctrobj/spool") {
+    /// Seconds a container's request-key may run before the key is negated.
+    public var keyTimeoutSeconds: Int
+    /// Where request-key reads its drop-in configuration (tests keep the real one).
+    public var requestKeyDir: String
+
+    public init(stateDir: String, helper: String, spoolDir: String = "/var/lib/ctrobj/spool", keyTimeoutSeconds: Int = 10,
+                requestKeyDir: String = KernelSettings.requestKeyDir) {
         self.stateDir = stateDir
         self.helper = helper
         self.spoolDir = spoolDir
+        self.keyTimeoutSeconds = keyTimeoutSeconds
+        self.requestKeyDir = requestKeyDir
+    }
+
+    var requestKeyConf: String { "\(requestKeyDir)/ctrobj.conf" }
+    var requestKeySaved: String { "\(stateDir)/request-key.saved" }
+    var hostConfigDir: String { "\(stateDir)/request-key-host" }
+
+    /// request-key takes the best match, reading request-key.d before
+    /// request-key.conf and the first of equal matches: so every create line
+    /// of the host's configuration is mirrored with our helper, plus a
+    /// catch-all, and ours wins every tie. %d comes last: a description may
+    /// hold spaces.
+    func requestKeyLines() -> String {
+        var selectors: [String] = []
+        var files = ["/etc/request-key.conf"]
+        files += Sys.listDirectory(requestKeyDir).filter { $0.hasSuffix(".conf") && $0 != "ctrobj.conf" }.sorted()
+            .map { "\(requestKeyDir)/\($0)" }
+        for f in files {
+            for line in ((try? Sys.readFile(f)) ?? "").split(separator: "\n") {
+                let cols = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+                guard cols.count >= 4, cols[0] == "create" else { continue }
+                let sel = cols[0...3].joined(separator: " ")
+                if !selectors.contains(sel) { selectors.append(sel) }
+            }
+        }
+        if !selectors.contains("create * * *") { selectors.append("create * * *") }
+        let program = "\(helper) key \(stateDir) %k %t %u %g %T %P %S %d"
+        return "# Written by `ctrobj install`; removed by `ctrobj uninstall`.\n"
+            + selectors.map { "\($0) \(program)" }.joined(separator: "\n") + "\n"
+    }
+
+    /// The host's configuration without ours, for `request-key -l`.
+    func makeHostConfigDir() throws {
+        removeTree(hostConfigDir)
+        try Sys.mkdirs("\(hostConfigDir)/request-key.d", 0o755)
+        if Sys.exists("/etc/request-key.conf") { symlink("/etc/request-key.conf", "\(hostConfigDir)/request-key.conf") }
+        for f in Sys.listDirectory(requestKeyDir) where f != "ctrobj.conf" {
+            symlink("\(requestKeyDir)/\(f)", "\(hostConfigDir)/request-key.d/\(f)")
+        }
+    }
+
+    func installRequestKey() throws {
+        guard !Sys.exists(requestKeyConf) else {
+            throw ContainerError(.exists, "install: \(requestKeyConf) exists already")
+        }
+        let existed = Sys.exists(requestKeyDir)
+        try Sys.writeFileAtomically(requestKeySaved, existed ? "existing-dir\n" : "created-dir\n")
+        try makeHostConfigDir()
+        try Sys.mkdirs(requestKeyDir, 0o755)
+        try Sys.writeFileAtomically(requestKeyConf, requestKeyLines(), mode: 0o644)
+    }
+
+    func uninstallRequestKey() {
+        unlink(requestKeyConf)
+        if (try? Sys.readFile(requestKeySaved))?.hasPrefix("created-dir") == true { rmdir(requestKeyDir) }
+        unlink(requestKeySaved)
+        removeTree(hostConfigDir)
     }
 
     var savedPath: String { "\(stateDir)/kernel-settings.saved" }
@@ -51,7 +118,9 @@ public struct UpcallInstaller {
             let socketOK = KernelSettings.supportsCoreSocket()
             try Sys.writeFileAtomically(UpcallConfig.path(stateDir: stateDir),
                 UpcallConfig(spoolDir: spoolDir, previousCorePattern: previous.corePattern.trimmingSuffixNewline(),
-                             previousModprobe: previous.modprobe?.trimmingSuffixNewline(), mode: "pipe").encoded, mode: 0o644)
+                             previousModprobe: previous.modprobe?.trimmingSuffixNewline(), mode: "pipe",
+                             keyTimeoutSeconds: keyTimeoutSeconds).encoded, mode: 0o644)
+            try installRequestKey()
             // A pipe helper is only safe by pid while the kernel waits for it.
             if previous.corePipeLimit.trimmingSuffixNewline() == "0" {
                 try Sys.writeFile(KernelSettings.corePipeLimitPath, "64")
@@ -62,6 +131,7 @@ public struct UpcallInstaller {
             return Report(mode: "pipe", corePattern: corePattern, socketModeSupported: socketOK, previous: previous)
         } catch {
             try? previous.restore()
+            if Sys.exists(requestKeySaved) { uninstallRequestKey() }
             unlink(UpcallConfig.path(stateDir: stateDir))
             unlink(savedPath)
             throw error
@@ -75,6 +145,7 @@ public struct UpcallInstaller {
             throw ContainerError(.notFound, "uninstall: nothing installed for \(stateDir) (no \(savedPath))")
         }
         try saved.restore()
+        uninstallRequestKey()
         unlink(UpcallConfig.path(stateDir: stateDir))
         unlink(savedPath)
         return saved

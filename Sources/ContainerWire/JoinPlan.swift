@@ -1,3 +1,4 @@
+import CShim
 import ContainerSystem
 
 /// What a process needs to join a container, as ctrobjd hands it out with
@@ -64,5 +65,41 @@ public struct JoinPlan: Sendable, Equatable {
         }
         cgroups = try (m["cgroups"] ?? "").split(separator: ",").map { try index($0) }
         becomeRoot = m["root"] == "1"
+    }
+}
+
+extension JoinPlan {
+    /// The C plan for ccs_join_fork, its fds taken from `fds` (which must
+    /// stay open until the fork returns). Exec fields are left empty.
+    public func cPlan(fds: [OwnedFD]) -> ccs_join_plan {
+        var p = ccs_join_plan()
+        p.userns_fd = userns.map { fds[$0].raw } ?? -1
+        withUnsafeMutableBytes(of: &p.ns_fds) { raw in
+            let a = raw.bindMemory(to: CInt.self)
+            for (i, item) in namespaces.prefix(Int(CCS_MAX_NS)).enumerated() { a[i] = fds[item.1].raw }
+        }
+        withUnsafeMutableBytes(of: &p.ns_types) { raw in
+            let a = raw.bindMemory(to: CInt.self)
+            for (i, item) in namespaces.prefix(Int(CCS_MAX_NS)).enumerated() { a[i] = item.0.cloneFlag }
+        }
+        p.ns_count = CInt(min(namespaces.count, Int(CCS_MAX_NS)))
+        switch pidns {
+        case .none: p.pidns_mode = 0; p.pidns_fd = -1
+        case .new: p.pidns_mode = 1; p.pidns_fd = -1
+        case .join(let i): p.pidns_mode = 2; p.pidns_fd = fds[i].raw
+        }
+        withUnsafeMutableBytes(of: &p.cgroup_procs_fds) { raw in
+            let a = raw.bindMemory(to: CInt.self)
+            for (i, idx) in cgroups.prefix(Int(CCS_MAX_CGROUPS)).enumerated() { a[i] = fds[idx].raw }
+        }
+        p.cgroup_count = CInt(min(cgroups.count, Int(CCS_MAX_CGROUPS)))
+        p.become_root = becomeRoot ? 1 : 0
+        p.chdir_root = 1
+        p.path = nil
+        p.stdio = (-1, -1, -1)
+        p.keep_fd = -1
+        p.die_with_parent = 0
+        p.gate_fd = -1
+        return p
     }
 }

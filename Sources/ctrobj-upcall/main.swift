@@ -6,10 +6,12 @@ import Glibc
 
 // ctrobj-upcall: what the kernel runs for an upcall. Thin: parse, call.
 //   core <state-dir> %P %u %g %s %t %d %e      (core_pattern pipe mode)
+//   key <state-dir> %k %t %u %g %T %P %S %d    (/etc/request-key.d/ctrobj.conf)
 
 let args = CommandLine.arguments
 func usage() -> Never {
     fputs("usage: ctrobj-upcall core STATE_DIR PID UID GID SIGNAL TIME DUMPMODE COMM...\n", stderr)
+    fputs("       ctrobj-upcall key STATE_DIR KEY TYPE UID GID THREAD_KR PROCESS_KR SESSION_KR DESC...\n", stderr)
     exit(2)
 }
 
@@ -21,6 +23,12 @@ case "core":
     let facts = CoreFacts(pid: pid, uid: uid, gid: gid, signal: sig, time: time, dumpMode: mode,
                           comm: args[9...].joined(separator: " "))
     exit(CoreHelper.run(stateDir: args[2], facts: facts))
+case "key":
+    guard args.count >= 11, let key = Int32(args[3]) else { usage() }
+    let req = KeyHelper.Request(key: key, type: args[4], description: args[10...].joined(separator: " "), uid: args[5], gid: args[6],
+                                threadKeyring: args[7], processKeyring: args[8], sessionKeyring: args[9])
+    let timeout = UpcallConfig.load(stateDir: args[2])?.keyTimeoutSeconds ?? 10
+    exit(KeyHelper.run(stateDir: args[2], request: req, timeoutSeconds: timeout))
 default:
     usage()
 }

@@ -1,0 +1,122 @@
+import ContainerObject
+import ContainerSystem
+import ContainerWire
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Key requests through the real kernel and request-key. These change
+/// core_pattern and /etc/request-key.d, so they run one at a time and put
+/// everything back on every path.
+@Suite("upcalls: key requests", .serialized,
+       .enabled(if: isRoot && Sys.exists("/bin/keyctl") && Sys.exists("/sbin/request-key"), "needs root and keyutils"))
+struct KeyUpcallTests {
+    func installed(_ d: PrivateDaemon, timeout: Int = 10, _ body: () throws -> Void) throws {
+        let before = try KernelSettings.read()
+        let rkdBefore = Sys.listDirectory(KernelSettings.requestKeyDir)
+        let rkdExisted = Sys.exists(KernelSettings.requestKeyDir)
+        let inst = UpcallInstaller(stateDir: d.stateDir, helper: "\(buildDir)/ctrobj-upcall", spoolDir: "\(d.stateDir)-spool",
+                                   keyTimeoutSeconds: timeout)
+        _ = try inst.install()
+        defer {
+            _ = try? inst.uninstall()
+            try? before.restore()
+            #expect(Sys.exists(KernelSettings.requestKeyDir) == rkdExisted)
+            #expect(Sys.listDirectory(KernelSettings.requestKeyDir) == rkdBefore)
+        }
+        try body()
+    }
+
+    /// A container with a copy of the host's files, its own request-key.conf
+    /// and /etc/hosts (bound over the copies), and an empty request-key.d.
+    func keyContainer(_ name: String, conf: String, hosts: String? = nil) throws -> (Container, ContainerProcess, [String]) {
+        let c = try Container.create(name, options: [.newFSNS, .newUserNS, .newPIDNS, .newUTSNS, .newNetNS, .killOnClose])
+        var files: [String] = []
+        let confPath = "/tmp/ctrobj-rk-\(name)-\(getpid()).conf"
+        try Sys.writeFileAtomically(confPath, conf, mode: 0o644)
+        files.append(confPath)
+        try c.bindMount(hostPath: confPath, target: "/etc/request-key.conf", recursive: false)
+        if Sys.exists(KernelSettings.requestKeyDir) {
+            try c.mount(source: "tmpfs", target: KernelSettings.requestKeyDir, fstype: "tmpfs")
+        }
+        if let hosts {
+            let hostsPath = "/tmp/ctrobj-hosts-\(name)-\(getpid())"
+            try Sys.writeFileAtomically(hostsPath, hosts, mode: 0o644)
+            files.append(hostsPath)
+            try c.bindMount(hostPath: hostsPath, target: "/etc/hosts", recursive: false)
+        }
+        let p = try c.spawnInit(ProcessSpec("/bin/sleep", ["sleep", "120"]))
+        return (c, p, files)
+    }
+
+    /// Run a key request inside the container (in a fresh session keyring);
+    /// returns (exit code, output).
+    func requestInside(_ c: Container, _ script: String) throws -> (Int32, String) {
+        let out = "/tmp/ctrobj-keyout-\(getpid())"
+        defer { unlink(out) }
+        let fd = try Sys.open(out, O_WRONLY | O_CREAT | O_TRUNC, 0o666)
+        let p = try c.exec(ProcessSpec("/bin/sh", ["sh", "-c", "keyctl session - sh -c '\(script)'"], stdio: (-1, fd.raw, fd.raw)))
+        let code = try p.waitCode(timeoutSeconds: 60)
+        return (code, (try? Sys.readFile(out)) ?? "")
+    }
+
+    @Test("a user key requested inside a container gets its payload from the container's own request-key.conf")
+    func userKey() throws {
+        try withDaemon { d in
+            try installed(d) {
+                let (c, p, files) = try keyContainer("keys", conf: "create user ctrobjtest:* * /bin/keyctl instantiate %k inside-payload %S\n")
+                defer { files.forEach { unlink($0) }; try? p.signal(SIGKILL); _ = try? p.waitCode() }
+                let (code, out) = try requestInside(c, "keyctl print $(keyctl request2 user ctrobjtest:1 hello @s)")
+                #expect(code == 0, "\(out)")
+                #expect(out.contains("inside-payload"), "\(out)")
+            }
+        }
+    }
+
+    @Test("a dns_resolver key inside a container gets the container's /etc/hosts answer")
+    func dnsResolver() throws {
+        guard Sys.exists("/sbin/key.dns_resolver") else { return }
+        try withDaemon { d in
+            try installed(d) {
+                #expect(!((try? Sys.readFile("/etc/hosts")) ?? "").contains("ctrobj-dns-test"), "the host must not know the name")
+                let (c, p, files) = try keyContainer("dns", conf: "create dns_resolver * * /sbin/key.dns_resolver %k\n",
+                                                     hosts: "127.0.0.1 localhost\n10.11.12.13 ctrobj-dns-test\n")
+                defer { files.forEach { unlink($0) }; try? p.signal(SIGKILL); _ = try? p.waitCode() }
+                let (code, out) = try requestInside(c, "keyctl print $(keyctl request2 dns_resolver ctrobj-dns-test \"\" @s)")
+                #expect(code == 0, "\(out)")
+                #expect(out.contains("10.11.12.13"), "\(out)")
+            }
+        }
+    }
+
+    @Test("a handler that hangs is killed and the key negated: the requester gets an error, not a hang")
+    func hangingHandler() throws {
+        try withDaemon { d in
+            try installed(d, timeout: 2) {
+                let (c, p, files) = try keyContainer("slow", conf: "create user slow:* * /bin/sleep 300\n")
+                defer { files.forEach { unlink($0) }; try? p.signal(SIGKILL); _ = try? p.waitCode() }
+                let t0 = Sys.monotonicNanos()
+                let (code, out) = try requestInside(c, "keyctl request2 user slow:1 x @s")
+                let seconds = Double(Sys.monotonicNanos() - t0) / 1e9
+                #expect(code != 0, "\(out)")
+                #expect(out.contains("not available") || out.contains("rejected"), "\(out)")
+                #expect(seconds < 30, "took \(seconds) s")
+            }
+        }
+    }
+
+    @Test("a host key request still goes through the host's request-key configuration")
+    func hostUnchanged() throws {
+        let script = "keyctl session - sh -c 'keyctl print $(keyctl request2 user debug:ctrobj world @s)'"
+        let (beforeCode, beforeOut) = try runProgram(["/bin/sh", "-c", script])
+        try withDaemon { d in
+            try installed(d) {
+                let (code, out) = try runProgram(["/bin/sh", "-c", script])
+                #expect(code == beforeCode)
+                let payload = { (s: String) in s.split(separator: "\n").filter { !$0.hasPrefix("Joined") } }
+                #expect(payload(out) == payload(beforeOut), "before: \(beforeOut) after: \(out)")
+            }
+        }
+    }
+}
