@@ -31,6 +31,8 @@ public final class ContainerRecord {
     public var cookies: Set<UInt64> = []
     /// Where its cores go: "file" (default) or "drop".
     public var corePolicy = "file"
+    /// Modules a request from this container may load (none by default).
+    public var allowedModules: [String] = []
     /// The connection that is starting init, if any.
     public var forkingConnection: ObjectIdentifier?
 
@@ -63,6 +65,7 @@ public final class ContainerRecord {
             "id": "\(id)", "name": name, "flags": "\(flags)", "state": "\(visibleState.rawValue)",
             "state_name": visibleState.name, "init_pid": "\(initPid)", "owner": "\(owner)",
             "created": "\(createdAt)", "cgroup": cgroup.relativePath, "core_policy": corePolicy,
+            "modules": allowedModules.joined(separator: ","),
         ]
         if let s = exitStatus { f["exit_status"] = "\(s)" }
         for (k, ino) in namespaceInodes { f["ns.\(k.rawValue)"] = "\(ino)" }
@@ -82,6 +85,7 @@ public final class ContainerRecord {
         if let b = idBase { f["id_base"] = "\(b)" }
         if let s = exitStatus { f["exit_status"] = "\(s)" }
         f["core_policy"] = corePolicy
+        f["modules"] = allowedModules.joined(separator: ",")
         return f
     }
 
@@ -99,6 +103,7 @@ public final class ContainerRecord {
         r.initStartTime = m.uint64("init_start") ?? 0
         r.exitStatus = m.int("exit_status").map { Int32($0) }
         r.corePolicy = m["core_policy"] ?? "file"
+        r.allowedModules = (m["modules"] ?? "").split(separator: ",").map(String.init)
         r.cookies = Set((m["cookies"] ?? "").split(separator: ",").compactMap { UInt64($0) })
         return r
     }

@@ -59,6 +59,23 @@ extension Broker {
             }
             r.cgroup.signalAll(CInt(sig))
             return Reply(.ok())
+        case Op.policy:
+            if conn.uid != 0 && conn.uid != r.owner {
+                throw r.err(.permission, "policy", "only its owner (uid \(r.owner)) or root may set its upcall policy")
+            }
+            if let core = m["core"] {
+                guard ["file", "drop"].contains(core) else { throw r.err(.invalidArgument, "policy", "core policy must be file or drop") }
+                r.corePolicy = core
+            }
+            if let modules = m["modules"] {
+                let list = modules.split(separator: ",").map(String.init)
+                guard list.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || "-_".contains($0) } }) else {
+                    throw r.err(.invalidArgument, "policy", "module names are letters, digits, '-' and '_'")
+                }
+                r.allowedModules = list
+            }
+            try persistence.save(r)
+            return Reply(.ok(["core": r.corePolicy, "modules": r.allowedModules.joined(separator: ",")]))
         case Op.destroy:
             if conn.uid != 0 && conn.uid != r.owner {
                 throw r.err(.permission, "container_destroy", "only its owner (uid \(r.owner)) or root may destroy it")

@@ -14,6 +14,7 @@ import Glibc
 /// |------|-----------------|--------------------------|--------------------------------|
 /// | core | CoreFacts       | core pipe, pidfd (opt.)  | ok (path) / fallthrough / error |
 /// | key  | CoreFacts of the requester, key_type, key_desc | - | ok + JoinPlan fields and fds / fallthrough |
+/// | modprobe | container, module | - | allow / deny (reason) |
 extension Broker {
     func listenUpcalls() throws {
         let path = "\(config.stateDir)/upcall.sock"
@@ -93,6 +94,17 @@ extension Broker {
             } catch {
                 reply(conn.fd, .error(ContainerError(.system, "\(error)")))
             }
+        case "modprobe":
+            let module = msg["module"] ?? ""
+            let name = msg["container"] ?? ""
+            guard let r = byName[name] else {
+                logger.warning("modprobe \(module) for container \"\(name)\": no such container here: denied")
+                reply(conn.fd, Message("deny", ["reason": "no container \"\(name)\" in ctrobjd"]))
+                return
+            }
+            let allowed = r.allowedModules.contains(module)
+            logger.notice("modprobe \(module) for container \"\(name)\": \(allowed ? "allowed" : "denied (not in its allow-list)")")
+            reply(conn.fd, Message(allowed ? "allow" : "deny", ["reason": allowed ? "in the allow-list" : "not in the allow-list"]))
         default:
             reply(conn.fd, .error(ContainerError(.invalidArgument, "unknown upcall \"\(msg.op)\"", errno: EOPNOTSUPP)))
         }

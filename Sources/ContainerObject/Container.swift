@@ -258,6 +258,15 @@ public final class Container {
     public func kill(_ signal: Int32 = SIGKILL) throws { try ContainerCalls.simple(fd.raw, Op.kill, ["signal": "\(signal)"]) }
     public func destroy() throws { try ContainerCalls.simple(fd.raw, Op.destroy) }
 
+    /// Upcall policy: where cores go ("file" or "drop") and which modules a
+    /// request from this container may load.
+    public func setPolicy(core: String? = nil, modules: [String]? = nil) throws {
+        var f: [String: String] = [:]
+        if let core { f["core"] = core }
+        if let modules { f["modules"] = modules.joined(separator: ",") }
+        try ContainerCalls.simple(fd.raw, Op.policy, f)
+    }
+
     /// Close this reference (with CONTAINER_KILL_ON_CLOSE, the last one destroys).
     public func close() { fd.close() }
 }

@@ -32,6 +32,12 @@ public struct UpcallInstaller {
         self.requestKeyDir = requestKeyDir
     }
 
+    /// The kernel's modprobe path points here: a symlink to the helper.
+    public var modprobeLink: String { "\(stateDir)/modprobe" }
+    /// What the helper runs for host requests when the kernel has no
+    /// modprobe setting to save (a kernel without modules).
+    public var fallbackModprobe = "/sbin/modprobe"
+
     var requestKeyConf: String { "\(requestKeyDir)/ctrobj.conf" }
     var requestKeySaved: String { "\(stateDir)/request-key.saved" }
     var hostConfigDir: String { "\(stateDir)/request-key-host" }
@@ -118,9 +124,12 @@ public struct UpcallInstaller {
             let socketOK = KernelSettings.supportsCoreSocket()
             try Sys.writeFileAtomically(UpcallConfig.path(stateDir: stateDir),
                 UpcallConfig(spoolDir: spoolDir, previousCorePattern: previous.corePattern.trimmingSuffixNewline(),
-                             previousModprobe: previous.modprobe?.trimmingSuffixNewline(), mode: "pipe",
+                             previousModprobe: previous.modprobe?.trimmingSuffixNewline() ?? fallbackModprobe, mode: "pipe",
                              keyTimeoutSeconds: keyTimeoutSeconds).encoded, mode: 0o644)
             try installRequestKey()
+            unlink(modprobeLink)
+            if symlink(helper, modprobeLink) < 0 { throw ContainerError.sys("symlink \(modprobeLink)") }
+            if previous.modprobe != nil { try Sys.writeFile(KernelSettings.modprobePath, modprobeLink) }
             // A pipe helper is only safe by pid while the kernel waits for it.
             if previous.corePipeLimit.trimmingSuffixNewline() == "0" {
                 try Sys.writeFile(KernelSettings.corePipeLimitPath, "64")
@@ -132,6 +141,7 @@ public struct UpcallInstaller {
         } catch {
             try? previous.restore()
             if Sys.exists(requestKeySaved) { uninstallRequestKey() }
+            unlink(modprobeLink)
             unlink(UpcallConfig.path(stateDir: stateDir))
             unlink(savedPath)
             throw error
@@ -146,6 +156,7 @@ public struct UpcallInstaller {
         }
         try saved.restore()
         uninstallRequestKey()
+        unlink(modprobeLink)
         unlink(UpcallConfig.path(stateDir: stateDir))
         unlink(savedPath)
         return saved

@@ -16,6 +16,7 @@
 /// | freeze, thaw  | -                                      | container fd           | -                            | -                   |
 /// | kill          | signal                                 | container fd           | -                            | -                   |
 /// | destroy       | -                                      | container fd           | -                            | -                   |
+/// | policy        | core (file/drop), modules (a,b,c)      | container fd           | core, modules                | -                   |
 /// | list          | -                                      | -                      | count, c.N = status line     | -                   |
 ///
 /// fork.prepare and fork.commit travel on one connection: if it closes
@@ -38,6 +39,7 @@ public enum Op {
     public static let thaw = "thaw"
     public static let kill = "kill"
     public static let destroy = "destroy"
+    public static let policy = "policy"
     public static let list = "list"
     public static let exited = "exited"
 }

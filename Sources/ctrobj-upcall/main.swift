@@ -7,6 +7,7 @@ import Glibc
 // ctrobj-upcall: what the kernel runs for an upcall. Thin: parse, call.
 //   core <state-dir> %P %u %g %s %t %d %e      (core_pattern pipe mode)
 //   key <state-dir> %k %t %u %g %T %P %S %d    (/etc/request-key.d/ctrobj.conf)
+//   (as <state>/modprobe) -q -- MODULE         (/proc/sys/kernel/modprobe)
 
 let args = CommandLine.arguments
 func usage() -> Never {
@@ -16,6 +17,16 @@ func usage() -> Never {
 }
 
 guard args.count >= 2 else { usage() }
+
+// As /proc/sys/kernel/modprobe the kernel runs <state>/modprobe -q -- MODULE.
+if args[0].hasSuffix("/modprobe") {
+    var parts = args[0].split(separator: "/", omittingEmptySubsequences: false)
+    parts.removeLast()
+    var env: [String: String] = [:]
+    for key in ["CONTAINER_NAME", "CONTAINER_ID"] { if let v = getenv(key) { env[key] = String(cString: v) } }
+    exit(ModprobeHelper.run(stateDir: parts.joined(separator: "/"), arguments: Array(args.dropFirst()), environment: env))
+}
+
 switch args[1] {
 case "core":
     guard args.count >= 10, let pid = pid_t(args[3]), let uid = uid_t(args[4]), let gid = gid_t(args[5]),

@@ -12,7 +12,7 @@ struct Ctrobj: ParsableCommand {
         commandName: "ctrobj",
         abstract: "Containers as kernel objects: create, run, inspect and manage them through ctrobjd.",
         subcommands: [Demo.self, Create.self, List.self, Inspect.self, Run.self, Exec.self, Limits.self,
-                      Freeze.self, Thaw.self, Kill.self, Remove.self, Install.self, Uninstall.self])
+                      Freeze.self, Thaw.self, Kill.self, Remove.self, Policy.self, Install.self, Uninstall.self])
 }
 
 /// Run a command body and turn ContainerError into one line and exit 1.
@@ -243,6 +243,18 @@ struct Kill: ParsableCommand {
     @Argument var name: String
     @Option(help: "Signal number.") var signal: Int32 = SIGKILL
     func run() throws { try guarded { try Container.open(name).kill(signal) } }
+}
+
+struct Policy: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Set a container's upcall policy: cores (file/drop) and allowed modules.")
+    @Argument var name: String
+    @Option(help: "file (into the container's root) or drop.") var core: String?
+    @Option(help: "Comma-separated modules the container may cause to load (empty: none).") var modules: String?
+    func run() throws {
+        try guarded {
+            try Container.open(name).setPolicy(core: core, modules: modules.map { $0.split(separator: ",").map(String.init) })
+        }
+    }
 }
 
 struct Remove: ParsableCommand {
