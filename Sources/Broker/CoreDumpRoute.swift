@@ -9,6 +9,9 @@ import Glibc
 /// Where a container's cores go (its record's "core" policy):
 ///   file (default)  /var/lib/ctrobj/cores/core.<comm>.<pid inside>.<time>
 ///                   inside the container's root, owned by its root, mode 0600
+///   handler:/PATH   PATH runs inside the container as its root, in its cgroup,
+///                   core on stdin, arguments as the container sees them:
+///                   PID UID GID SIGNAL TIME COMM (a per-container core_pattern pipe)
 ///   drop            read and discarded
 extension Broker {
     /// The container a crashing process belongs to: its cgroup first (every
@@ -34,6 +37,10 @@ extension Broker {
                 _ = try? Stream.copy(from: core.raw, to: nil)
                 reply(.ok(["dropped": "1"]))
             }
+            return
+        }
+        if r.corePolicy.hasPrefix("handler:") {
+            runCoreHandler(r, facts, core: core, reply: reply)
             return
         }
         guard let root = try? rootFD(r) else {
@@ -110,6 +117,68 @@ extension Broker {
             // it, renamed so it is not retried forever.
             rename("\(dir)/\(name).meta", "\(dir)/\(name).undeliverable")
             logger.warning("spooled core \(name) could not be delivered (\(reply.op) \(reply["message"] ?? "")); kept in \(dir)")
+        }
+    }
+}
+
+/// How long a container's core handler may run.
+let coreHandlerTimeoutSeconds = 300
+
+extension Broker {
+    /// The container's own core handler, inside it, with the core on stdin.
+    func runCoreHandler(_ r: ContainerRecord, _ f: CoreFacts, core: OwnedFD, reply: @escaping (Message) -> Void) {
+        let path = String(r.corePolicy.dropFirst("handler:".count))
+        let inside = { (id: UInt32) -> UInt32 in
+            guard r.namespaces[.user] != nil, let base = r.idBase, id >= base, id < base + self.config.idRangeSize else { return id }
+            return id - base
+        }
+        let args = [path, "\(f.nsPid == 0 ? f.pid : f.nsPid)", "\(inside(f.uid))", "\(inside(f.gid))", "\(f.signal)", "\(f.time)", f.comm]
+        let plan: JoinPlan, fds: [OwnedFD]
+        do {
+            (plan, fds) = try joinPlan(r, enter: true)
+        } catch {
+            reply(.error((error as? ContainerError) ?? ContainerError(.system, "\(error)")))
+            return
+        }
+        let name = r.name
+        let logger = self.logger
+        DispatchQueue.global().async {
+            var p = plan.cPlan(fds: fds)
+            let argv = CStringArray(args)
+            let envp = CStringArray(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+            let cpath = strdup(path)
+            defer { free(cpath) }
+            let devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)
+            defer { if devnull >= 0 { close(devnull) } }
+            p.path = UnsafePointer(cpath)
+            p.argv = UnsafePointer(argv.pointers)
+            p.envp = UnsafePointer(envp.pointers)
+            p.stdio = (core.raw, devnull, devnull)
+            var stage: CInt = 0
+            let pid = ccs_join_fork(&p, &stage)
+            guard pid > 0, let pidfd = try? Sys.pidfdOpen(pid) else {
+                let e = errno
+                logger.error("container \"\(name)\": core handler \(path) did not start (\(stageName(stage))): \(errnoDescription(e))")
+                _ = try? Stream.copy(from: core.raw, to: nil)
+                reply(.error(ContainerError(.system, "core handler \(path) did not start: \(errnoDescription(e))", errno: e)))
+                return
+            }
+            let deadline = Sys.monotonicNanos() + UInt64(coreHandlerTimeoutSeconds) * 1_000_000_000
+            var status: Int32? = nil
+            while status == nil && Sys.monotonicNanos() < deadline {
+                var pfd = pollfd(fd: pidfd.raw, events: Int16(POLLIN), revents: 0)
+                _ = poll(&pfd, 1, 100)
+                status = try? Sys.pidfdWait(pidfd.raw, nohang: true) ?? nil
+            }
+            if status == nil {
+                try? Sys.pidfdSendSignal(pidfd.raw, SIGKILL)
+                _ = try? Sys.pidfdWait(pidfd.raw)
+                logger.warning("container \"\(name)\": core handler \(path) killed after \(coreHandlerTimeoutSeconds) s")
+                reply(.error(ContainerError(.timeout, "core handler timed out")))
+                return
+            }
+            logger.info("container \"\(name)\": core of pid \(args[1]) (\(f.comm)) handed to \(path) inside, wait status \(status ?? 0)")
+            reply(.ok(["handler": path, "status": "\(status ?? 0)"]))
         }
     }
 }

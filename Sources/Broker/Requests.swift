@@ -64,10 +64,16 @@ extension Broker {
                 throw r.err(.permission, "policy", "only its owner (uid \(r.owner)) or root may set its upcall policy")
             }
             if let core = m["core"] {
-                guard ["file", "drop"].contains(core) else { throw r.err(.invalidArgument, "policy", "core policy must be file or drop") }
+                guard ["file", "drop"].contains(core) || (core.hasPrefix("handler:/") && core.count > 9) else {
+                    throw r.err(.invalidArgument, "policy", "core policy must be file, drop or handler:/absolute/path/inside")
+                }
                 r.corePolicy = core
             }
             if let modules = m["modules"] {
+                // Loading a module changes the host kernel: only root may allow it.
+                guard conn.uid == 0 else {
+                    throw r.err(.permission, "policy", "only root may allow a container to load modules")
+                }
                 let list = modules.split(separator: ",").map(String.init)
                 guard list.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || "-_".contains($0) } }) else {
                     throw r.err(.invalidArgument, "policy", "module names are letters, digits, '-' and '_'")

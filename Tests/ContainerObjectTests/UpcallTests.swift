@@ -116,6 +116,38 @@ struct UpcallTests {
         }
     }
 
+    @Test("a container's own core handler runs inside it with the core on stdin and its own view of the ids")
+    func coreHandler() throws {
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let inst = installer(d)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                let (c, p) = try crashable("handled")
+                try c.mkdirs("/cores")
+                try c.writeFile("/bin/handler", "#!/bin/busybox sh\nbusybox cat > /cores/core.$1\necho \"$@\" > /cores/args\nbusybox id -u >> /cores/args\n", mode: 0o755)
+                try c.setPolicy(core: "handler:/bin/handler")
+                #expect(throws: ContainerError.self) { try c.setPolicy(core: "handler:relative") }
+                try crash(c)
+                var args = ""
+                for _ in 0..<500 { args = (try? c.readFile("/cores/args")) ?? ""; if args.contains("\n0") { break }; usleep(10_000) }
+                let words = args.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+                // PID UID GID SIGNAL TIME COMM, then the handler's own uid.
+                #expect(words.count >= 7, "\(args)")
+                if words.count >= 7 {
+                    #expect(words[1] == "0" && words[2] == "0", "the crashing root's ids as the container sees them: \(args)")
+                    #expect(words[3] == "11")
+                    #expect(words.last == "0", "the handler runs as the container's root")
+                    let core = try c.openFile("/cores/core.\(words[0])", flags: O_RDONLY)
+                    #expect(try elfCoreEnd(core.raw) > 0)
+                }
+                #expect(cores(c).isEmpty, "the handler, not the default file route, got it")
+                try p.signal(SIGKILL)
+                _ = try? p.waitCode()
+            }
+        }
+    }
+
     @Test("a host crash behaves exactly as before install")
     func hostCrashUnchanged() throws {
         try preservingKernelSettings {
