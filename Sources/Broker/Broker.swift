@@ -162,7 +162,9 @@ public final class Broker {
     func register(_ r: ContainerRecord) {
         byName[r.name] = r
         byID[r.id] = r
-        byCgroup[r.cgroup.relativePath] = r
+        // An adopted container's cgroup may hold host processes too: it is
+        // attributed by its namespaces only.
+        if !r.adopted && !r.cgroup.relativePath.isEmpty { byCgroup[r.cgroup.relativePath] = r }
         for c in r.cookies { byCookie[c] = r }
         for (_, ino) in r.namespaceInodes { byNamespace[ino] = r }
         nextID = max(nextID, r.id + 1)

@@ -31,6 +31,17 @@ public final class ContainerRecord {
     public var cookies: Set<UInt64> = []
     /// Where its cores go: "file" (default) or "drop".
     public var corePolicy = "file"
+    /// Registered from another runtime's running process (ctrobj adopt):
+    /// ctrobjd never kills its processes nor removes its cgroup.
+    public var adopted = false
+    /// The host uid that root inside maps to, when ctrobjd did not make the
+    /// user namespace itself (adopted containers).
+    public var adoptedRootUID: UInt32?
+    /// The host uid and gid of the container's root, as which its files are made.
+    public var rootHostID: UInt32 {
+        guard namespaces[.user] != nil else { return 0 }
+        return adoptedRootUID ?? idBase ?? owner
+    }
     /// Modules a request from this container may load (none by default).
     public var allowedModules: [String] = []
     /// The connection that is starting init, if any.
@@ -86,6 +97,8 @@ public final class ContainerRecord {
         if let s = exitStatus { f["exit_status"] = "\(s)" }
         f["core_policy"] = corePolicy
         f["modules"] = allowedModules.joined(separator: ",")
+        if adopted { f["adopted"] = "1" }
+        if let a = adoptedRootUID { f["adopted_root_uid"] = "\(a)" }
         return f
     }
 
@@ -103,6 +116,8 @@ public final class ContainerRecord {
         r.initStartTime = m.uint64("init_start") ?? 0
         r.exitStatus = m.int("exit_status").map { Int32($0) }
         r.corePolicy = m["core_policy"] ?? "file"
+        r.adopted = m["adopted"] == "1"
+        r.adoptedRootUID = m.int("adopted_root_uid").map { UInt32($0) }
         r.allowedModules = (m["modules"] ?? "").split(separator: ",").map(String.init)
         r.cookies = Set((m["cookies"] ?? "").split(separator: ",").compactMap { UInt64($0) })
         return r

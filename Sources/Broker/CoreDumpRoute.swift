@@ -47,7 +47,7 @@ extension Broker {
             reply(.error(ContainerError(.dead, "container \"\(r.name)\": core: it has no root any more")))
             return
         }
-        let fsid: UInt32 = r.namespaces[.user] != nil ? (r.idBase ?? r.owner) : 0
+        let fsid = r.rootHostID
         let name = r.name
         let file = "core.\(sanitize(facts.comm)).\(facts.nsPid == 0 ? facts.pid : facts.nsPid).\(facts.time)"
         let logger = self.logger
@@ -129,7 +129,8 @@ extension Broker {
     func runCoreHandler(_ r: ContainerRecord, _ f: CoreFacts, core: OwnedFD, reply: @escaping (Message) -> Void) {
         let path = String(r.corePolicy.dropFirst("handler:".count))
         let inside = { (id: UInt32) -> UInt32 in
-            guard r.namespaces[.user] != nil, let base = r.idBase, id >= base, id < base + self.config.idRangeSize else { return id }
+            let base = r.rootHostID
+            guard r.namespaces[.user] != nil, id >= base, id < base + self.config.idRangeSize else { return id }
             return id - base
         }
         let args = [path, "\(f.nsPid == 0 ? f.pid : f.nsPid)", "\(inside(f.uid))", "\(inside(f.gid))", "\(f.signal)", "\(f.time)", f.comm]

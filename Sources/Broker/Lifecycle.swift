@@ -12,8 +12,9 @@ extension Broker {
         guard r.state != .exited else { return }
         r.state = .exited
         // With its own pid ns the kernel already killed the rest; without
-        // one the container's members are found through its cgroup.
-        r.cgroup.killAll()
+        // one the container's members are found through its cgroup (never
+        // for an adopted container: that cgroup is another runtime's).
+        if !r.adopted { r.cgroup.killAll() }
         refreshExitStatus(r)
         logger.info("container \"\(r.name)\": init \(r.initPid) exited\(r.exitStatus.map { ", wait status \($0)" } ?? "")")
         let notice = Message(Op.exited, r.exitStatus.map { ["status": "\($0)"] } ?? [:]).encoded()
@@ -53,6 +54,7 @@ extension Broker {
         for (k, _) in r.namespaces { persistence.unpin(r, k) }
         r.namespaces.removeAll()
         r.root = nil
+        if r.adopted { return }
         do { try r.cgroup.remove(timeoutMs: 2000) } catch {
             logger.warning("container \"\(r.name)\": cgroup not removed: \(error)")
         }
@@ -62,9 +64,10 @@ extension Broker {
     func destroy(_ r: ContainerRecord) {
         if let p = r.initPidfd {
             loop.unwatch(p.raw)
-            try? Sys.pidfdSendSignal(p.raw, SIGKILL)
+            // An adopted container belongs to another runtime: forget it, do not kill it.
+            if !r.adopted { try? Sys.pidfdSendSignal(p.raw, SIGKILL) }
         }
-        r.cgroup.killAll()
+        if !r.adopted { r.cgroup.killAll() }
         for (_, end) in r.ends {
             loop.unwatch(end.raw)
             end.close()

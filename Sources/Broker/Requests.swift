@@ -11,6 +11,7 @@ extension Broker {
         case Op.create: return try create(m, conn: conn)
         case Op.open: return try openByName(m, conn: conn)
         case Op.list: return list(conn: conn)
+        case Op.adopt: return try adopt(m, pidfd: fds.first, conn: conn)
         case Op.forkCommit: return try forkCommit(m, fds: fds, conn: conn)
         default: break
         }
@@ -26,9 +27,9 @@ extension Broker {
             // A root caller acts on the container's files as the container's
             // root: a user-ns-owned filesystem has no host root to write as.
             var f: [String: String] = [:]
-            if r.namespaces[.user] != nil, let base = r.idBase {
-                f["fsuid"] = "\(base)"
-                f["fsgid"] = "\(base)"
+            if r.namespaces[.user] != nil {
+                f["fsuid"] = "\(r.rootHostID)"
+                f["fsgid"] = "\(r.rootHostID)"
             }
             return Reply(.ok(f), [try rootFD(r)])
         case Op.mount: return try mountIn(r, m, source: fds.count > 1 ? fds[1] : nil)
@@ -140,6 +141,68 @@ extension Broker {
             unregister(r)
             persistence.remove(r)
             try? cgroup.remove(timeoutMs: 0)
+            throw error
+        }
+    }
+
+    /// ctrobj adopt: a running process of another runtime (unshare(1), crun)
+    /// becomes a container: the namespaces it does not share with ctrobjd,
+    /// its root, and its pidfd as the init. Root only.
+    func adopt(_ m: Message, pidfd: OwnedFD?, conn: ClientConnection) throws -> Reply {
+        let name = m["name"] ?? ""
+        try Creator.validate(name: name, flags: 0)
+        guard conn.uid == 0 else { throw ContainerError(.permission, "container \"\(name)\": adopt: only root may adopt processes") }
+        if byName[name] != nil { throw ContainerError(.exists, "container \"\(name)\": adopt: the name is taken") }
+        guard let pidfd else { throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: no pidfd") }
+        let pid = ccs_pidfd_pid(pidfd.raw)
+        guard pid > 0 else { throw ContainerError(.dead, "container \"\(name)\": adopt: the process has exited") }
+        let me = getpid()
+        var found: [NamespaceKind: OwnedFD] = [:]
+        for kind in NamespaceKind.allCases {
+            guard let fd = try? Sys.open("/proc/\(pid)/ns/\(kind.rawValue)", O_RDONLY),
+                  let ino = try? Namespaces.inode(of: fd.raw), ino != Namespaces.inode(pid: me, kind: kind) else { continue }
+            found[kind] = fd
+        }
+        let root = try Sys.open("/proc/\(pid)/root", O_PATH | O_DIRECTORY)
+        var cgroupPath = ""
+        for line in ((try? Sys.readFile("/proc/\(pid)/cgroup")) ?? "").split(separator: "\n") where line.hasPrefix("0::") {
+            cgroupPath = String(line.dropFirst(4))
+        }
+        let rootUID = (try? Sys.readFile("/proc/\(pid)/uid_map"))?.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        let startTime = ProcInfo.startTime(pid: pid) ?? 0
+        // Everything above was read while the pidfd pinned the process: check it still is that process.
+        guard ccs_pidfd_pid(pidfd.raw) == pid else { throw ContainerError(.dead, "container \"\(name)\": adopt: the process exited meanwhile") }
+        guard !found.isEmpty else {
+            throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: process \(pid) shares every namespace with the host")
+        }
+        var flags: UInt32 = 0
+        let flagOf: [NamespaceKind: UInt32] = [.mnt: ContainerFlags.newFSNS, .cgroup: ContainerFlags.newCgroupNS, .uts: ContainerFlags.newUTSNS,
+                                               .ipc: ContainerFlags.newIPCNS, .user: ContainerFlags.newUserNS, .pid: ContainerFlags.newPIDNS,
+                                               .net: ContainerFlags.newNetNS, .time: ContainerFlags.newTimeNS]
+        for k in found.keys { flags |= flagOf[k] ?? 0 }
+        let id = nextID
+        nextID += 1
+        let r = ContainerRecord(id: id, name: name, flags: flags, owner: 0, ownerGid: 0, createdAt: Sys.realtimeSeconds(),
+                                cgroup: CgroupSet(layout: config.cgroupLayout, relativePath: cgroupPath))
+        r.adopted = true
+        if found[.user] != nil, let words = rootUID, words.count >= 2, words[0] == "0" { r.adoptedRootUID = UInt32(words[1]) }
+        r.root = found[.mnt] != nil ? root : nil
+        r.initPid = pid
+        r.initStartTime = startTime
+        r.state = .running
+        do {
+            try persistence.save(r)
+            for (k, fd) in found { try setNamespace(r, k, fd) }
+            r.initPidfd = pidfd
+            register(r)
+            try loop.watch(pidfd.raw) { [unowned self, unowned r] _ in self.initExited(r) }
+            try persistence.save(r)
+            let fd = try issueFD(r)
+            logger.info("container \"\(name)\" (id \(id)) adopted from pid \(pid): \(ContainerFlags.describe(flags))")
+            return Reply(.ok(["id": "\(id)"]), [fd])
+        } catch {
+            unregister(r)
+            persistence.remove(r)
             throw error
         }
     }

@@ -9,7 +9,7 @@ import Glibc
 /// `Container` type and the C ABI call. Each function is one request to
 /// ctrobjd on a fresh connection, the container fd passed as the capability.
 public enum ContainerCalls {
-    static func call(_ m: Message, _ fds: [CInt] = []) throws -> (Message, [OwnedFD]) {
+    public static func call(_ m: Message, _ fds: [CInt] = []) throws -> (Message, [OwnedFD]) {
         try Connection.request(m, fds: fds)
     }
 

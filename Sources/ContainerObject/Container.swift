@@ -113,6 +113,16 @@ public final class Container {
 
     public static func list() throws -> [ContainerStatus] { try ContainerCalls.list() }
 
+    /// Register a running process of another runtime (unshare(1), crun) as a
+    /// container: its own namespaces, its root, the process as init. ctrobjd
+    /// routes its upcalls, but never kills it or removes its cgroup.
+    public static func adopt(_ name: String, pid: pid_t) throws -> Container {
+        let pidfd = try Sys.pidfdOpen(pid)
+        let (_, fds) = try ContainerCalls.call(Message(Op.adopt, ["name": name]), [pidfd.raw])
+        guard let fd = fds.first else { throw ContainerError(.protocolError, "adopt: no container fd") }
+        return Container(adopting: fd)
+    }
+
     public func status() throws -> ContainerStatus { try ContainerCalls.status(fd.raw) }
 
     /// Start the container's init (fork_into_container + exec, all in C).

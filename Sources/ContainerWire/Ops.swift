@@ -16,6 +16,7 @@
 /// | freeze, thaw  | -                                      | container fd           | -                            | -                   |
 /// | kill          | signal                                 | container fd           | -                            | -                   |
 /// | destroy       | -                                      | container fd           | -                            | -                   |
+/// | adopt         | name                                   | pidfd of the process   | id                           | container fd        |
 /// | policy        | core (file/drop), modules (a,b,c)      | container fd           | core, modules                | -                   |
 /// | list          | -                                      | -                      | count, c.N = status line     | -                   |
 ///
@@ -40,6 +41,7 @@ public enum Op {
     public static let kill = "kill"
     public static let destroy = "destroy"
     public static let policy = "policy"
+    public static let adopt = "adopt"
     public static let list = "list"
     public static let exited = "exited"
 }

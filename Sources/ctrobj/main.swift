@@ -12,7 +12,7 @@ struct Ctrobj: ParsableCommand {
         commandName: "ctrobj",
         abstract: "Containers as kernel objects: create, run, inspect and manage them through ctrobjd.",
         subcommands: [Demo.self, Create.self, List.self, Inspect.self, Run.self, Exec.self, Limits.self,
-                      Freeze.self, Thaw.self, Kill.self, Remove.self, Policy.self, Install.self, Uninstall.self])
+                      Freeze.self, Thaw.self, Kill.self, Remove.self, Policy.self, Adopt.self, Install.self, Uninstall.self])
 }
 
 /// Run a command body and turn ContainerError into one line and exit 1.
@@ -253,6 +253,20 @@ struct Policy: ParsableCommand {
     func run() throws {
         try guarded {
             try Container.open(name).setPolicy(core: core, modules: modules.map { $0.split(separator: ",").map(String.init) })
+        }
+    }
+}
+
+struct Adopt: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Register a running process of another runtime (unshare, crun) as a container, so its upcalls are routed.")
+    @Argument var name: String
+    @Argument var pid: Int32
+    func run() throws {
+        try guarded {
+            let c = try Container.adopt(name, pid: pid)
+            let s = try c.status()
+            print("\(s.name) \(s.id) \(ContainerFlags.describe(s.flags))")
         }
     }
 }

@@ -148,6 +148,42 @@ struct UpcallTests {
         }
     }
 
+    @Test("a container made by unshare(1) and adopted gets its cores like our own")
+    func adoptedUnshare() throws {
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let inst = installer(d)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                // unshare's child: new user (root mapped), pid, mount, uts, net namespaces,
+                // with a private tmpfs over /var/lib so nothing lands on the host.
+                let u = try spawn(["/usr/bin/unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child", "--mount",
+                                   "--uts", "--net", "/bin/sh", "-c", "mount -t tmpfs none /var/lib && exec sleep 60"])
+                let unshareFD = try Sys.pidfdOpen(u)
+                defer { try? Sys.pidfdSendSignal(unshareFD.raw, SIGKILL); _ = try? Sys.pidfdWait(unshareFD.raw) }
+                var child: pid_t = 0
+                for _ in 0..<500 {
+                    let kids = ((try? Sys.readFile("/proc/\(u)/task/\(u)/children")) ?? "").split(separator: " ").compactMap { pid_t($0) }
+                    if let k = kids.first, ProcInfo.comm(pid: k) == "sleep" { child = k; break }
+                    usleep(10_000)
+                }
+                try #require(child > 0, "unshare's child did not start")
+                let c = try Container.adopt("adopted", pid: child)
+                let st = try c.status()
+                #expect(st.namespaceInodes["net"] == Namespaces.inode(pid: child, kind: .net))
+                #expect(st.namespaceInodes["pid"] == Namespaces.inode(pid: child, kind: .pid))
+                #expect(st.state == .running && st.initPid == child)
+                let (code, _) = try runProgram(["/usr/bin/nsenter", "-t", "\(child)", "-U", "-m", "-p", "-u", "-n", "--preserve-credentials",
+                                                "/bin/sh", "-c", "sh -c 'kill -SEGV $$'; true"])
+                #expect(code == 0)
+                let found = waitForCores(c, count: 1)
+                #expect(found.count == 1 && found.first?.hasPrefix("core.sh.") == true, "\(found)")
+                try c.destroy()
+                #expect(try Sys.pidfdWait(unshareFD.raw, nohang: true) == nil, "forgetting an adopted container does not kill it")
+            }
+        }
+    }
+
     @Test("a host crash behaves exactly as before install")
     func hostCrashUnchanged() throws {
         try preservingKernelSettings {
