@@ -188,6 +188,8 @@ struct Tour {
         _ = try? initP.waitExitCode()
         c.close()
 
+        try keyRequest()
+
         step("ctrobj uninstall")
         let restored = try installer.uninstall()
         let now = try KernelSettings.read()
@@ -195,11 +197,42 @@ struct Tour {
               "core_pattern and core_pipe_limit are back, byte for byte")
     }
 
+    /// A key request inside a container, answered by the container's own request-key.
+    mutating func keyRequest() throws {
+        guard Sys.exists("/bin/keyctl"), Sys.exists("/sbin/request-key") else {
+            print("\n== key requests: skipped (apt-get install keyutils)")
+            return
+        }
+        step("request a key inside a container: its own /sbin/request-key and request-key.conf answer")
+        let name = "tour-keys-\(getpid())"
+        let conf = "/tmp/\(name).request-key.conf"
+        try Sys.writeFileAtomically(conf, "create user tour:* * /bin/keyctl instantiate %k answered-inside-\(name) %S\n", mode: 0o644)
+        defer { unlink(conf) }
+        let c = try Container.create(name, options: [.newFSNS, .newUserNS, .newPIDNS, .newUTSNS, .newNetNS, .killOnClose])
+        try c.bindMount(hostPath: conf, target: "/etc/request-key.conf", recursive: false)
+        try c.mount(source: "tmpfs", target: KernelSettings.requestKeyDir, fstype: "tmpfs")
+        print("  the container's /etc/request-key.conf: create user tour:* * /bin/keyctl instantiate %k answered-inside-\(name) %S")
+        let initP = try c.spawnInit(ProcessSpec("/bin/sleep", ["sleep", "600"]))
+        let out = "/tmp/\(name).out"
+        defer { unlink(out) }
+        let script = "keyctl session - sh -c 'keyctl print $(keyctl request2 user tour:greeting hello @s)' 2>&1"
+        let fd = try Sys.open(out, O_WRONLY | O_CREAT | O_TRUNC, 0o666)
+        let p = try c.exec(ProcessSpec("/bin/sh", ["sh", "-c", script], stdio: (-1, fd.raw, fd.raw)))
+        _ = try p.waitExitCode()
+        let inside = ((try? Sys.readFile(out)) ?? "").split(separator: "\n").filter { !$0.hasPrefix("Joined") }
+        for line in inside { print("  inside: \(line)") }
+        check(inside.contains { $0 == "answered-inside-\(name)" }, "the payload came from the container's own handler")
+        try initP.signal(SIGKILL)
+        _ = try? initP.waitExitCode()
+        c.close()
+    }
+
     mutating func finish() {
         step("leave the host as it was")
         if let before = kernelBefore {
             if (try? KernelSettings.read()) != before { try? before.restore() }
             check((try? KernelSettings.read()) == before, "kernel settings as they were")
+            check(!Sys.exists("\(KernelSettings.requestKeyDir)/ctrobj.conf"), "no ctrobj file in \(KernelSettings.requestKeyDir)")
         }
         if let d = daemon {
             let mounts = { (try? Sys.readFile("/proc/self/mountinfo")) ?? "" }
