@@ -113,7 +113,7 @@ func timedCommand(_ c: Command) throws -> UInt64 {
 func vmRSSKiB(_ pid: pid_t) -> (rss: Int, hwm: Int) {
     var rss = 0, hwm = 0
     for line in ((try? Sys.readFile("/proc/\(pid)/status")) ?? "").split(separator: "\n") {
-        let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+        let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
         guard parts.count >= 2 else { continue }
         if parts[0] == "VmRSS:" { rss = Int(parts[1]) ?? 0 }
         if parts[0] == "VmHWM:" { hwm = Int(parts[1]) ?? 0 }
@@ -245,7 +245,7 @@ func main() throws -> Int32 {
         ]
         var crunID: String?
         if let crun {
-            let bundle = try crun.bundle(userNS ? "sleep-user" : "sleep", args: ["/bin/sleep", "100000"], userNS: userNS)
+            let bundle = try crun.bundle(userNS ? "sleep-user" : "sleep", args: ["/bin/sleep", "100000"], userNS: userNS, proc: true)
             let id = "\(name)-enter-\(userNS ? "u" : "n")"
             try Command("crun run -d", Crun.wrapped("\(Crun.binary) run --detach --bundle \(bundle) \(id)"), log: cmdLog).check()
             crunID = id
