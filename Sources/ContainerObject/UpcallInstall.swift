@@ -61,7 +61,7 @@ public struct UpcallInstaller {
             }
         }
         if !selectors.contains("create * * *") { selectors.append("create * * *") }
-        let program = "\(helper) key \(stateDir) %k %t %u %g %T %P %S %d"
+        let program = "\(helperLink) key \(stateDir) %k %t %u %g %T %P %S %d"
         return "# Written by `ctrobj install`; removed by `ctrobj uninstall`.\n"
             + selectors.map { "\($0) \(program)" }.joined(separator: "\n") + "\n"
     }
@@ -99,7 +99,12 @@ public struct UpcallInstaller {
 
     /// The pipe-mode pattern. The kernel splits it at spaces; %e comes last
     /// because a comm may hold spaces.
-    public var corePattern: String { "|\(helper) core \(stateDir) %P %u %g %s %t %d %e" }
+    public var corePattern: String { "|\(helperLink) core \(stateDir) %P %u %g %s %t %d %e" }
+
+    /// <state>/upcall, a symlink to the helper: the kernel's patterns name it,
+    /// so their length depends on the state directory only (core_pattern
+    /// holds 127 bytes) and the helper can move with a rebuild.
+    public var helperLink: String { "\(stateDir)/upcall" }
 
     public struct Report: Sendable {
         public var mode: String
@@ -115,7 +120,7 @@ public struct UpcallInstaller {
         }
         guard Sys.exists(helper) else { throw ContainerError(.notFound, "install: no helper at \(helper)") }
         guard corePattern.utf8.count < 128 else {
-            throw ContainerError(.invalidArgument, "install: core_pattern would be \(corePattern.utf8.count) bytes, the kernel takes 127: use a shorter helper path or state directory")
+            throw ContainerError(.invalidArgument, "install: core_pattern would be \(corePattern.utf8.count) bytes, the kernel takes 127: use a shorter state directory")
         }
         let previous = try KernelSettings.read()
         try Sys.mkdirs(stateDir, 0o755)
@@ -129,6 +134,8 @@ public struct UpcallInstaller {
             try installRequestKey()
             unlink(modprobeLink)
             if symlink(helper, modprobeLink) < 0 { throw ContainerError.sys("symlink \(modprobeLink)") }
+            unlink(helperLink)
+            if symlink(helper, helperLink) < 0 { throw ContainerError.sys("symlink \(helperLink)") }
             if previous.modprobe != nil { try Sys.writeFile(KernelSettings.modprobePath, modprobeLink) }
             // A pipe helper is only safe by pid while the kernel waits for it.
             if previous.corePipeLimit.trimmingSuffixNewline() == "0" {
@@ -142,6 +149,7 @@ public struct UpcallInstaller {
             try? previous.restore()
             if Sys.exists(requestKeySaved) { uninstallRequestKey() }
             unlink(modprobeLink)
+            unlink(helperLink)
             unlink(UpcallConfig.path(stateDir: stateDir))
             unlink(savedPath)
             throw error
@@ -157,6 +165,7 @@ public struct UpcallInstaller {
         try saved.restore()
         uninstallRequestKey()
         unlink(modprobeLink)
+        unlink(helperLink)
         unlink(UpcallConfig.path(stateDir: stateDir))
         unlink(savedPath)
         return saved

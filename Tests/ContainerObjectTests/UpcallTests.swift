@@ -83,8 +83,10 @@ struct UpcallTests {
                 var bad = installer(d)
                 bad.helper = "/nonexistent/ctrobj-upcall"
                 #expect(throws: ContainerError.self) { _ = try bad.install() }
-                bad.helper = "/" + String(repeating: "x", count: 120)
+                bad.helper = "\(buildDir)/ctrobj-upcall"
+                bad.stateDir = "/tmp/" + String(repeating: "x", count: 100)
                 #expect(throws: ContainerError.self) { _ = try bad.install() }
+                #expect(!Sys.exists(bad.stateDir + "/upcall"))
                 #expect(try KernelSettings.read() == before)
                 #expect(!bad.isInstalled)
             }

@@ -3,6 +3,7 @@
 //
 //   ctrobj-bench [--daemon PATH] [--reference DIR] [--rounds N] [--enter-rounds N]
 //                [--containers N] [--output FILE] [--no-crun] [--keep-log]
+//                [--daemon-b PATH --daemon-b-label TEXT]
 //
 // Every scenario interleaves its variants (A, B, C, D, A, B, ...; each round
 // starts one variant later) and reports medians and p90s; ratios are against
@@ -26,6 +27,9 @@ struct Options {
     var output: String?
     var crun = true
     var keepLog = false
+    /// A second ctrobjd (e.g. with a proposed fix) measured as an extra row.
+    var daemonB: String?
+    var daemonBLabel = "daemon B"
 
     static func parse(_ args: [String]) throws -> Options {
         var o = Options()
@@ -45,8 +49,10 @@ struct Options {
             case "--output": o.output = try value()
             case "--no-crun": o.crun = false
             case "--keep-log": o.keepLog = true
+            case "--daemon-b": o.daemonB = try value()
+            case "--daemon-b-label": o.daemonBLabel = try value()
             case "-h", "--help":
-                print("usage: ctrobj-bench [--daemon PATH] [--reference DIR] [--rounds N] [--enter-rounds N] [--containers N] [--output FILE] [--no-crun] [--keep-log]")
+                print("usage: ctrobj-bench [--daemon PATH] [--reference DIR] [--rounds N] [--enter-rounds N] [--containers N] [--output FILE] [--no-crun] [--keep-log] [--daemon-b PATH --daemon-b-label TEXT]")
                 exit(0)
             default: throw BenchError("unknown argument \(args[i])")
             }
@@ -168,6 +174,14 @@ func main() throws -> Int32 {
     cleanups.append { daemon.stop(keepLog: o.keepLog) }
     guard let dpidfd = daemon.pidfd else { throw BenchError("private ctrobjd has no pidfd") }
     let daemonPid = ccs_pidfd_pid(dpidfd.raw)
+    var daemonB: PrivateDaemon?
+    if let b = o.daemonB {
+        log("starting a second private ctrobjd (\(b)) as \(name)-b")
+        let d = try PrivateDaemon(binary: b, name: "\(name)-b", logLevel: o.keepLog ? "debug" : "warning")
+        cleanups.append { d.stop(keepLog: o.keepLog) }
+        daemonB = d
+    }
+    let loadBefore = ((try? Sys.readFile("/proc/loadavg")) ?? "?").split(separator: " ").prefix(3).joined(separator: " ")
 
     var crun: Crun?
     var crunVersion = "crun not measured"
@@ -204,6 +218,14 @@ func main() throws -> Int32 {
             Variant(label: "library: create + fork_into_container + wait + close") { seq in
                 try daemon.with { try lib.createFork(options, name: "cf\(seq)", recordSteps: !userNS) }
             },
+        ]
+        if let daemonB {
+            var libB = LibraryRuns()
+            variants.append(Variant(label: "library, \(o.daemonBLabel)") { seq in
+                try daemonB.with { try libB.createFork(options, name: "cf\(seq)", recordSteps: false) }
+            })
+        }
+        variants += [
             Variant(label: "raw C reference (clone3 into fresh cgroups)") { seq in
                 try timed { try ref.createFork(flags: flags, path: "/bin/true", seq: seq) }
             },
@@ -217,7 +239,7 @@ func main() throws -> Int32 {
             variants.append(Variant(label: "the wrapper alone (unshare -m sh -c 'mount tmpfs && exec /bin/true')") { _ in try timedCommand(wrapper) })
         }
         let rows = interleave("create+fork", variants, rounds: o.rounds)
-        tables.append(Table(title: "create + fork /bin/true + wait + close, \(tag)", rows: rows, reference: rows[1].0))
+        tables.append(Table(title: "create + fork /bin/true + wait + close, \(tag)", rows: rows, reference: rows[daemonB == nil ? 1 : 2].0))
     }
 
     // MARK: entering a running container
@@ -240,6 +262,20 @@ func main() throws -> Int32 {
         let nsenter = Command("nsenter", nsenterArgs + ["/bin/true"], log: cmdLog)
         var variants = [
             Variant(label: "library: exec /bin/true + wait") { _ in try daemon.with { try LibraryRuns.enter(target) } },
+        ]
+        var targetB: (Container, ContainerProcess)?
+        if let daemonB {
+            let t = try daemonB.with { try LibraryRuns.startTarget(options, name: "enter-\(userNS ? "u" : "n")") }
+            targetB = t
+            variants.append(Variant(label: "library, \(o.daemonBLabel)") { _ in try daemonB.with { try LibraryRuns.enter(t.0) } })
+        }
+        defer {
+            if let t = targetB {
+                t.0.close()
+                _ = try? t.1.wait()
+            }
+        }
+        variants += [
             Variant(label: "raw C reference (setns(pidfd) + fork + exec)") { _ in try timed { try ref.enterOnce(path: "/bin/true") } },
             Variant(label: "nsenter(1) (all of init's namespaces; no cgroup join)") { _ in try timedCommand(nsenter) },
         ]
@@ -263,7 +299,7 @@ func main() throws -> Int32 {
             _ = Command("crun delete", Crun.wrapped("\(Crun.binary) delete --force \(crunID)"), log: cmdLog).run()
         }
         if let i = rows.firstIndex(where: { $0.0.hasPrefix("(breakdown)") }) { roundTrips = rows.remove(at: i).1 }
-        tables.append(Table(title: "enter a running container: /bin/true + wait, \(tag)", rows: rows, reference: rows[1].0))
+        tables.append(Table(title: "enter a running container: /bin/true + wait, \(tag)", rows: rows, reference: rows[daemonB == nil ? 1 : 2].0))
     }
 
     // MARK: ctrobjd memory with N live containers
@@ -312,7 +348,9 @@ func main() throws -> Int32 {
     }
 
     // MARK: report
+    let loadAfter = ((try? Sys.readFile("/proc/loadavg")) ?? "?").split(separator: " ").prefix(3).joined(separator: " ")
     var out = "Measured \(isoDate()) on \(machineDescription(crunVersion: crunVersion)).\n"
+    out += "ctrobjd: `\(o.daemon)`\(o.daemonB.map { "; \(o.daemonBLabel): `\($0)`" } ?? ""). Load average before/after: \(loadBefore) / \(loadAfter) (the machine is shared).\n"
     out += "Rounds: \(o.rounds) per create scenario, \(o.enterRounds) per enter scenario, after 3 warm-up rounds; times in ms.\n\n"
     for t in tables {
         out += "### \(t.title)\n\n" + t.markdown() + "\n" + verdict(t) + "\n\n"
