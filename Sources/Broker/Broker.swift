@@ -45,6 +45,13 @@ public final class Broker {
     /// Take the lock, restore the table from disk, and listen.
     public func start() throws {
         signal(SIGPIPE, SIG_IGN)
+        // Every container holds a few fds here (namespaces, its root, the
+        // daemon ends): lift the soft limit to the hard one.
+        var lim = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+        }
         try Sys.mkdirs(config.stateDir, 0o755)
         let lockFD = try Sys.open(config.lockPath, O_RDWR | O_CREAT, 0o600)
         if flock(lockFD.raw, LOCK_EX | LOCK_NB) < 0 {

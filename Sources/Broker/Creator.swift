@@ -77,8 +77,8 @@ struct Creator {
             }
         }
         var stage: CInt = 0
-        func expect(_ tag: Character) throws {
-            if ccs_holder_expect(ctl.raw, CChar(tag.asciiValue!), config.holderTimeoutMs, &stage) < 0 {
+        func expect(_ tag: UInt8) throws {
+            if ccs_holder_expect(ctl.raw, CChar(bitPattern: tag), config.holderTimeoutMs, &stage) < 0 {
                 let e = errno
                 throw ContainerError(ContainerError.codeFor(e),
                     "container \"\(name)\": container_create: namespace holder failed at \(stageName(stage)): \(errnoDescription(e))",
@@ -86,7 +86,7 @@ struct Creator {
             }
         }
         if newUser {
-            try expect("U")
+            try expect(UInt8(ascii: "U"))
             if unprivileged {
                 try Sys.writeFile("/proc/\(pid)/setgroups", "deny")
                 try Sys.writeFile("/proc/\(pid)/uid_map", "0 \(creatorUID) 1\n")
@@ -98,7 +98,7 @@ struct Creator {
             }
             _ = ccs_holder_tell(ctl.raw, CChar(UInt8(ascii: "M")))
         }
-        try expect("R")
+        try expect(UInt8(ascii: "R"))
         var made = Made(namespaces: [:], root: nil)
         for kind in NamespaceKind.allCases where kind != .pid {
             let wanted = kind == .user ? newUser : (unshare & kind.cloneFlag != 0)
