@@ -69,6 +69,13 @@ static void holder_main(const struct ccs_holder_plan *p, int ctl)
 		ccs_child_report(ctl, 'E', CCS_STAGE_SETNS, errno);
 		_exit(1);
 	}
+	/* A copied mount namespace must not send its mounts back to the host
+	 * when the host's mounts are shared (systemd makes / shared). */
+	if ((p->unshare_flags & CLONE_NEWNS) && !p->empty_root &&
+	    mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) {
+		ccs_child_report(ctl, 'E', CCS_STAGE_ROOT, errno);
+		_exit(1);
+	}
 	if (p->empty_root && make_empty_root() < 0) {
 		ccs_child_report(ctl, 'E', CCS_STAGE_ROOT, errno);
 		_exit(1);

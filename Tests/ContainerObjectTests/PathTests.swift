@@ -82,6 +82,23 @@ struct PathTests {
         }
     }
 
+    @Test("a mount inside a NEW_FS_NS container stays there even below a shared host mount")
+    func noPropagationToHost() throws {
+        try withDaemon { _ in
+            let dir = "/tmp/ctrobj-shared-\(getpid())"
+            try Sys.mkdir(dir)
+            try Sys.mkdir("\(dir)/sub")
+            // A shared mount on the host, as systemd makes every mount.
+            #expect(mount(dir, dir, nil, UInt(MS_BIND), nil) == 0)
+            #expect(mount(nil, dir, nil, UInt(MS_SHARED), nil) == 0)
+            defer { umount2(dir, Int32(MNT_DETACH)); rmdir("\(dir)/sub"); rmdir(dir) }
+            let c = try Container.create("noprop", options: [.newFSNS, .killOnClose])
+            try c.mount(source: "tmpfs", target: "\(dir)/sub", fstype: "tmpfs")
+            let mounts = try Sys.readFile("/proc/self/mountinfo")
+            #expect(!mounts.contains("\(dir)/sub"), "the container's mount propagated to the host")
+        }
+    }
+
     @Test("mounting into a container without its own mount namespace is refused")
     func mountNeedsMntNS() throws {
         try withDaemon { _ in
