@@ -183,6 +183,17 @@ func main() throws -> Int32 {
     }
     let loadBefore = ((try? Sys.readFile("/proc/loadavg")) ?? "?").split(separator: " ").prefix(3).joined(separator: " ")
 
+    // Preflight: one create + spawnInit + destroy, so that a daemon that
+    // cannot do its job fails the run here with its reason, not mid-table.
+    for (label, d) in [("ctrobjd", daemon)] + (daemonB.map { [(o.daemonBLabel, $0)] } ?? []) {
+        do {
+            var probe = LibraryRuns()
+            _ = try d.with { try probe.createFork(libraryOptions(userNS: false), name: "preflight", recordSteps: false) }
+        } catch {
+            throw BenchError("\(label) (\(d.binary)) fails create + spawnInit + destroy: \(error); see docs/benchmarks.md, \"Known problems\"")
+        }
+    }
+
     var crun: Crun?
     var crunVersion = "crun not measured"
     if o.crun && Crun.available {
