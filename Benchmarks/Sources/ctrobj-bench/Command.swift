@@ -1,0 +1,60 @@
+import ContainerSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An external program run with posix_spawn and waited for; argv and envp
+/// are built once, so a timed run is spawn + the program + wait.
+final class Command {
+    let label: String
+    let argv: [String]
+    let cArgv: CStringArray
+    let cEnv: CStringArray
+    let log: String
+
+    init(_ label: String, _ argv: [String], log: String) {
+        self.label = label
+        self.argv = argv
+        cArgv = CStringArray(argv)
+        cEnv = CStringArray(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+        self.log = log
+    }
+
+    /// Run to completion; returns the wait status. stdout+stderr go to `log`
+    /// (truncated each run) so that a failure can be shown.
+    @discardableResult
+    func run() -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, nil, cArgv.pointers, cEnv.pointers)
+        if rc != 0 { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return status
+    }
+
+    /// Run and throw with the program's output when it fails.
+    func check() throws {
+        let s = run()
+        if s != 0 {
+            let out = (try? Sys.readFile(log)) ?? ""
+            throw BenchError("\(label): `\(argv.joined(separator: " "))` failed (wait status \(s)): \(out)")
+        }
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ s: String) { description = s }
+}
+
+/// Run a shell command line to completion (setup and teardown only).
+@discardableResult
+func shell(_ line: String, log: String) -> Int32 {
+    Command("sh", ["/bin/sh", "-c", line], log: log).run()
+}
