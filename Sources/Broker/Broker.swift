@@ -158,7 +158,10 @@ public final class Broker {
             reply = Reply(Message.error(ContainerError(.system, "\(error)")))
         }
         do {
-            try FDPassing.send(conn.fd.raw, reply.message.encoded(), fds: reply.fds.map(\.raw))
+            // The reply's fds must stay open until sendmsg has passed them.
+            try withExtendedLifetime(reply.fds) {
+                try FDPassing.send(conn.fd.raw, reply.message.encoded(), fds: reply.fds.map(\.raw))
+            }
         } catch {
             closeConnection(conn)
         }
@@ -236,8 +239,7 @@ public final class Broker {
                 _ = try? FDPassing.receive(daemonEnd.raw) // clients have nothing to say here
             }
         }
-        try? persistence.save(r)
-        return clientEnd
+        return clientEnd // the caller saves the record (with the new cookie)
     }
 
     /// Every reference to one client end is gone.

@@ -156,7 +156,8 @@ extension Broker {
             p.envp = UnsafePointer(envp.pointers)
             p.stdio = (core.raw, devnull, devnull)
             var stage: CInt = 0
-            let pid = ccs_join_fork(&p, &stage)
+            // Everything the plan points into lives until the fork returned.
+            let pid = withExtendedLifetime((fds, argv, envp, core)) { ccs_join_fork(&p, &stage) }
             guard pid > 0, let pidfd = try? Sys.pidfdOpen(pid) else {
                 let e = errno
                 logger.error("container \"\(name)\": core handler \(path) did not start (\(stageName(stage))): \(errnoDescription(e))")

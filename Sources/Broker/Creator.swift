@@ -65,6 +65,8 @@ struct Creator {
         plan.unshare_flags = unshare
         plan.empty_root = flags & ContainerFlags.newEmptyFSNS != 0 ? 1 : 0
 
+        // The holder writes to these cgroup.procs fds: they live until we return.
+        defer { withExtendedLifetime(procs) {} }
         var ctlRaw: CInt = -1
         let pid = ccs_holder_start(&plan, &ctlRaw)
         if pid < 0 { throw ContainerError.sys("clone", context: "container \"\(name)\": container_create") }
@@ -108,7 +110,7 @@ struct Creator {
         if unshare & NamespaceKind.mnt.cloneFlag != 0 {
             made.root = try Sys.open("/proc/\(pid)/root", O_PATH | O_DIRECTORY)
         }
-        _ = ccs_holder_tell(ctl.raw, CChar(UInt8(ascii: "X")))
+        withExtendedLifetime(ctl) { _ = ccs_holder_tell(ctl.raw, CChar(UInt8(ascii: "X"))) }
         _ = try? Sys.waitpid(pid)
         reaped = true
         return made

@@ -18,12 +18,21 @@ extension Broker {
         refreshExitStatus(r)
         logger.info("container \"\(r.name)\": init \(r.initPid) exited\(r.exitStatus.map { ", wait status \($0)" } ?? "")")
         let notice = Message(Op.exited, r.exitStatus.map { ["status": "\($0)"] } ?? [:]).encoded()
-        for (_, end) in r.ends {
-            loop.unwatch(end.raw)
+        for (cookie, end) in r.ends {
+            // Holders now see POLLHUP. Our end stays, edge-triggered: when the
+            // last holder closes, the unread notice makes the kernel flag our
+            // end ECONNRESET, and KILL_ON_CLOSE can still remove the record.
             try? FDPassing.send(end.raw, notice)
-            end.close() // holders now see POLLHUP
+            _ = Glibc.shutdown(end.raw, Int32(SHUT_RDWR))
+            let events = EPOLLET.rawValue | EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue
+            try? loop.watch(end.raw, events: events) { [unowned self, unowned r] _ in
+                var err: Int32 = 0
+                var len = socklen_t(MemoryLayout<Int32>.size)
+                if getsockopt(end.raw, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == ECONNRESET {
+                    self.endClosed(r, cookie)
+                }
+            }
         }
-        r.ends.removeAll()
         releaseResources(r)
         try? persistence.save(r)
     }

@@ -21,18 +21,26 @@ struct Persistence {
         try Sys.mkdirs(config.containersDir, 0o700)
     }
 
+    /// The record is not fsync'd: it describes namespace bind mounts that
+    /// do not survive a reboot either; it must survive ctrobjd, which it does.
     func save(_ r: ContainerRecord) throws {
         let d = dir(r)
-        try Sys.mkdirs("\(d)/ns", 0o700)
-        try Sys.writeFileAtomically("\(d)/record", String(decoding: Message("record", r.persistedFields).encoded(), as: UTF8.self))
+        let text = String(decoding: Message("record", r.persistedFields).encoded(), as: UTF8.self)
+        do {
+            try Sys.writeFileAtomically("\(d)/record", text)
+        } catch let e as ContainerError where e.errno == ENOENT {
+            try Sys.mkdir(d, 0o700)
+            try Sys.mkdir("\(d)/ns", 0o700)
+            try Sys.writeFileAtomically("\(d)/record", text)
+        }
     }
 
     /// Pin a namespace with a bind mount of its nsfs file.
     func pin(_ r: ContainerRecord, _ kind: NamespaceKind, _ fd: CInt) throws {
         let path = "\(dir(r))/ns/\(kind.rawValue)"
-        try Sys.mkdirs("\(dir(r))/ns", 0o700)
-        _ = ccs_umount_detach(path)
-        if !Sys.exists(path) {
+        if Sys.exists(path) {
+            _ = ccs_umount_detach(path) // replacing a shared-in namespace
+        } else {
             let f = try Sys.open(path, O_WRONLY | O_CREAT, 0o600)
             f.close()
         }
@@ -49,7 +57,7 @@ struct Persistence {
 
     /// Drop every pinned namespace and the record's directory.
     func remove(_ r: ContainerRecord) {
-        for kind in NamespaceKind.allCases { unpin(r, kind) }
+        for kind in NamespaceKind.allCases where Sys.exists("\(dir(r))/ns/\(kind.rawValue)") { unpin(r, kind) }
         rmdir("\(dir(r))/ns")
         unlink("\(dir(r))/record")
         unlink("\(dir(r))/record.tmp")

@@ -135,6 +135,7 @@ extension Broker {
             r.root = made.root
             register(r)
             let fd = try issueFD(r)
+            try persistence.save(r)
             logger.info("container \"\(name)\" (id \(id)) created, flags \(ContainerFlags.describe(flags)), owner uid \(conn.uid)")
             return Reply(.ok(["id": "\(id)"]), [fd])
         } catch {
@@ -198,6 +199,7 @@ extension Broker {
             try loop.watch(pidfd.raw) { [unowned self, unowned r] _ in self.initExited(r) }
             try persistence.save(r)
             let fd = try issueFD(r)
+            try persistence.save(r)
             logger.info("container \"\(name)\" (id \(id)) adopted from pid \(pid): \(ContainerFlags.describe(flags))")
             return Reply(.ok(["id": "\(id)"]), [fd])
         } catch {
@@ -215,7 +217,9 @@ extension Broker {
         if conn.uid != 0 && conn.uid != r.owner {
             throw r.err(.permission, "container_open", "owned by uid \(r.owner); uid \(conn.uid) may not open it")
         }
-        return Reply(.ok(["id": "\(r.id)"]), [try issueFD(r)])
+        let fd = try issueFD(r)
+        try? persistence.save(r)
+        return Reply(.ok(["id": "\(r.id)"]), [fd])
     }
 
     func list(conn: ClientConnection) -> Reply {

@@ -87,7 +87,9 @@ extension Broker {
                 logger.info("container \"\(r.name)\": key \(msg["key_type"] ?? "?"):\(msg["key_desc"] ?? "?") requested by pid \(facts.nsPid): its own request-key answers")
                 var f = plan.fields
                 f["container"] = r.name
-                try? FDPassing.send(conn.fd.raw, Message.ok(f).encoded(), fds: fds.map(\.raw))
+                withExtendedLifetime(fds) {
+                    _ = try? FDPassing.send(conn.fd.raw, Message.ok(f).encoded(), fds: fds.map(\.raw))
+                }
                 conn.fd.close()
             } catch let e as ContainerError {
                 reply(conn.fd, .error(e))

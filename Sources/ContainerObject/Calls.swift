@@ -80,7 +80,7 @@ public enum ContainerCalls {
             guard let source else { throw ContainerError(.invalidArgument, "container_mount: a bind mount needs a source") }
             // The source is opened with the caller's own rights.
             let src = try Sys.open(source, O_PATH)
-            _ = try call(Message(Op.mount, fields), [fd, src.raw])
+            _ = try withExtendedLifetime(src) { try call(Message(Op.mount, fields), [fd, src.raw]) }
         } else {
             _ = try call(Message(Op.mount, fields), [fd])
         }

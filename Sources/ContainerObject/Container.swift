@@ -157,7 +157,7 @@ public final class Container {
             plan.gate_fd = p[0]
         }
         var stage: CInt = 0
-        let pid = ccs_join_fork(&plan, &stage)
+        let pid = withExtendedLifetime((prepared, argv, envp, gateRead)) { ccs_join_fork(&plan, &stage) }
         if pid < 0 {
             let e = errno
             let name = (try? status().name) ?? "?"

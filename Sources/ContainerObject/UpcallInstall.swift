@@ -124,7 +124,7 @@ public struct UpcallInstaller {
         }
         let previous = try KernelSettings.read()
         try Sys.mkdirs(stateDir, 0o755)
-        try Sys.writeFileAtomically(savedPath, previous.saved)
+        try Sys.writeFileAtomically(savedPath, previous.saved, durable: true)
         do {
             let socketOK = KernelSettings.supportsCoreSocket()
             try Sys.writeFileAtomically(UpcallConfig.path(stateDir: stateDir),

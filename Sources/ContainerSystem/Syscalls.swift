@@ -78,12 +78,13 @@ public enum Sys {
         }
     }
 
-    /// Write a file atomically: a temporary beside it, fsync, rename.
-    public static func writeFileAtomically(_ path: String, _ text: String, mode: mode_t = 0o600) throws {
+    /// Write a file atomically: a temporary beside it, then rename. With
+    /// `durable`, fsync first, so the content survives a power loss too.
+    public static func writeFileAtomically(_ path: String, _ text: String, mode: mode_t = 0o600, durable: Bool = false) throws {
         let tmp = path + ".tmp"
         let fd = try open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode)
         try write(fd.raw, text)
-        _ = fsync(fd.raw)
+        if durable { _ = fsync(fd.raw) }
         fd.close()
         if rename(tmp, path) < 0 { throw ContainerError.sys("rename \(path)") }
     }

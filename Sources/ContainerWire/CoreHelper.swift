@@ -25,7 +25,9 @@ public enum CoreHelper {
         }
         do {
             let conn = try Connection.connect("\(stateDir)/upcall.sock")
-            try conn.send(Message("core", facts.fields), fds: [coreFD] + (pidfd.map { [$0.raw] } ?? []))
+            try withExtendedLifetime(pidfd) {
+                try conn.send(Message("core", facts.fields), fds: [coreFD] + (pidfd.map { [$0.raw] } ?? []))
+            }
             let (reply, _) = try conn.receive(timeoutMs: 600_000)
             if reply.op == "fallthrough" {
                 return HostCore.handle(previous: conf.previousCorePattern, facts: facts, coreFD: coreFD)

@@ -80,7 +80,7 @@ public enum KeyHelper {
         p.envp = UnsafePointer(envp.pointers)
         p.die_with_parent = 1
         var stage: CInt = 0
-        let child = ccs_join_fork(&p, &stage)
+        let child = withExtendedLifetime((fds, argv, envp)) { ccs_join_fork(&p, &stage) }
         guard child > 0, let cfd = try? Sys.pidfdOpen(child) else {
             return negate(request, "container \"\(container)\": request-key did not start (step \(stage)): \(errnoDescription(errno))")
         }

@@ -114,6 +114,11 @@ struct LifecycleTests {
             for _ in 0..<100 where st.exitStatus == nil { usleep(10_000); st = try c.status() }
             #expect(st.state == .exited && st.exitStatus == 3 << 8)
             #expect(try c.stats().pids == 0)
+            // KILL_ON_CLOSE still applies to the dead container's record.
+            c.close()
+            var gone = false
+            for _ in 0..<200 { gone = !(try Container.list()).contains { $0.name == "hup" }; if gone { break }; usleep(10_000) }
+            #expect(gone, "closing the last fd of an exited KILL_ON_CLOSE container removes it")
         }
     }
 
