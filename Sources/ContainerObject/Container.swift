@@ -95,6 +95,18 @@ public struct ProcessSpec {
     }
 }
 
+/// A pthread mutex for the few fields a Container shares between threads.
+final class Mutex {
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    deinit { pthread_mutex_destroy(&m) }
+    func locked<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&m)
+        defer { pthread_mutex_unlock(&m) }
+        return try body()
+    }
+}
+
 /// A container object: the owner of one container fd.
 public final class Container {
     public let fd: OwnedFD
@@ -136,9 +148,37 @@ public final class Container {
         try spawn(spec, enter: true)
     }
 
-    func spawn(_ spec: ProcessSpec, enter: Bool) throws -> ContainerProcess {
+    /// What entering this running container takes, kept after the first exec
+    /// (its namespaces and cgroup do not change while init lives), so later
+    /// execs make no request to ctrobjd.
+    private var enterCache: (JoinPlan, [OwnedFD])?
+    private let cacheLock = Mutex()
+
+    func joinPlan(enter: Bool) throws -> (JoinPlan, [OwnedFD], PreparedJoin?, cached: Bool) {
+        if enter, let c = cacheLock.locked({ enterCache }) { return (c.0, c.1, nil, true) }
         let prepared = try ContainerCalls.prepareJoin(fd.raw, enter: enter)
-        var plan = prepared.cPlan()
+        if enter {
+            prepared.connection.fd.close()
+            cacheLock.locked { enterCache = (prepared.plan, prepared.fds) }
+            return (prepared.plan, prepared.fds, nil, false)
+        }
+        return (prepared.plan, prepared.fds, prepared, false)
+    }
+
+    func spawn(_ spec: ProcessSpec, enter: Bool) throws -> ContainerProcess {
+        do {
+            return try spawnOnce(spec, enter: enter)
+        } catch let e as ContainerError where enter && cacheLock.locked({ enterCache != nil }) {
+            // A cached way in goes stale when init dies: ask ctrobjd again, once.
+            cacheLock.locked { enterCache = nil }
+            _ = e
+            return try spawnOnce(spec, enter: enter)
+        }
+    }
+
+    func spawnOnce(_ spec: ProcessSpec, enter: Bool) throws -> ContainerProcess {
+        let (joinPlan, fds, prepared, _) = try joinPlan(enter: enter)
+        var plan = joinPlan.cPlan(fds: fds)
         let argv = CStringArray(spec.arguments)
         let envp = CStringArray(spec.environment)
         let path = strdup(spec.path)
@@ -157,7 +197,7 @@ public final class Container {
             plan.gate_fd = p[0]
         }
         var stage: CInt = 0
-        let pid = withExtendedLifetime((prepared, argv, envp, gateRead)) { ccs_join_fork(&plan, &stage) }
+        let pid = withExtendedLifetime((fds, prepared, argv, envp, gateRead)) { ccs_join_fork(&plan, &stage) }
         if pid < 0 {
             let e = errno
             let name = (try? status().name) ?? "?"
@@ -166,7 +206,7 @@ public final class Container {
                 errno: e)
         }
         gateRead?.close()
-        if enter {
+        guard let prepared else {
             return ContainerProcess(pid: pid, pidfd: try Sys.pidfdOpen(pid), gate: gateWrite)
         }
         do {

@@ -87,8 +87,19 @@ struct IsolationTests {
             let p = try c.exec(sh("test $(hostname) = ex-host && test $$ -gt 1 && test $(id -u) = 0 && grep -q '^0::/$' /proc/self/cgroup"))
             #expect(try p.waitCode() == 0)
             #expect(try c.status().state == .running)
+            // A second exec uses the cached way in and gets the same view.
+            let again = try c.exec(sh("test $(hostname) = ex-host"))
+            #expect(try again.waitCode() == 0)
             try initP.signal(SIGKILL)
             _ = try? initP.waitCode()
+            // Once init is gone the cache is stale: the error says so.
+            usleep(100_000)
+            do {
+                _ = try c.exec(sh("true"))
+                Issue.record("exec into a dead container succeeded")
+            } catch let e as ContainerError {
+                #expect(e.errno == ESRCH, "\(e)")
+            }
         }
     }
 
