@@ -28,6 +28,8 @@ public final class Broker {
     var byCgroup: [String: ContainerRecord] = [:]
     var upcallListener: OwnedFD?
     var spoolInFlight: Set<String> = []
+    /// Cgroups of dead containers still waiting for their last member to go.
+    var pendingCgroups: [(CgroupSet, String, UInt64)] = []
     var nextID: UInt64 = 1
     var connections: [CInt: ClientConnection] = [:]
 
@@ -78,6 +80,7 @@ public final class Broker {
     public func run() {
         loop.run(tickMs: 500) { [unowned self] in
             self.retryPendingExitStatus()
+            self.retryPendingCgroups()
             self.drainSpool()
         }
         shutdown()

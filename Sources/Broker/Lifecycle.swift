@@ -64,8 +64,27 @@ extension Broker {
         r.namespaces.removeAll()
         r.root = nil
         if r.adopted { return }
-        do { try r.cgroup.remove(timeoutMs: 2000) } catch {
-            logger.warning("container \"\(r.name)\": cgroup not removed: \(error)")
+        removeCgroupSoon(r.cgroup, name: r.name)
+    }
+
+    /// rmdir the cgroup now if it is empty; a killed member or an unreaped
+    /// init can hold it a moment longer, and the loop must not wait for that:
+    /// retried on every tick until it goes (or 30 s pass).
+    func removeCgroupSoon(_ cg: CgroupSet, name: String) {
+        if (try? cg.remove(timeoutMs: 0)) != nil { return }
+        pendingCgroups.append((cg, name, Sys.monotonicNanos() + 30_000_000_000))
+    }
+
+    func retryPendingCgroups() {
+        guard !pendingCgroups.isEmpty else { return }
+        let now = Sys.monotonicNanos()
+        pendingCgroups = pendingCgroups.filter { cg, name, deadline in
+            if (try? cg.remove(timeoutMs: 0)) != nil { return false }
+            if now > deadline {
+                logger.warning("container \"\(name)\": cgroup \(cg.relativePath) still busy after 30 s; left in place")
+                return false
+            }
+            return true
         }
     }
 
