@@ -35,28 +35,21 @@ struct Creator {
     /// that root inside maps to for root creators; unprivileged creators map
     /// their own uid and gid only.
     func makeNamespaces(name: String, flags: UInt32, creatorUID: uid_t, creatorGID: gid_t,
-                        idBase: UInt32?, cgroup: CgroupSet) throws -> Made {
+                        idBase: UInt32?) throws -> Made {
         let newUser = flags & ContainerFlags.newUserNS != 0
         var unshare: Int32 = 0
         if flags & (ContainerFlags.newFSNS | ContainerFlags.newEmptyFSNS) != 0 { unshare |= NamespaceKind.mnt.cloneFlag }
         if flags & ContainerFlags.newUTSNS != 0 { unshare |= NamespaceKind.uts.cloneFlag }
         if flags & ContainerFlags.newIPCNS != 0 { unshare |= NamespaceKind.ipc.cloneFlag }
         if flags & ContainerFlags.newNetNS != 0 { unshare |= NamespaceKind.net.cloneFlag }
-        if flags & ContainerFlags.newCgroupNS != 0 { unshare |= NamespaceKind.cgroup.cloneFlag }
+        // No CLONE_NEWCGROUP here: the cgroup namespace must be rooted at the
+        // container's cgroup, and joining a cgroup costs a cgroup migration
+        // (an RCU grace period on the first one): it is born with init, which
+        // joins the cgroup anyway (JoinPlan.newCgroupNS).
         if flags & ContainerFlags.newTimeNS != 0 { unshare |= NamespaceKind.time.cloneFlag }
         if !newUser && unshare == 0 { return Made(namespaces: [:], root: nil) }
 
         var plan = ccs_holder_plan()
-        // The holder joins the cgroup only when the cgroup ns must be rooted there.
-        var procs: [OwnedFD] = []
-        if flags & ContainerFlags.newCgroupNS != 0 {
-            procs = try cgroup.procsFiles()
-            withUnsafeMutableBytes(of: &plan.cgroup_procs_fds) { raw in
-                let p = raw.bindMemory(to: CInt.self)
-                for (i, fd) in procs.prefix(Int(CCS_MAX_CGROUPS)).enumerated() { p[i] = fd.raw }
-            }
-            plan.cgroup_count = CInt(min(procs.count, Int(CCS_MAX_CGROUPS)))
-        }
         let unprivileged = creatorUID != 0
         plan.become_user = unprivileged ? 1 : 0
         plan.uid = creatorUID
@@ -65,8 +58,6 @@ struct Creator {
         plan.unshare_flags = unshare
         plan.empty_root = flags & ContainerFlags.newEmptyFSNS != 0 ? 1 : 0
 
-        // The holder writes to these cgroup.procs fds: they live until we return.
-        defer { withExtendedLifetime(procs) {} }
         var ctlRaw: CInt = -1
         let pid = ccs_holder_start(&plan, &ctlRaw)
         if pid < 0 { throw ContainerError.sys("clone", context: "container \"\(name)\": container_create") }

@@ -129,7 +129,7 @@ extension Broker {
         r.idBase = idBase
         do {
             let made = try Creator(config: config).makeNamespaces(
-                name: name, flags: flags, creatorUID: conn.uid, creatorGID: conn.gid, idBase: idBase, cgroup: cgroup)
+                name: name, flags: flags, creatorUID: conn.uid, creatorGID: conn.gid, idBase: idBase)
             try persistence.save(r)
             for (kind, fd) in made.namespaces { try setNamespace(r, kind, fd) }
             r.root = made.root
@@ -279,7 +279,9 @@ extension Broker {
             fds.append(f)
             cg.append(fds.count - 1)
         }
-        return (JoinPlan(userns: userIndex, namespaces: items, pidns: pidns, cgroups: cg, becomeRoot: userIndex != nil), fds)
+        let newCgroupNS = !enter && r.namespaces[.cgroup] == nil && r.flags & ContainerFlags.newCgroupNS != 0
+        return (JoinPlan(userns: userIndex, namespaces: items, pidns: pidns, cgroups: cg, becomeRoot: userIndex != nil,
+                         newCgroupNS: newCgroupNS), fds)
     }
 
     func forkCommit(_ m: Message, fds: [OwnedFD], conn: ClientConnection) throws -> Reply {
@@ -297,9 +299,13 @@ extension Broker {
         }
         r.initPid = pid_t(pid)
         r.initStartTime = ProcInfo.startTime(pid: r.initPid) ?? 0
-        if r.namespaces[.pid] == nil && r.flags & ContainerFlags.newPIDNS != 0,
-           let ns = try? Sys.open("/proc/\(pid)/ns/pid", O_RDONLY), ccs_pidfd_pid(pidfd.raw) == pid_t(pid) {
-            try? setNamespace(r, .pid, ns)
+        // The namespaces born with init: opened through /proc, trusted once
+        // the pidfd shows the process still alive afterwards.
+        for (kind, flag) in [(NamespaceKind.pid, ContainerFlags.newPIDNS), (.cgroup, ContainerFlags.newCgroupNS)]
+            where r.namespaces[kind] == nil && r.flags & flag != 0 {
+            if let ns = try? Sys.open("/proc/\(pid)/ns/\(kind.rawValue)", O_RDONLY), ccs_pidfd_pid(pidfd.raw) == pid_t(pid) {
+                try? setNamespace(r, kind, ns)
+            }
         }
         r.initPidfd = pidfd
         r.state = .running

@@ -40,10 +40,6 @@ static void holder_main(const struct ccs_holder_plan *p, int ctl)
 {
 	struct ccs_report r;
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (ccs_join_cgroups(p->cgroup_procs_fds, p->cgroup_count) < 0) {
-		ccs_child_report(ctl, 'E', CCS_STAGE_CGROUP, errno);
-		_exit(1);
-	}
 	if (p->become_user) {
 		if (ccs_raw_become(p->uid, p->gid, 1) < 0) {
 			ccs_child_report(ctl, 'E', CCS_STAGE_SETID, errno);

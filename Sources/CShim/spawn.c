@@ -49,6 +49,8 @@ static int join_namespaces(const struct ccs_join_plan *p)
 	for (int i = 0; i < p->ns_count; i++)
 		if (setns(p->ns_fds[i], p->ns_types[i]) < 0)
 			return CCS_STAGE_SETNS;
+	if (p->unshare_cgroup && unshare(CLONE_NEWCGROUP) < 0)
+		return CCS_STAGE_SETNS;
 	if (p->pidns_mode == 1 && unshare(CLONE_NEWPID) < 0)
 		return CCS_STAGE_PIDNS;
 	if (p->pidns_mode == 2 && setns(p->pidns_fd, CLONE_NEWPID) < 0)

@@ -12,17 +12,23 @@ public struct JoinPlan: Sendable, Equatable {
     public var pidns: PidNS
     public var cgroups: [Int]
     public var becomeRoot: Bool
+    /// Make the container's cgroup namespace (rooted at its cgroup) here,
+    /// for its init: it is born with init, as the pid namespace is.
+    public var newCgroupNS: Bool
 
-    public init(userns: Int?, namespaces: [(NamespaceKind, Int)], pidns: PidNS, cgroups: [Int], becomeRoot: Bool) {
+    public init(userns: Int?, namespaces: [(NamespaceKind, Int)], pidns: PidNS, cgroups: [Int], becomeRoot: Bool,
+                newCgroupNS: Bool = false) {
         self.userns = userns
         self.namespaces = namespaces
         self.pidns = pidns
         self.cgroups = cgroups
         self.becomeRoot = becomeRoot
+        self.newCgroupNS = newCgroupNS
     }
 
     public static func == (a: JoinPlan, b: JoinPlan) -> Bool {
         a.userns == b.userns && a.pidns == b.pidns && a.cgroups == b.cgroups && a.becomeRoot == b.becomeRoot
+            && a.newCgroupNS == b.newCgroupNS
             && a.namespaces.map { "\($0.0.rawValue):\($0.1)" } == b.namespaces.map { "\($0.0.rawValue):\($0.1)" }
     }
 
@@ -39,6 +45,7 @@ public struct JoinPlan: Sendable, Equatable {
             "pidns": pid,
             "cgroups": cgroups.map(String.init).joined(separator: ","),
             "root": becomeRoot ? "1" : "0",
+            "cgroupns": newCgroupNS ? "new" : "",
         ]
     }
 
@@ -65,6 +72,7 @@ public struct JoinPlan: Sendable, Equatable {
         }
         cgroups = try (m["cgroups"] ?? "").split(separator: ",").map { try index($0) }
         becomeRoot = m["root"] == "1"
+        newCgroupNS = m["cgroupns"] == "new"
     }
 }
 
@@ -94,6 +102,7 @@ extension JoinPlan {
         }
         p.cgroup_count = CInt(min(cgroups.count, Int(CCS_MAX_CGROUPS)))
         p.become_root = becomeRoot ? 1 : 0
+        p.unshare_cgroup = newCgroupNS ? 1 : 0
         p.chdir_root = 1
         p.path = nil
         p.stdio = (-1, -1, -1)

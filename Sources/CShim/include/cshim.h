@@ -63,14 +63,13 @@ ssize_t ccs_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds,
 int ccs_wait_readable(int fd, int timeout_ms);
 
 /* ---- namespaces: the holder (holder.c) --------------------------------
- * container_create's short-lived process: joins the cgroup, optionally
- * becomes the unprivileged creator, unshares the user namespace (the parent
- * writes the id maps), unshares the rest, builds an empty tmpfs root if
- * asked, reports ready, and waits to be told to exit. */
+ * container_create's short-lived process: optionally becomes the
+ * unprivileged creator, unshares the user namespace (the parent writes the
+ * id maps), unshares the rest, builds an empty tmpfs root if asked, reports
+ * ready, and waits to be told to exit.  (The cgroup namespace is born with
+ * init, which joins the container's cgroup: see ccs_join_plan.) */
 #define CCS_MAX_CGROUPS 16
 struct ccs_holder_plan {
-	int cgroup_procs_fds[CCS_MAX_CGROUPS];
-	int cgroup_count;
 	int become_user;      /* setresuid/gid to uid/gid before the user ns */
 	uid_t uid;
 	gid_t gid;
@@ -98,6 +97,8 @@ struct ccs_join_plan {
 	int ns_count;
 	int pidns_mode;             /* 0: none, 1: unshare a new one, 2: join pidns_fd */
 	int pidns_fd;
+	int unshare_cgroup;         /* unshare(CLONE_NEWCGROUP) after joining the cgroup:
+	                               the container's cgroup ns is born with its init */
 	int become_root;            /* setresuid/gid(0) after joining the user ns */
 	int chdir_root;             /* chdir("/") after joining the mount ns */
 	/* exec part: path == NULL means "return 0 in the child like fork()" */
