@@ -78,7 +78,12 @@ public final class Broker {
 
     /// Serve until SIGTERM/SIGINT or stop().
     public func run() {
+        var lastTick: UInt64 = 0
         loop.run(tickMs: 500) { [unowned self] in
+            // Housekeeping twice a second, not after every request.
+            let now = Sys.monotonicNanos()
+            guard now - lastTick >= 500_000_000 else { return }
+            lastTick = now
             self.retryPendingExitStatus()
             self.retryPendingCgroups()
             self.drainSpool()

@@ -103,3 +103,13 @@ int ccs_wait_readable(int fd, int timeout_ms)
 		return 0;
 	}
 }
+
+ssize_t ccs_peek_size(int sock)
+{
+	char c;
+	ssize_t n;
+	do {
+		n = recv(sock, &c, 1, MSG_PEEK | MSG_TRUNC);
+	} while (n < 0 && errno == EINTR);
+	return n;
+}

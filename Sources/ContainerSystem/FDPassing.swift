@@ -19,18 +19,24 @@ public enum FDPassing {
     /// One message, or nil at EOF. Received fds are CLOEXEC; more than
     /// `maxFDs` are closed.
     public static func receive(_ sock: CInt, maxFDs: Int = 16) throws -> (bytes: [UInt8], fds: [OwnedFD])? {
-        var buf = [UInt8](repeating: 0, count: maxMessage)
+        // The datagram's size first (MSG_PEEK|MSG_TRUNC), so the buffer is
+        // just that big: no 256 KiB allocation and zero-fill per message.
+        var size = Int(ccs_peek_size(sock))
+        if size < 0 { throw ContainerError.sys("recv") }
+        size = min(max(size, 1), maxMessage)
         var fds = [CInt](repeating: -1, count: max(maxFDs, 1))
         var nfds: CInt = 0
-        let n = buf.withUnsafeMutableBytes { b in
-            fds.withUnsafeMutableBufferPointer { f in
+        var n = 0
+        let buf = [UInt8](unsafeUninitializedCapacity: size) { b, count in
+            n = fds.withUnsafeMutableBufferPointer { f in
                 ccs_recv_with_fds(sock, b.baseAddress, b.count, f.baseAddress, CInt(maxFDs), &nfds)
             }
+            count = max(n, 0)
         }
         if n < 0 { throw ContainerError.sys("recvmsg") }
         let owned = (0..<Int(nfds)).map { OwnedFD(fds[$0]) }
         if n == 0 && owned.isEmpty { return nil }
-        return (Array(buf[0..<n]), owned)
+        return (buf, owned)
     }
 
     /// Wait until readable; throws a timeout error after `ms` milliseconds.

@@ -8,13 +8,12 @@ import Glibc
 struct LibraryRuns {
     /// Per-step samples of create+fork: create, spawnInit, wait, close (until gone).
     var steps: [String: Samples] = [:]
-    static let stepNames = ["create", "spawnInit", "wait", "destroy + close"]
+    static let stepNames = ["create", "spawnInit", "wait", "close"]
 
-    /// container_create + fork_into_container(/bin/true) + wait + destroy + close.
-    /// Closing alone is not enough: when init exits ctrobjd closes its ends
-    /// of the container fds, so the last close is never seen and an exited
-    /// container stays in the table (see docs/benchmarks.md); destroy is one
-    /// synchronous request that removes it.
+    /// container_create + fork_into_container(/bin/true) + wait + close: the
+    /// containers are CONTAINER_KILL_ON_CLOSE, so the last close removes the
+    /// record, as the kernel would free the object; ctrobjd does that after
+    /// the caller has moved on.
     mutating func createFork(_ options: ContainerOptions, name: String, recordSteps: Bool) throws -> UInt64 {
         let t0 = now()
         let c = try Container.create(name, options: options)
@@ -23,7 +22,6 @@ struct LibraryRuns {
         let t2 = now()
         let status = try p.wait()
         let t3 = now()
-        try c.destroy()
         c.close()
         let t4 = now()
         if status != 0 { throw BenchError("library: /bin/true in \(name) exited with wait status \(status)") }

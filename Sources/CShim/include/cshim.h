@@ -59,6 +59,9 @@ ssize_t ccs_send_with_fds(int sock, const void *buf, size_t len, const int *fds,
 /* Receive one message; fds arrive CLOEXEC. At most maxfds are kept in fds
  * and *nfds set; any beyond that are closed (and MSG_CTRUNC is an error). */
 ssize_t ccs_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds);
+/* The size of the next datagram without taking it (MSG_PEEK|MSG_TRUNC);
+ * 0 at EOF. */
+ssize_t ccs_peek_size(int sock);
 /* Like recv but gives up after timeout_ms (-1: wait forever): ETIMEDOUT. */
 int ccs_wait_readable(int fd, int timeout_ms);
 
