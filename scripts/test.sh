@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Every test: set up, build, run the Swift suites (which also build and run the
-# C conformance programs against the emulation), then the kernel patch under
-# qemu when kernel-patch/ci.sh decides it must run.
+# Every test: set up and build; the kernel patch under qemu with the C
+# conformance programs (kernel-patch/ci.sh); then the Swift suites, which also
+# build and run the same conformance programs against the emulation. The Swift
+# run comes last so that its summary line closes the output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --build-tests
 command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
+
+if [ -x kernel-patch/ci.sh ]; then
+	bash kernel-patch/ci.sh
+fi
 
 # Global kernel state the suites must leave untouched, checked at the end.
 before=$(cat /proc/sys/kernel/core_pattern /proc/sys/kernel/core_pipe_limit 2>/dev/null; ls /etc/request-key.d 2>/dev/null || true)
@@ -17,8 +22,4 @@ after=$(cat /proc/sys/kernel/core_pattern /proc/sys/kernel/core_pipe_limit 2>/de
 if [ "$before" != "$after" ]; then
 	echo "test.sh: the tests left global kernel state changed" >&2
 	exit 1
-fi
-
-if [ -x kernel-patch/ci.sh ]; then
-	bash kernel-patch/ci.sh
 fi
