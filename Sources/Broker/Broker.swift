@@ -28,6 +28,8 @@ public final class Broker {
     var byCgroup: [String: ContainerRecord] = [:]
     var upcallListener: OwnedFD?
     var spoolInFlight: Set<String> = []
+    /// Pre-made namespaces for root's next create, by flag set.
+    var spares: [UInt32: Spare] = [:]
     /// Cgroups of dead containers still waiting for their last member to go.
     var pendingCgroups: [(CgroupSet, String, UInt64)] = []
     var nextID: UInt64 = 1
@@ -62,6 +64,7 @@ public final class Broker {
         lock = lockFD
         try persistence.prepare()
         restore()
+        removeOrphans()
         try listen()
         try listenUpcalls()
         drainSpool()
@@ -94,6 +97,7 @@ public final class Broker {
     public func stop() { loop.stop() }
 
     func shutdown() {
+        discardSpares()
         if let u = upcallListener {
             loop.unwatch(u.raw)
             u.close()
@@ -210,7 +214,7 @@ public final class Broker {
     public func container(forNamespaceInode ino: UInt64) -> ContainerRecord? { byNamespace[ino] }
 
     func allocateIDBase() throws -> UInt32 {
-        let used = Set(byID.values.compactMap(\.idBase))
+        let used = Set(byID.values.compactMap(\.idBase) + spares.values.compactMap(\.idBase))
         for k in 0..<config.idRangeCount {
             let base = config.idRangeBase + UInt32(k) * config.idRangeSize
             if !used.contains(base) { return base }

@@ -21,6 +21,8 @@ public struct BrokerConfig: Sendable {
     /// Where the core helper spools while the daemon is down (when no
     /// upcall.conf names another).
     public var spoolDir = "/var/lib/ctrobj/spool"
+    /// Keep pre-made namespaces for root's next create (see Prewarm.swift).
+    public var prewarm = true
 
     public init(stateDir: String = "/run/ctrobj", cgroupParent: String = "ctrobj",
                 idRangeBase: UInt32 = 1_000_000, idRangeSize: UInt32 = 65536, idRangeCount: Int = 4096,

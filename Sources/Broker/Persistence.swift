@@ -37,7 +37,16 @@ struct Persistence {
 
     /// Pin a namespace with a bind mount of its nsfs file.
     func pin(_ r: ContainerRecord, _ kind: NamespaceKind, _ fd: CInt) throws {
-        let path = "\(dir(r))/ns/\(kind.rawValue)"
+        try pin(directory: r.directoryName, kind, fd)
+    }
+
+    func makeDirectory(_ name: String) throws {
+        try Sys.mkdir("\(config.containersDir)/\(name)", 0o700)
+        try Sys.mkdir("\(config.containersDir)/\(name)/ns", 0o700)
+    }
+
+    func pin(directory name: String, _ kind: NamespaceKind, _ fd: CInt) throws {
+        let path = "\(config.containersDir)/\(name)/ns/\(kind.rawValue)"
         if Sys.exists(path) {
             _ = ccs_umount_detach(path) // replacing a shared-in namespace
         } else {
@@ -56,12 +65,18 @@ struct Persistence {
     }
 
     /// Drop every pinned namespace and the record's directory.
-    func remove(_ r: ContainerRecord) {
-        for kind in NamespaceKind.allCases where Sys.exists("\(dir(r))/ns/\(kind.rawValue)") { unpin(r, kind) }
-        rmdir("\(dir(r))/ns")
-        unlink("\(dir(r))/record")
-        unlink("\(dir(r))/record.tmp")
-        rmdir(dir(r))
+    func remove(_ r: ContainerRecord) { remove(directory: r.directoryName) }
+
+    func remove(directory name: String) {
+        let d = "\(config.containersDir)/\(name)"
+        for kind in NamespaceKind.allCases where Sys.exists("\(d)/ns/\(kind.rawValue)") {
+            _ = ccs_umount_detach("\(d)/ns/\(kind.rawValue)")
+            unlink("\(d)/ns/\(kind.rawValue)")
+        }
+        rmdir("\(d)/ns")
+        unlink("\(d)/record")
+        unlink("\(d)/record.tmp")
+        rmdir(d)
     }
 
     /// Every record on disk, with its pinned namespaces opened.

@@ -114,6 +114,10 @@ extension Broker {
             throw ContainerError(.permission,
                 "container \"\(name)\": container_create: uid \(conn.uid) is not root: an unprivileged caller must ask for CONTAINER_NEW_USER_NS")
         }
+        if conn.uid == 0 { scheduleSpare(flags: flags) }
+        if conn.uid == 0, let spare = takeSpare(flags: flags) {
+            return try create(name: name, flags: flags, conn: conn, spare: spare)
+        }
         let id = nextID
         nextID += 1
         let idBase: UInt32? = (conn.uid == 0 && flags & ContainerFlags.newUserNS != 0) ? try allocateIDBase() : nil
@@ -133,17 +137,43 @@ extension Broker {
             try persistence.save(r)
             for (kind, fd) in made.namespaces { try setNamespace(r, kind, fd) }
             r.root = made.root
-            register(r)
-            let fd = try issueFD(r)
-            try persistence.save(r)
-            logger.info("container \"\(name)\" (id \(id)) created, flags \(ContainerFlags.describe(flags)), owner uid \(conn.uid)")
-            return Reply(.ok(["id": "\(id)"]), [fd])
+            return try finishCreate(r, conn: conn)
         } catch {
             unregister(r)
             persistence.remove(r)
             try? cgroup.remove(timeoutMs: 0)
             throw error
         }
+    }
+
+    /// create from a spare: everything but the record is made already.
+    func create(name: String, flags: UInt32, conn: ClientConnection, spare s: Spare) throws -> Reply {
+        let r = ContainerRecord(id: s.id, name: name, flags: flags, owner: conn.uid, ownerGid: conn.gid,
+                                createdAt: Sys.realtimeSeconds(), cgroup: s.cgroup)
+        r.idBase = s.idBase
+        for (kind, fd) in s.namespaces {
+            let ino = try Namespaces.inode(of: fd.raw)
+            r.namespaces[kind] = fd
+            r.namespaceInodes[kind] = ino
+            if byNamespace[ino] == nil { byNamespace[ino] = r }
+        }
+        r.root = s.root
+        do {
+            return try finishCreate(r, conn: conn)
+        } catch {
+            unregister(r)
+            persistence.remove(r)
+            try? s.cgroup.remove(timeoutMs: 0)
+            throw error
+        }
+    }
+
+    func finishCreate(_ r: ContainerRecord, conn: ClientConnection) throws -> Reply {
+        register(r)
+        let fd = try issueFD(r)
+        try persistence.save(r)
+        logger.info("container \"\(r.name)\" (id \(r.id)) created, flags \(ContainerFlags.describe(r.flags)), owner uid \(conn.uid)")
+        return Reply(.ok(["id": "\(r.id)"]), [fd])
     }
 
     /// ctrobj adopt: a running process of another runtime (unshare(1), crun)

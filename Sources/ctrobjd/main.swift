@@ -24,6 +24,9 @@ struct CtrobjD: ParsableCommand {
     @Option(help: "Size of each container's id block.")
     var idSize: UInt32 = 65536
 
+    @Flag(help: "Do not keep pre-made namespaces for root's next create.")
+    var noPrewarm = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
@@ -37,7 +40,8 @@ struct CtrobjD: ParsableCommand {
         guard geteuid() == 0 else {
             throw ValidationError("ctrobjd must run as root: it makes namespaces and cgroups for its callers")
         }
-        let config = BrokerConfig(stateDir: stateDir, cgroupParent: cgroupParent, idRangeBase: idBase, idRangeSize: idSize)
+        var config = BrokerConfig(stateDir: stateDir, cgroupParent: cgroupParent, idRangeBase: idBase, idRangeSize: idSize)
+        config.prewarm = !noPrewarm
         do {
             let broker = try Broker(config: config, logger: logger)
             try broker.start()

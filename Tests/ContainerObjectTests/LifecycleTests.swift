@@ -136,6 +136,8 @@ struct LifecycleTests {
             try d.start()
             let names = try Container.list().map(\.name)
             #expect(names.contains("persist"))
+            // The dead daemon's spare (pre-made namespaces) is gone: one directory, one container.
+            #expect(Sys.listDirectory("\(d.stateDir)/containers").count == names.count)
             let again = try Container.open("persist")
             let after = try again.status()
             #expect(after.state == .running && after.initPid == before.initPid)

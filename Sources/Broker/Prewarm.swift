@@ -1,0 +1,94 @@
+import CShim
+import ContainerSystem
+import ContainerWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Pre-made namespaces for root's next container_create.
+///
+/// Making the namespaces (a holder process, unshare, the pins) is most of
+/// what create costs. After root creates a container with some set of
+/// namespace flags, ctrobjd makes one spare with the same set off the
+/// caller's path (posted to the loop), and the next create with that set
+/// takes it: id, cgroup directory, namespaces, root and pins are ready. A
+/// spare is not a container: it has no record, no name, no process; it is
+/// discarded at shutdown, and its leftovers after a crash are removed at
+/// start. Only root's creates use spares (an unprivileged creator's user
+/// namespace must be made as that user).
+struct Spare {
+    let id: UInt64
+    let idBase: UInt32?
+    let cgroup: CgroupSet
+    let namespaces: [NamespaceKind: OwnedFD]
+    let root: OwnedFD?
+}
+
+extension Broker {
+    /// The flags that decide what the holder makes (pid and cgroup
+    /// namespaces are born with init; the others are the record's business).
+    static let spareMask: UInt32 = ContainerFlags.newFSNS | ContainerFlags.newEmptyFSNS | ContainerFlags.newUTSNS
+        | ContainerFlags.newIPCNS | ContainerFlags.newUserNS | ContainerFlags.newNetNS | ContainerFlags.newTimeNS
+    static let maxSpareKinds = 4
+
+    func takeSpare(flags: UInt32) -> Spare? {
+        guard config.prewarm else { return nil }
+        return spares.removeValue(forKey: flags & Self.spareMask)
+    }
+
+    /// Make a spare for this flag set soon, after the current request.
+    func scheduleSpare(flags: UInt32) {
+        guard config.prewarm else { return }
+        let key = flags & Self.spareMask
+        loop.post { [weak self] in
+            guard let self, self.spares[key] == nil, self.spares.count < Self.maxSpareKinds else { return }
+            do {
+                self.spares[key] = try self.makeSpare(key)
+            } catch {
+                self.logger.debug("no spare for \(ContainerFlags.describe(key)): \(error)")
+            }
+        }
+    }
+
+    func makeSpare(_ key: UInt32) throws -> Spare {
+        let id = nextID
+        nextID += 1
+        let idBase = key & ContainerFlags.newUserNS != 0 ? try allocateIDBase() : nil
+        let cgroup = CgroupSet(layout: config.cgroupLayout, relativePath: "\(config.cgroupParent)/c\(id)")
+        try cgroup.create()
+        do {
+            let made = try Creator(config: config).makeNamespaces(
+                name: "(spare c\(id))", flags: key, creatorUID: 0, creatorGID: 0, idBase: idBase)
+            let dir = "c\(id)"
+            try persistence.makeDirectory(dir)
+            for (kind, fd) in made.namespaces { try persistence.pin(directory: dir, kind, fd.raw) }
+            return Spare(id: id, idBase: idBase, cgroup: cgroup, namespaces: made.namespaces, root: made.root)
+        } catch {
+            persistence.remove(directory: "c\(id)")
+            try? cgroup.remove(timeoutMs: 0)
+            throw error
+        }
+    }
+
+    func discardSpares() {
+        for (_, s) in spares {
+            persistence.remove(directory: "c\(s.id)")
+            try? s.cgroup.remove(timeoutMs: 0)
+        }
+        spares.removeAll()
+    }
+
+    /// After a crash: record directories without a record and cgroup
+    /// directories of no container are a dead daemon's spares.
+    func removeOrphans() {
+        let known = Set(byID.values.map(\.directoryName))
+        for entry in Sys.listDirectory(config.containersDir) where entry.hasPrefix("c") && !known.contains(entry) {
+            if !Sys.exists("\(config.containersDir)/\(entry)/record") { persistence.remove(directory: entry) }
+        }
+        for h in config.cgroupLayout.hierarchies {
+            for entry in Sys.listDirectory("\(h)/\(config.cgroupParent)") where entry.hasPrefix("c") && !known.contains(entry) {
+                rmdir("\(h)/\(config.cgroupParent)/\(entry)")
+            }
+        }
+    }
+}
