@@ -30,6 +30,8 @@ public final class Broker {
     var spoolInFlight: Set<String> = []
     /// Pre-made namespaces for root's next create, by flag set.
     var spares: [UInt32: Spare] = [:]
+    var sparesInFlight: Set<UInt32> = []
+    var reservedIDBases: Set<UInt32> = []
     /// Cgroups of dead containers still waiting for their last member to go.
     var pendingCgroups: [(CgroupSet, String, UInt64)] = []
     var nextID: UInt64 = 1
@@ -214,7 +216,7 @@ public final class Broker {
     public func container(forNamespaceInode ino: UInt64) -> ContainerRecord? { byNamespace[ino] }
 
     func allocateIDBase() throws -> UInt32 {
-        let used = Set(byID.values.compactMap(\.idBase) + spares.values.compactMap(\.idBase))
+        let used = Set(byID.values.compactMap(\.idBase) + spares.values.compactMap(\.idBase)).union(reservedIDBases)
         for k in 0..<config.idRangeCount {
             let base = config.idRangeBase + UInt32(k) * config.idRangeSize
             if !used.contains(base) { return base }

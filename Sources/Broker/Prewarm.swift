@@ -1,6 +1,7 @@
 import CShim
 import ContainerSystem
 import ContainerWire
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,45 +37,53 @@ extension Broker {
         return spares.removeValue(forKey: flags & Self.spareMask)
     }
 
-    /// Make a spare for this flag set soon, after the current request.
+    /// Make a spare for this flag set on a worker thread, so that the loop
+    /// keeps answering (the caller's next request is usually fork.prepare).
+    /// The id and id block are reserved here, on the loop thread.
     func scheduleSpare(flags: UInt32) {
         guard config.prewarm else { return }
         let key = flags & Self.spareMask
-        loop.post { [weak self] in
-            guard let self, self.spares[key] == nil, self.spares.count < Self.maxSpareKinds else { return }
-            do {
-                self.spares[key] = try self.makeSpare(key)
-            } catch {
-                self.logger.debug("no spare for \(ContainerFlags.describe(key)): \(error)")
+        guard spares[key] == nil, !sparesInFlight.contains(key), spares.count + sparesInFlight.count < Self.maxSpareKinds else { return }
+        let id = nextID
+        nextID += 1
+        var base: UInt32?
+        if key & ContainerFlags.newUserNS != 0 {
+            guard let b = try? allocateIDBase() else { return }
+            base = b
+            reservedIDBases.insert(b)
+        }
+        sparesInFlight.insert(key)
+        let reserved = base
+        let (config, persistence, logger, loop) = (self.config, self.persistence, self.logger, self.loop)
+        DispatchQueue.global().async {
+            let result = Result { try makeSpare(key, id: id, idBase: reserved, config: config, persistence: persistence) }
+            loop.post { [weak self] in
+                guard let self else { return }
+                self.sparesInFlight.remove(key)
+                if let reserved { self.reservedIDBases.remove(reserved) }
+                switch result {
+                case .success(let s):
+                    if self.spares[key] == nil { self.spares[key] = s } else { self.discard(s) }
+                case .failure(let e):
+                    logger.debug("no spare for \(ContainerFlags.describe(key)): \(e)")
+                }
             }
         }
     }
 
-    func makeSpare(_ key: UInt32) throws -> Spare {
-        let id = nextID
-        nextID += 1
-        let idBase = key & ContainerFlags.newUserNS != 0 ? try allocateIDBase() : nil
-        let cgroup = CgroupSet(layout: config.cgroupLayout, relativePath: "\(config.cgroupParent)/c\(id)")
-        try cgroup.create()
-        do {
-            let made = try Creator(config: config).makeNamespaces(
-                name: "(spare c\(id))", flags: key, creatorUID: 0, creatorGID: 0, idBase: idBase)
-            let dir = "c\(id)"
-            try persistence.makeDirectory(dir)
-            for (kind, fd) in made.namespaces { try persistence.pin(directory: dir, kind, fd.raw) }
-            return Spare(id: id, idBase: idBase, cgroup: cgroup, namespaces: made.namespaces, root: made.root)
-        } catch {
-            persistence.remove(directory: "c\(id)")
-            try? cgroup.remove(timeoutMs: 0)
-            throw error
-        }
+    func discard(_ s: Spare) {
+        persistence.remove(directory: "c\(s.id)")
+        try? s.cgroup.remove(timeoutMs: 0)
     }
 
     func discardSpares() {
-        for (_, s) in spares {
-            persistence.remove(directory: "c\(s.id)")
-            try? s.cgroup.remove(timeoutMs: 0)
+        // A spare still being made lands through the loop: give it a moment.
+        let deadline = Sys.monotonicNanos() + 3_000_000_000
+        while !sparesInFlight.isEmpty && Sys.monotonicNanos() < deadline {
+            usleep(5000)
+            loop.runPosted()
         }
+        for (_, s) in spares { discard(s) }
         spares.removeAll()
     }
 
@@ -90,5 +99,24 @@ extension Broker {
                 rmdir("\(h)/\(config.cgroupParent)/\(entry)")
             }
         }
+    }
+}
+
+/// The part of making a spare that may run on any thread: cgroup, holder,
+/// pins. Touches no daemon state.
+func makeSpare(_ key: UInt32, id: UInt64, idBase: UInt32?, config: BrokerConfig, persistence: Persistence) throws -> Spare {
+    let cgroup = CgroupSet(layout: config.cgroupLayout, relativePath: "\(config.cgroupParent)/c\(id)")
+    try cgroup.create()
+    do {
+        let made = try Creator(config: config).makeNamespaces(
+            name: "(spare c\(id))", flags: key, creatorUID: 0, creatorGID: 0, idBase: idBase)
+        let dir = "c\(id)"
+        try persistence.makeDirectory(dir)
+        for (kind, fd) in made.namespaces { try persistence.pin(directory: dir, kind, fd.raw) }
+        return Spare(id: id, idBase: idBase, cgroup: cgroup, namespaces: made.namespaces, root: made.root)
+    } catch {
+        persistence.remove(directory: "c\(id)")
+        try? cgroup.remove(timeoutMs: 0)
+        throw error
     }
 }

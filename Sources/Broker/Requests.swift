@@ -114,7 +114,6 @@ extension Broker {
             throw ContainerError(.permission,
                 "container \"\(name)\": container_create: uid \(conn.uid) is not root: an unprivileged caller must ask for CONTAINER_NEW_USER_NS")
         }
-        if conn.uid == 0 { scheduleSpare(flags: flags) }
         if conn.uid == 0, let spare = takeSpare(flags: flags) {
             return try create(name: name, flags: flags, conn: conn, spare: spare)
         }
@@ -172,6 +171,7 @@ extension Broker {
         register(r)
         let fd = try issueFD(r)
         try persistence.save(r)
+        if conn.uid == 0 { scheduleSpare(flags: r.flags) }
         logger.info("container \"\(r.name)\" (id \(r.id)) created, flags \(ContainerFlags.describe(r.flags)), owner uid \(conn.uid)")
         return Reply(.ok(["id": "\(r.id)"]), [fd])
     }
