@@ -17,20 +17,17 @@ extension Broker {
         if !r.adopted { r.cgroup.killAll() }
         refreshExitStatus(r)
         logger.info("container \"\(r.name)\": init \(r.initPid) exited\(r.exitStatus.map { ", wait status \($0)" } ?? "")")
-        let notice = Message(Op.exited, r.exitStatus.map { ["status": "\($0)"] } ?? [:]).encoded()
         for (cookie, end) in r.ends {
-            // Holders now see POLLHUP. Our end stays, edge-triggered: when the
-            // last holder closes, the unread notice makes the kernel flag our
-            // end ECONNRESET, and KILL_ON_CLOSE can still remove the record.
-            try? FDPassing.send(end.raw, notice)
+            // Holders now see POLLHUP: our end is shut down both ways. It stays
+            // open, watched edge-triggered: re-arming reports its state once,
+            // and the next wakeup can only be the last holder's close, which
+            // lets KILL_ON_CLOSE still remove the record.
             _ = Glibc.shutdown(end.raw, Int32(SHUT_RDWR))
-            let events = EPOLLET.rawValue | EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue
+            var armed = false
+            let events = EPOLLET.rawValue | EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue | EPOLLRDHUP.rawValue
             try? loop.watch(end.raw, events: events) { [unowned self, unowned r] _ in
-                var err: Int32 = 0
-                var len = socklen_t(MemoryLayout<Int32>.size)
-                if getsockopt(end.raw, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == ECONNRESET {
-                    self.endClosed(r, cookie)
-                }
+                if !armed { armed = true; return }
+                self.endClosed(r, cookie)
             }
         }
         releaseResources(r)

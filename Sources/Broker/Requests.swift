@@ -13,6 +13,12 @@ extension Broker {
         case Op.list: return list(conn: conn)
         case Op.adopt: return try adopt(m, pidfd: fds.first, conn: conn)
         case Op.forkCommit: return try forkCommit(m, fds: fds, conn: conn)
+        case Op.forkAbort:
+            if let r = conn.forking, r.forkingConnection == ObjectIdentifier(conn) {
+                r.forkingConnection = nil
+                conn.forking = nil
+            }
+            return Reply(.ok())
         default: break
         }
         let r = try record(for: fds.first, action: m.op)
@@ -320,7 +326,8 @@ extension Broker {
         }
         conn.forking = nil
         r.forkingConnection = nil
-        guard let pidfd = fds.first, let pid = m.int("pid") else {
+        // The pidfd comes last (a container fd may come first).
+        guard let pidfd = fds.last, let pid = m.int("pid") else {
             throw r.err(.invalidArgument, "fork_into_container", "commit without the init's pidfd")
         }
         let seen = ccs_pidfd_pid(pidfd.raw)

@@ -18,7 +18,8 @@ pid_t fork_into_container(int container_fd)
 		/* The child: drop what only the parent needs, return like fork(). */
 		for (int i = 0; i < f.nfds; i++)
 			close(f.fds[i]);
-		close(f.conn);
+		if (f.conn >= 0)
+			close(f.conn);
 		return 0;
 	}
 	if (pid < 0) {

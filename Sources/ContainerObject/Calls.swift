@@ -10,7 +10,7 @@ import Glibc
 /// ctrobjd on a fresh connection, the container fd passed as the capability.
 public enum ContainerCalls {
     public static func call(_ m: Message, _ fds: [CInt] = []) throws -> (Message, [OwnedFD]) {
-        try Connection.request(m, fds: fds)
+        try SharedConnection.request(m, fds: fds)
     }
 
     /// container_create: returns the new container fd (raw, owned by the caller).
@@ -167,30 +167,34 @@ public enum ContainerCalls {
 
     // MARK: joining
 
-    /// Ask ctrobjd for what joining needs. For "init" the returned connection
-    /// must carry the commit (or be closed to abort).
+    /// Ask ctrobjd for what joining needs. For "init" this reserves the
+    /// container until `commit` or `abort` (or until this process exits).
     public static func prepareJoin(_ fd: CInt, enter: Bool) throws -> PreparedJoin {
-        let conn = try Connection.connect()
-        let (m, fds) = try conn.call(Message(Op.forkPrepare, ["mode": enter ? "enter" : "init"]), fds: [fd])
+        let (m, fds) = try call(Message(Op.forkPrepare, ["mode": enter ? "enter" : "init"]), [fd])
         let plan = try JoinPlan(fields: m, fdCount: fds.count)
-        return PreparedJoin(connection: conn, plan: plan, fds: fds)
+        return PreparedJoin(containerFD: fd, plan: plan, fds: fds)
     }
 
     public static func commit(_ prepared: PreparedJoin, pid: pid_t) throws -> OwnedFD {
         let pidfd = try Sys.pidfdOpen(pid) // our own child: cannot be a reused pid
-        _ = try prepared.connection.call(Message(Op.forkCommit, ["pid": "\(pid)"]), fds: [pidfd.raw])
+        _ = try call(Message(Op.forkCommit, ["pid": "\(pid)"]), [prepared.containerFD, pidfd.raw])
         return pidfd
+    }
+
+    /// Give the reservation back after a failed fork.
+    public static func abort(_ containerFD: CInt) {
+        _ = try? call(Message(Op.forkAbort), [containerFD])
     }
 }
 
 /// fds and plan from fork.prepare, turned into the C plan the child uses.
 public final class PreparedJoin {
-    public let connection: Connection
+    public let containerFD: CInt
     public let plan: JoinPlan
     public let fds: [OwnedFD]
 
-    init(connection: Connection, plan: JoinPlan, fds: [OwnedFD]) {
-        self.connection = connection
+    init(containerFD: CInt, plan: JoinPlan, fds: [OwnedFD]) {
+        self.containerFD = containerFD
         self.plan = plan
         self.fds = fds
     }

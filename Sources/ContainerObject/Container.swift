@@ -158,7 +158,6 @@ public final class Container {
         if enter, let c = cacheLock.locked({ enterCache }) { return (c.0, c.1, nil, true) }
         let prepared = try ContainerCalls.prepareJoin(fd.raw, enter: enter)
         if enter {
-            prepared.connection.fd.close()
             cacheLock.locked { enterCache = (prepared.plan, prepared.fds) }
             return (prepared.plan, prepared.fds, nil, false)
         }
@@ -200,6 +199,7 @@ public final class Container {
         let pid = withExtendedLifetime((fds, prepared, argv, envp, gateRead)) { ccs_join_fork(&plan, &stage) }
         if pid < 0 {
             let e = errno
+            if prepared != nil { ContainerCalls.abort(fd.raw) }
             let name = (try? status().name) ?? "?"
             throw ContainerError(ContainerError.codeFor(e),
                 "container \"\(name)\": \(enter ? "exec" : "fork_into_container") \(spec.path): \(stageLabel(stage)): \(errnoDescription(e))",

@@ -171,7 +171,10 @@ public func ctrobj_abi_fork_prepare(_ fd: Int32, _ f: UnsafeMutablePointer<ctrob
             // The raw numbers in the plan stay valid: the fds are taken, not closed.
             for (i, o) in prepared.fds.enumerated() { a[i] = o.take() }
         }
-        f.pointee.conn = prepared.connection.fd.take()
+        // Not ours to close: the child closes this number (the process's
+        // shared connection) so that it never speaks on its parent's.
+        f.pointee.conn = SharedConnection.currentFD
+        f.pointee.container_fd = fd
         return 0
     }
 }
@@ -187,15 +190,10 @@ private func closeAll(_ f: UnsafeMutablePointer<ctrobj_abi_fork>) {
 @_cdecl("ctrobj_abi_fork_commit")
 public func ctrobj_abi_fork_commit(_ f: UnsafeMutablePointer<ctrobj_abi_fork>, _ pid: pid_t) -> pid_t {
     closeAll(f)
-    let conn = OwnedFD(f.pointee.conn)
     return run {
         let pidfd = try Sys.pidfdOpen(pid)
         do {
-            try FDPassing.send(conn.raw, Message(Op.forkCommit, ["pid": "\(pid)"]).encoded(), fds: [pidfd.raw])
-            guard let (bytes, _) = try FDPassing.receive(conn.raw) else {
-                throw ContainerError(.daemonUnavailable, "fork_into_container: ctrobjd hung up before the commit", errno: EHOSTDOWN)
-            }
-            _ = try Message.decode(bytes).checked()
+            _ = try SharedConnection.request(Message(Op.forkCommit, ["pid": "\(pid)"]), fds: [f.pointee.container_fd, pidfd.raw])
         } catch {
             // The kernel would not have made the child at all: take it back.
             try? Sys.pidfdSendSignal(pidfd.raw, SIGKILL)
@@ -209,6 +207,6 @@ public func ctrobj_abi_fork_commit(_ f: UnsafeMutablePointer<ctrobj_abi_fork>, _
 @_cdecl("ctrobj_abi_fork_abort")
 public func ctrobj_abi_fork_abort(_ f: UnsafeMutablePointer<ctrobj_abi_fork>, _ err: Int32, _ stage: Int32) {
     closeAll(f)
-    Glibc.close(f.pointee.conn)
+    ContainerCalls.abort(f.pointee.container_fd)
     _ = fail(ContainerError(ContainerError.codeFor(err), "fork_into_container: child failed at step \(stage): \(errnoDescription(err))", errno: err))
 }

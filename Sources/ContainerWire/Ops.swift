@@ -6,7 +6,8 @@
 /// | open          | name, cloexec                          | -                      | id                           | container fd        |
 /// | status        | -                                      | container fd           | Record.statusFields          | -                   |
 /// | fork.prepare  | mode ("init" / "enter")                | container fd           | JoinPlan fields              | the plan's fds      |
-/// | fork.commit   | pid                                    | pidfd of the new init  | -                            | -                   |
+/// | fork.commit   | pid                                    | container fd, pidfd    | -                            | -                   |
+/// | fork.abort    | -                                      | container fd           | -                            | -                   |
 /// | socket        | domain, type, protocol                 | container fd           | -                            | socket              |
 /// | root          | -                                      | container fd           | -                            | O_PATH root dir     |
 /// | mount         | source, target, fstype, flags, data    | container fd           | -                            | -                   |
@@ -20,16 +21,18 @@
 /// | policy        | core (file/drop), modules (a,b,c)      | container fd           | core, modules                | -                   |
 /// | list          | -                                      | -                      | count, c.N = status line     | -                   |
 ///
-/// fork.prepare and fork.commit travel on one connection: if it closes
-/// without a commit, the container goes back to "created".
-/// On a container fd itself ctrobjd writes only one message: "exited"
-/// (field status) just before it hangs up when init has exited.
+/// fork.prepare reserves the container for the connection that sent it,
+/// until fork.commit or fork.abort on that connection; if the connection
+/// closes first, the container goes back to "created".
+/// Nothing travels on a container fd itself: when init has exited, ctrobjd
+/// shuts its end down (holders see POLLHUP) and keeps it to see the last close.
 public enum Op {
     public static let create = "create"
     public static let open = "open"
     public static let status = "status"
     public static let forkPrepare = "fork.prepare"
     public static let forkCommit = "fork.commit"
+    public static let forkAbort = "fork.abort"
     public static let socket = "socket"
     public static let root = "root"
     public static let mount = "mount"
@@ -43,7 +46,6 @@ public enum Op {
     public static let policy = "policy"
     public static let adopt = "adopt"
     public static let list = "list"
-    public static let exited = "exited"
 }
 
 /// The uapi flag values (container.h).

@@ -7,7 +7,9 @@
 #define CTROBJ_ABI_MAX_FDS 32
 struct ctrobj_abi_fork {
 	struct ccs_join_plan plan;
-	int conn;                         /* connection that must carry the commit */
+	int conn;                         /* the process's shared connection to ctrobjd
+	                                     (the child closes it; never the parent) */
+	int container_fd;
 	int fds[CTROBJ_ABI_MAX_FDS];      /* every fd the plan refers to */
 	int nfds;
 };
