@@ -8,15 +8,23 @@
 #   Benchmarks/run.sh                       # the full run
 #   Benchmarks/run.sh --rounds 10 --enter-rounds 10 --containers 100   # quick
 #   Benchmarks/run.sh --daemon-b /path/to/ctrobjd --daemon-b-label "with fix X"
+#   Benchmarks/run.sh --upcalls             # the full run, then the upcall group
+#   Benchmarks/run.sh --upcalls-only        # just the upcall group (about a minute)
+#
+# The upcall group changes core_pattern, core_pipe_limit and
+# /etc/request-key.d while it runs and restores them byte for byte (also on
+# SIGINT/SIGTERM); it needs keyutils and a static libc (libc6-dev).
 #
 # Extra arguments go to ctrobj-bench (see `ctrobj-bench --help`).
 set -eu
 cd "$(dirname "$0")/.."
 scratch=.build-bench
 swift build -c release --scratch-path "$scratch" --product ctrobjd
+swift build -c release --scratch-path "$scratch" --product ctrobj-upcall
 swift build -c release --scratch-path "$scratch" --product ctrobj-bench
 exec "$scratch/release/ctrobj-bench" \
     --daemon "$scratch/release/ctrobjd" \
+    --upcall-helper "$scratch/release/ctrobj-upcall" \
     --reference Benchmarks/reference \
     --output docs/benchmarks.md \
     "$@"

@@ -4,6 +4,14 @@
 //   ctrobj-bench [--daemon PATH] [--reference DIR] [--rounds N] [--enter-rounds N]
 //                [--containers N] [--output FILE] [--no-crun] [--keep-log]
 //                [--daemon-b PATH --daemon-b-label TEXT]
+//                [--upcalls | --upcalls-only] [--upcall-helper PATH]
+//                [--core-rounds N] [--key-rounds N] [--startup-runs N]
+//
+// --upcalls adds the upcall group (Upcalls.swift: core dumps, key requests,
+// helper startup) after the other scenarios; --upcalls-only runs just that
+// group. It changes core_pattern, core_pipe_limit and /etc/request-key.d for
+// the length of the run and puts them back byte for byte, so it is not in
+// the default run.
 //
 // Every scenario interleaves its variants (A, B, C, D, A, B, ...; each round
 // starts one variant later) and reports medians and p90s; ratios are against
@@ -30,6 +38,9 @@ struct Options {
     /// A second ctrobjd (e.g. with a proposed fix) measured as an extra row.
     var daemonB: String?
     var daemonBLabel = "daemon B"
+    /// The upcall group: nil (not run), "also" or "only".
+    var upcalls: String?
+    var upcall = UpcallOptions()
 
     static func parse(_ args: [String]) throws -> Options {
         var o = Options()
@@ -51,8 +62,14 @@ struct Options {
             case "--keep-log": o.keepLog = true
             case "--daemon-b": o.daemonB = try value()
             case "--daemon-b-label": o.daemonBLabel = try value()
+            case "--upcalls": o.upcalls = "also"
+            case "--upcalls-only": o.upcalls = "only"
+            case "--upcall-helper": o.upcall.helper = try value()
+            case "--core-rounds": o.upcall.coreRounds = Int(try value()) ?? o.upcall.coreRounds
+            case "--key-rounds": o.upcall.keyRounds = Int(try value()) ?? o.upcall.keyRounds
+            case "--startup-runs": o.upcall.startupRuns = Int(try value()) ?? o.upcall.startupRuns
             case "-h", "--help":
-                print("usage: ctrobj-bench [--daemon PATH] [--reference DIR] [--rounds N] [--enter-rounds N] [--containers N] [--output FILE] [--no-crun] [--keep-log] [--daemon-b PATH --daemon-b-label TEXT]")
+                print("usage: ctrobj-bench [--daemon PATH] [--reference DIR] [--rounds N] [--enter-rounds N] [--containers N] [--output FILE] [--no-crun] [--keep-log] [--daemon-b PATH --daemon-b-label TEXT] [--upcalls | --upcalls-only] [--upcall-helper PATH] [--core-rounds N] [--key-rounds N] [--startup-runs N]")
                 exit(0)
             default: throw BenchError("unknown argument \(args[i])")
             }
@@ -67,6 +84,7 @@ struct Options {
 nonisolated(unsafe) var interrupted: sig_atomic_t = 0
 signal(SIGINT) { _ in interrupted = 1 }
 signal(SIGTERM) { _ in interrupted = 1 }
+signal(SIGHUP) { _ in interrupted = 1 }
 
 func log(_ s: String) {
     fputs("ctrobj-bench: \(s)\n", stderr)
@@ -162,6 +180,14 @@ func main() throws -> Int32 {
     defer {
         for c in cleanups.reversed() { c() }
         removeTree(work)
+    }
+
+    if o.upcalls == "only" {
+        log("starting a private ctrobjd (\(o.daemon)) as \(name)")
+        let daemon = try PrivateDaemon(binary: o.daemon, name: name, logLevel: o.keepLog ? "debug" : "warning")
+        cleanups.append { daemon.stop(keepLog: o.keepLog) }
+        try upcallSection(o, daemon: daemon, name: name, work: work)
+        return interrupted != 0 ? 130 : 0
     }
 
     log("compiling the raw C reference from \(o.reference)")
@@ -380,7 +406,31 @@ func main() throws -> Int32 {
         try writeResults(out, to: path)
         log("results written to \(path)")
     }
+    if o.upcalls != nil && interrupted == 0 {
+        try upcallSection(o, daemon: daemon, name: name, work: work)
+    }
     return interrupted != 0 ? 130 : 0
+}
+
+/// The upcall group, printed and written between its own markers.
+func upcallSection(_ o: Options, daemon: PrivateDaemon, name: String, work: String) throws {
+    let loadBefore = ((try? Sys.readFile("/proc/loadavg")) ?? "?").split(separator: " ").prefix(3).joined(separator: " ")
+    let body = try runUpcalls(o.upcall, daemon: daemon, name: name, work: work, referenceDir: o.reference)
+    let loadAfter = ((try? Sys.readFile("/proc/loadavg")) ?? "?").split(separator: " ").prefix(3).joined(separator: " ")
+    var out = "Measured \(isoDate()) on \(machineDescription(crunVersion: "crun not used")).\n"
+    out += "ctrobjd: `\(o.daemon)`, helper: `\(o.upcall.helper ?? executableDirectory() + "/ctrobj-upcall")`. "
+    out += "Load average before/after: \(loadBefore) / \(loadAfter) (the machine is shared).\n"
+    out += "Rounds: \(o.upcall.coreRounds) per core size, \(o.upcall.keyRounds) key requests per variant, \(o.upcall.startupRuns) startup runs; times in ms.\n\n"
+    out += body
+    print(out)
+    if interrupted != 0 {
+        log("interrupted: upcall results not written")
+        return
+    }
+    if let path = o.output {
+        try writeResults(out, to: path, section: "upcalls")
+        log("upcall results written to \(path)")
+    }
 }
 
 /// The targets, judged on medians from the same interleaved rounds.

@@ -1,0 +1,418 @@
+import ContainerObject
+import ContainerSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The upcall group (`--upcalls`, `--upcalls-only`): the broker against the
+// plain kernel mechanism it replaces, measured side by side in one run.
+//
+//   core     crash → whole core, inside a container through the broker, against
+//            a plain `|corecopy DIR %p` pipe helper writing a host file
+//   key      request_key round trip from inside a container through the broker,
+//            against stock /sbin/request-key with a host rule
+//   startup  exec + exit of ctrobj-upcall (usage, exit 2) against `return 2;` in C
+//
+// Global state touched, and how it is put back (every path, signals included):
+//   /proc/sys/kernel/core_pattern, core_pipe_limit   saved first (KernelSettings),
+//       restored by a defer and by the signal handler in guard.c (SIGINT, SIGTERM,
+//       SIGHUP and the fatal ones; SIGPIPE is ignored meanwhile, so a closed
+//       stdout cannot kill the harness before it cleans up)
+//   /etc/request-key.d/ctrobj.conf        UpcallInstaller install/uninstall
+//   /etc/request-key.d/ctrobj-bench.conf  the reference rule, only for the key scenario
+// The run refuses to start if either file exists or the broker is installed
+// for any state directory (someone else's run or test is using them).
+
+struct UpcallOptions {
+    var coreRounds = 40
+    var keyRounds = 60
+    var startupRuns = 400
+    var helper: String?
+}
+
+/// The static C programs of Benchmarks/reference, built into the work directory.
+struct UpcallPrograms {
+    let crasher, corecopy, sleeper, exit2, keyreq: String
+
+    init(sourceDir: String, workDir: String) throws {
+        func build(_ name: String) throws -> String {
+            let out = "\(workDir)/\(name)"
+            try Command("cc \(name)", ["/usr/bin/cc", "-O2", "-Wall", "-static", "-o", out, "\(sourceDir)/\(name).c"],
+                        log: "\(workDir)/cc-\(name).log").check()
+            return out
+        }
+        crasher = try build("crasher")
+        corecopy = try build("corecopy")
+        sleeper = try build("sleeper")
+        exit2 = try build("exit2")
+        keyreq = try build("keyreq")
+    }
+}
+
+/// guard.c, loaded with dlopen: restores core_pattern/core_pipe_limit and
+/// removes the registered files on SIGINT/SIGTERM, then chains to the
+/// harness's own handler.
+final class KernelStateGuard {
+    typealias Arm = @convention(c) (UnsafePointer<CChar>?, Int, UnsafePointer<CChar>?, Int) -> CInt
+    typealias Path = @convention(c) (UnsafePointer<CChar>?) -> CInt
+    typealias Void0 = @convention(c) () -> Void
+    let arm: Arm, unlinkFn: Path, rmdirFn: Path, restoreFn: Void0, disarmFn: Void0
+
+    init(sourceDir: String, workDir: String, saved: KernelSettings) throws {
+        let lib = "\(workDir)/libguard.so"
+        try Command("cc guard", ["/usr/bin/cc", "-O2", "-Wall", "-shared", "-fPIC", "-o", lib, "\(sourceDir)/guard.c"],
+                    log: "\(workDir)/cc-guard.log").check()
+        guard let h = dlopen(lib, RTLD_NOW | RTLD_LOCAL) else { throw BenchError("dlopen \(lib): \(String(cString: dlerror()))") }
+        func sym<T>(_ name: String, _: T.Type) throws -> T {
+            guard let p = dlsym(h, name) else { throw BenchError("dlsym \(name)") }
+            return unsafeBitCast(p, to: T.self)
+        }
+        arm = try sym("guard_arm", Arm.self)
+        unlinkFn = try sym("guard_unlink", Path.self)
+        rmdirFn = try sym("guard_rmdir", Path.self)
+        restoreFn = try sym("guard_restore", Void0.self)
+        disarmFn = try sym("guard_disarm", Void0.self)
+        let p = Array(saved.corePattern.utf8).map { CChar(bitPattern: $0) }
+        let l = Array(saved.corePipeLimit.utf8).map { CChar(bitPattern: $0) }
+        if arm(p, p.count, l, l.count) < 0 { throw BenchError("guard_arm: saved settings too long") }
+    }
+
+    func unlinkOnSignal(_ path: String) { _ = unlinkFn(path) }
+    func rmdirOnSignal(_ path: String) { _ = rmdirFn(path) }
+    func restoreAndDisarm() {
+        restoreFn()
+        disarmFn()
+    }
+}
+
+/// One wait(2) status as text.
+func waitStatusText(_ s: Int32) -> String {
+    s & 0x7f == 0 ? "exit \((s >> 8) & 0xff)" : "signal \(s & 0x7f)\(s & 0x80 != 0 ? " (core dumped)" : "")"
+}
+
+/// posix_spawn + waitpid, timed from before the spawn to waitpid returning;
+/// stdin/stdout from/to /dev/null, stderr inherited. Returns (ns, pid, status).
+func spawnAndWait(_ argv: CStringArray, _ env: CStringArray, path: String) throws -> (UInt64, pid_t, Int32) {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    var pid: pid_t = 0
+    let t0 = now()
+    let rc = posix_spawn(&pid, path, &actions, nil, argv.pointers, env.pointers)
+    if rc != 0 { throw BenchError("posix_spawn \(path): \(errnoText(rc))") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return (now() - t0, pid, status)
+}
+
+func fileSize(_ path: String) -> Int64? {
+    var st = stat()
+    return stat(path, &st) == 0 ? Int64(st.st_size) : nil
+}
+
+let requestKeyConfDir = KernelSettings.requestKeyDir
+let benchRuleFile = "\(KernelSettings.requestKeyDir)/ctrobj-bench.conf"
+let brokerRuleFile = "\(KernelSettings.requestKeyDir)/ctrobj.conf"
+
+/// Runs the three upcall scenarios; returns the markdown for the upcall
+/// results section. Every change to global state is undone before it returns.
+func runUpcalls(_ uo: UpcallOptions, daemon: PrivateDaemon, name: String, work: String, referenceDir: String) throws -> String {
+    // Absolute: the installer links <state>/upcall to it, and the kernel runs that link.
+    let given = uo.helper ?? executableDirectory() + "/ctrobj-upcall"
+    guard let resolved = realpath(given, nil) else { throw BenchError("upcalls: no ctrobj-upcall at \(given) (swift build -c release --scratch-path .build-bench --product ctrobj-upcall)") }
+    let helper = String(cString: resolved)
+    free(resolved)
+    guard Sys.exists(helper) else { throw BenchError("upcalls: no ctrobj-upcall at \(helper) (swift build -c release --scratch-path .build-bench --product ctrobj-upcall)") }
+    guard Sys.exists("/bin/keyctl"), Sys.exists("/sbin/request-key") else { throw BenchError("upcalls: needs keyutils (/bin/keyctl, /sbin/request-key)") }
+
+    // MARK: save, refuse if busy, guard
+    let saved = try KernelSettings.read()
+    let rkdExisted = Sys.exists(requestKeyConfDir)
+    let rkdBefore = Sys.listDirectory(requestKeyConfDir).sorted()
+    if saved.corePattern.contains("ctrobj") || Sys.exists(brokerRuleFile) || Sys.exists(benchRuleFile) {
+        throw BenchError("upcalls: the broker or a benchmark rule is installed already (core_pattern \(saved.corePattern.trimmingSuffixNewline()), \(rkdBefore)); not touching it. Is the test suite (its upcall suites) running?")
+    }
+    let programs = try UpcallPrograms(sourceDir: referenceDir, workDir: work)
+    let guardian = try KernelStateGuard(sourceDir: referenceDir, workDir: work, saved: saved)
+    let oldPipe = signal(SIGPIPE, SIG_IGN)
+    defer { signal(SIGPIPE, oldPipe) }
+    guardian.unlinkOnSignal(brokerRuleFile)
+    guardian.unlinkOnSignal(benchRuleFile)
+    if !rkdExisted { guardian.rmdirOnSignal(requestKeyConfDir) }
+    let installer = UpcallInstaller(stateDir: daemon.stateDir, helper: helper, spoolDir: "\(daemon.stateDir)-spool")
+    let coreDir = "/dev/shm/\(name)-cores"
+    defer {
+        if installer.isInstalled { _ = try? installer.uninstall() }
+        unlink(benchRuleFile)
+        if !rkdExisted { rmdir(requestKeyConfDir) }
+        try? saved.restore()
+        guardian.restoreAndDisarm()
+        removeTree(coreDir)
+        removeTree("\(daemon.stateDir)-spool")
+        let after = try? KernelSettings.read()
+        let rkdAfter = Sys.listDirectory(requestKeyConfDir).sorted()
+        if after != saved || rkdAfter != rkdBefore || Sys.exists(requestKeyConfDir) != rkdExisted {
+            log("upcalls: WARNING: kernel state differs after restore: core_pattern \(after?.corePattern ?? "?") limit \(after?.corePipeLimit ?? "?") request-key.d \(rkdAfter)")
+        } else {
+            log("upcalls: core_pattern, core_pipe_limit and \(requestKeyConfDir) restored byte for byte")
+        }
+    }
+
+    var out = ""
+    let env = CStringArray(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+
+    // MARK: core dumps
+    try Sys.mkdir(coreDir, 0o700)
+    let refPattern = "|\(programs.corecopy) \(coreDir) %p"
+    if saved.corePipeLimit.trimmingSuffixNewline() == "0" { try Sys.writeFile(KernelSettings.corePipeLimitPath, "64") }
+    guard KernelSettings.tryCorePattern(refPattern) else { throw BenchError("upcalls: the kernel did not take core_pattern \(refPattern)") }
+    let report = try installer.install()
+    let brokerPattern = report.corePattern
+    let pipeLimit = (try? Sys.readFile(KernelSettings.corePipeLimitPath))?.trimmingSuffixNewline() ?? "?"
+    /// An empty-root container with the static crasher, whose init is the static sleeper.
+    func crashContainer(_ name: String, policy: String?) throws -> (Container, ContainerProcess) {
+        try daemon.with {
+            let c = try Container.create(name, options: [.newEmptyFSNS, .newPIDNS, .newUserNS, .killOnClose])
+            try c.mkdirs("/bin")
+            try c.copyIn(hostPath: programs.crasher, to: "/bin/crasher")
+            try c.copyIn(hostPath: programs.sleeper, to: "/bin/sleeper")
+            if let policy { try c.setPolicy(core: policy) }
+            return (c, try c.spawnInit(ProcessSpec("/bin/sleeper", ["sleeper"])))
+        }
+    }
+    let (crashC, crashInit) = try crashContainer("crash", policy: nil)
+    defer { crashC.close() }
+    defer { try? crashInit.signal(SIGKILL); _ = try? crashInit.wait() }
+    let (dropC, dropInit) = try crashContainer("crash-drop", policy: "drop")
+    defer { dropC.close() }
+    defer { try? dropInit.signal(SIGKILL); _ = try? dropInit.wait() }
+
+    func setPattern(_ p: String) throws {
+        // After SIGINT/SIGTERM the guard has put core_pattern back: leave it so.
+        guard interrupted == 0 else { throw BenchError("interrupted") }
+        try Sys.writeFile(KernelSettings.corePatternPath, p)
+    }
+    /// The cores the broker left inside the container.
+    func coresInside() -> [String] {
+        guard let fd = try? daemon.with({ try crashC.openFile("/var/lib/ctrobj/cores", flags: O_RDONLY | O_DIRECTORY) }) else { return [] }
+        // Kept open until the listing is done (an optimised build frees it after its last use).
+        return withExtendedLifetime(fd) { Sys.listDirectory("/proc/self/fd/\(fd.raw)").filter { $0.hasPrefix("core.") } }
+    }
+
+    var coreTables: [Table] = []
+    for mib in [1, 64] {
+        if interrupted != 0 { break }
+        log("upcalls: core dumps of \(mib) MiB: \(uo.coreRounds) interleaved rounds")
+        let want = Int64(mib) << 20
+        let refArgv = CStringArray(["crasher", "\(mib)"])
+        let refExitArgv = CStringArray(["crasher", "\(mib)", "exit"])
+        let variants = [
+            Variant(label: "library: crash inside a container, core through the broker (exec + waitpid)") { _ in
+                try setPattern(brokerPattern)
+                for f in coresInside() { try? daemon.with { try crashC.unlink("/var/lib/ctrobj/cores/\(f)") } }
+                let t0 = now()
+                let p = try daemon.with { try crashC.exec(ProcessSpec("/bin/crasher", ["crasher", "\(mib)"])) }
+                let s = try p.wait()
+                let t = now() - t0
+                guard s & 0x7f == SIGSEGV, s & 0x80 != 0 else { throw BenchError("crasher inside: \(waitStatusText(s)), not a core dump") }
+                let found = coresInside()
+                guard found.count == 1 else { throw BenchError("cores inside after waitpid: \(found)") }
+                let path = "/var/lib/ctrobj/cores/\(found[0])"
+                let f = try daemon.with { try crashC.openFile(path, flags: O_RDONLY) }
+                var st = stat()
+                let rc = withExtendedLifetime(f) { fstat(f.raw, &st) }
+                try daemon.with { try crashC.unlink(path) }
+                guard rc == 0 else { throw BenchError("fstat \(path) inside: \(errnoText(errno))") }
+                guard Int64(st.st_size) >= want else { throw BenchError("core inside is \(st.st_size) bytes at waitpid, less than \(want)") }
+                return t
+            },
+            Variant(label: "reference: host crash, plain pipe helper (`corecopy DIR %p`) writes a host file (spawn + waitpid)") { _ in
+                try setPattern(refPattern)
+                let (t, pid, s) = try spawnAndWait(refArgv, env, path: programs.crasher)
+                guard s & 0x7f == SIGSEGV, s & 0x80 != 0 else { throw BenchError("crasher on the host: \(waitStatusText(s)), not a core dump") }
+                let file = "\(coreDir)/core.\(pid)"
+                let size = fileSize(file)
+                unlink(file)
+                guard let size, size >= want else { throw BenchError("reference core \(file) is \(size.map { "\($0)" } ?? "missing") bytes at waitpid, less than \(want)") }
+                return t
+            },
+            Variant(label: "(breakdown) library, policy `drop`: ctrobjd reads the core and discards it") { _ in
+                try setPattern(brokerPattern)
+                let t0 = now()
+                let p = try daemon.with { try dropC.exec(ProcessSpec("/bin/crasher", ["crasher", "\(mib)"])) }
+                let s = try p.wait()
+                let t = now() - t0
+                guard s & 0x7f == SIGSEGV, s & 0x80 != 0 else { throw BenchError("crasher inside (drop): \(waitStatusText(s)), not a core dump") }
+                return t
+            },
+            Variant(label: "(breakdown) library: exec the crasher inside, touch, exit 0 (no dump)") { _ in
+                let t0 = now()
+                let p = try daemon.with { try crashC.exec(ProcessSpec("/bin/crasher", ["crasher", "\(mib)", "exit"])) }
+                let s = try p.wait()
+                let t = now() - t0
+                guard s == 0 else { throw BenchError("crasher exit inside: \(waitStatusText(s))") }
+                return t
+            },
+            Variant(label: "(breakdown) reference: spawn the crasher on the host, touch, exit 0 (no dump)") { _ in
+                let (t, _, s) = try spawnAndWait(refExitArgv, env, path: programs.crasher)
+                guard s == 0 else { throw BenchError("crasher exit on the host: \(waitStatusText(s))") }
+                return t
+            },
+        ]
+        let rows = interleave("core \(mib) MiB", variants, rounds: uo.coreRounds)
+        coreTables.append(Table(title: "crash → complete core, \(mib) MiB", rows: rows, reference: rows[1].0))
+    }
+    try installer.uninstall()
+    try saved.restore()
+
+    out += "### Core dumps: crash → complete core (pipe mode)\n\n"
+    out += "core_pipe_limit \(pipeLimit) during the run; broker pattern `\(brokerPattern)`; reference pattern `\(refPattern)`.\n"
+    out += "Socket mode (`@`): \(report.socketModeSupported ? "supported by this kernel (detected)" : "not supported by this kernel"); not measured, not implemented.\n\n"
+    for t in coreTables {
+        out += "#### \(t.title)\n\n" + t.markdown(refHeader: "× reference") + "\n" + ratioVerdict(t, target: 1.2) + "\n"
+        let lib = t.rows[0].1.median, ref = t.rows[1].1.median, drop = t.rows[2].1.median
+        let libExit = t.rows[3].1.median, refExit = t.rows[4].1.median
+        out += "Dump path alone (crash − exit-0 medians): library \(ms(lib - libExit)) ms (with policy `drop`: \(ms(drop - libExit)) ms), "
+        out += "reference \(ms(ref - refExit)) ms; starting the process and touching the memory: library exec \(ms(libExit)) ms, "
+        out += "reference spawn \(ms(refExit)) ms.\n\n"
+    }
+
+    // MARK: key requests
+    if interrupted == 0 {
+        log("upcalls: key requests: \(uo.keyRounds) rounds per variant, in blocks with and without the broker")
+        if !rkdExisted { try Sys.mkdirs(requestKeyConfDir, 0o755) }
+        try Sys.writeFileAtomically(benchRuleFile, "# ctrobj-bench reference rule; removed when the run ends\ncreate user benchref:* * /bin/keyctl instantiate %k ref %S\n", mode: 0o644)
+        let confPath = "\(work)/request-key.conf"
+        try Sys.writeFileAtomically(confPath, "create user benchlib:* * /bin/keyctl instantiate %k lib %S\n", mode: 0o644)
+        let keyC = try daemon.with { () throws -> Container in
+            let c = try Container.create("keys", options: [.newFSNS, .newUserNS, .newPIDNS, .killOnClose])
+            try c.bindMount(hostPath: confPath, target: "/etc/request-key.conf", recursive: false)
+            try c.mount(source: "tmpfs", target: requestKeyConfDir, fstype: "tmpfs")
+            return c
+        }
+        defer { keyC.close() }
+        let keyInit = try daemon.with { try keyC.spawnInit(ProcessSpec(programs.sleeper, ["sleeper"])) }
+        defer { try? keyInit.signal(SIGKILL); _ = try? keyInit.wait() }
+        let me = getpid()
+        /// A host request_key of `desc` expecting `payload`.
+        func hostRequest(_ desc: String, _ payload: String) throws -> UInt64 {
+            let argv = CStringArray(["keyreq", "user", desc, "x", payload])
+            let (t, _, s) = try spawnAndWait(argv, env, path: programs.keyreq)
+            guard s == 0 else { throw BenchError("host keyreq \(desc): \(waitStatusText(s))") }
+            return t
+        }
+        func containerRequest(_ seq: Int) throws -> UInt64 {
+            let t0 = now()
+            let p = try daemon.with {
+                try keyC.exec(ProcessSpec(programs.keyreq, ["keyreq", "user", "benchlib:\(me):\(seq)", "x", "lib"]))
+            }
+            let s = try p.wait()
+            let t = now() - t0
+            guard s == 0 else { throw BenchError("keyreq inside benchlib:\(me):\(seq): \(waitStatusText(s))") }
+            return t
+        }
+        let libLabel = "library: request_key inside a container → broker → the container's request-key → keyctl instantiate"
+        let refLabel = "reference: host request_key → stock /sbin/request-key → request-key.d rule → keyctl instantiate (no broker)"
+        let debugStock = "(breakdown) host `debug:*` request, /etc/request-key.conf's sh-script rule, no broker"
+        let debugFall = "(breakdown) the same with the broker installed (host fall-through: helper → `request-key -l`)"
+        // Label, needs the broker, run.
+        let variants: [(String, Bool, (Int) throws -> UInt64)] = [
+            (libLabel, true, { try containerRequest($0) }),
+            (refLabel, false, { try hostRequest("benchref:\(me):\($0)", "ref") }),
+            (debugStock, false, { try hostRequest("debug:ctrobj-bench:\(me):\($0)", "Debug x") }),
+            (debugFall, true, { try hostRequest("debug:ctrobj-bench:\(me):\($0)", "Debug x") }),
+        ]
+        var samples = variants.map { _ in Samples() }
+        var seq = 0
+        let blocks = max(1, min(uo.keyRounds, 4))
+        let perBlock = (uo.keyRounds + blocks - 1) / blocks
+        // A host request for a request-key.d rule, with the broker installed:
+        // the fall-through must still answer it (checked once per block).
+        var dropInChecks: [String] = []
+        /// perBlock interleaved rounds (after one unrecorded) of the variants with or without the broker.
+        func phase(broker: Bool, block: Int) {
+            let idx = variants.indices.filter { variants[$0].1 == broker }
+            for round in -1..<perBlock {
+                for k in idx.indices {
+                    if interrupted != 0 { return }
+                    let i = idx[(k + max(round, 0) + block) % idx.count]
+                    seq += 1
+                    do {
+                        let t = try variants[i].2(seq)
+                        if round >= 0 { samples[i].add(t) }
+                    } catch {
+                        samples[i].failures += 1
+                        if samples[i].failures <= 2 { log("keys: \(variants[i].0): \(error)") }
+                    }
+                }
+            }
+        }
+        for b in 0..<blocks {
+            if interrupted != 0 { break }
+            let withBroker = {
+                _ = try installer.install()
+                defer { _ = try? installer.uninstall(); try? saved.restore() }
+                seq += 1
+                do {
+                    _ = try hostRequest("benchref:\(me):\(seq)", "ref")
+                    dropInChecks.append("ok")
+                } catch {
+                    dropInChecks.append("\(error)")
+                }
+                phase(broker: true, block: b)
+            }
+            if b % 2 == 0 {
+                phase(broker: false, block: b)
+                try withBroker()
+            } else {
+                try withBroker()
+                phase(broker: false, block: b)
+            }
+        }
+        unlink(benchRuleFile)
+        let keyTable = Table(title: "request_key round trip (user key, fresh description each time)",
+                             rows: variants.indices.map { (variants[$0].0, samples[$0]) }, reference: refLabel)
+        out += "### Key requests: request_key round trip\n\n"
+        out += "\(blocks) blocks of \(perBlock) runs per variant, alternating between the broker not installed (reference, stock `debug:*`) "
+        out += "and installed (library, fall-through `debug:*`), the variants interleaved inside each block after one unrecorded round. "
+        out += "Every request is `keyreq` (a static C program: new session keyring, request_key(2), read and check the payload), "
+        out += "timed from spawn/exec to waitpid.\n\n"
+        out += keyTable.markdown(refHeader: "× reference") + "\n" + ratioVerdict(keyTable, target: 1.5)
+        let ok = dropInChecks.filter { $0 == "ok" }.count
+        out += "- host request for the `/etc/request-key.d/ctrobj-bench.conf` rule (benchref:*) with the broker installed: "
+        out += "\(ok) of \(dropInChecks.count) answered\(ok == dropInChecks.count ? "" : "; first failure: \(dropInChecks.first { $0 != "ok" } ?? "")")\n\n"
+    }
+
+    // MARK: helper startup
+    if interrupted == 0 {
+        log("upcalls: ctrobj-upcall startup: \(uo.startupRuns) interleaved runs")
+        let upcall = Command("ctrobj-upcall", [helper], log: "/dev/null")
+        let exit2 = Command("exit2", [programs.exit2], log: "/dev/null")
+        func expect2(_ c: Command) throws -> UInt64 {
+            let t0 = now()
+            let s = c.run()
+            let t = now() - t0
+            guard s == 0x200 else { throw BenchError("\(c.label): \(waitStatusText(s)), expected exit 2") }
+            return t
+        }
+        let rows = interleave("startup", [
+            Variant(label: "ctrobj-upcall (no arguments: usage, exit 2)") { _ in try expect2(upcall) },
+            Variant(label: "static C `int main(){return 2;}`") { _ in try expect2(exit2) },
+        ], rounds: uo.startupRuns, warmup: 10)
+        let t = Table(title: "exec + exit (posix_spawn + waitpid)", rows: rows, reference: rows[1].0)
+        out += "### Helper startup: exec + exit\n\n" + t.markdown(refHeader: "× C") + "\n"
+        out += "- ctrobj-upcall costs \(ms(t.rows[0].1.median - t.rows[1].1.median)) ms more than a static C program to start and exit "
+        out += "(\(fixed(t.rows[0].1.median / t.rows[1].1.median, 2))×); no target was set.\n"
+    }
+    return out
+}
+
+/// "library / reference ≤ target" on the first row and the reference row.
+func ratioVerdict(_ t: Table, target: Double) -> String {
+    guard let lib = t.rows.first?.1.median, let ref = t.sample(t.reference)?.median, !lib.isNaN, !ref.isNaN else {
+        return "- no verdict: a variant has no successful runs\n"
+    }
+    return "- library / reference = \(fixed(lib / ref, 2)) (target ≤ \(fixed(target, 1))): **\(lib / ref <= target ? "met" : "NOT met")**\n"
+}

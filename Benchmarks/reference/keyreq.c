@@ -1,0 +1,45 @@
+/* Upcall benchmark: one key request, the same program on both sides.
+ *
+ *   keyreq TYPE DESCRIPTION CALLOUT EXPECT
+ *
+ * Joins a fresh anonymous session keyring, calls request_key(2) into it,
+ * reads the payload and exits 0 if it is EXPECT (2: the request failed,
+ * 3: another payload).  Raw syscalls, built static.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define KEYCTL_JOIN_SESSION_KEYRING 1
+#define KEYCTL_READ 11
+#define KEY_SPEC_SESSION_KEYRING -3
+
+int main(int argc, char **argv)
+{
+	if (argc < 5)
+		return 1;
+	if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0) {
+		fprintf(stderr, "keyreq: join session keyring: %s\n", strerror(errno));
+		return 2;
+	}
+	long key = syscall(SYS_request_key, argv[1], argv[2], argv[3], KEY_SPEC_SESSION_KEYRING);
+	if (key < 0) {
+		fprintf(stderr, "keyreq: request_key %s %s: %s\n", argv[1], argv[2], strerror(errno));
+		return 2;
+	}
+	char buf[256];
+	long n = syscall(SYS_keyctl, KEYCTL_READ, key, buf, sizeof(buf) - 1);
+	if (n < 0 || n >= (long)sizeof(buf)) {
+		fprintf(stderr, "keyreq: read key: %s\n", strerror(errno));
+		return 2;
+	}
+	buf[n] = 0;
+	if (strcmp(buf, argv[4]) != 0) {
+		fprintf(stderr, "keyreq: payload \"%s\", expected \"%s\"\n", buf, argv[4]);
+		return 3;
+	}
+	return 0;
+}
