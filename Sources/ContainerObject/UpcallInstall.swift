@@ -66,13 +66,18 @@ public struct UpcallInstaller {
             + selectors.map { "\($0) \(program)" }.joined(separator: "\n") + "\n"
     }
 
-    /// The host's configuration without ours, for `request-key -l`.
+    /// The host's configuration without ours, for `request-key -l`: copies,
+    /// since request-key skips request-key.d entries that are not regular
+    /// files (a symlink is ignored).
     func makeHostConfigDir() throws {
         removeTree(hostConfigDir)
         try Sys.mkdirs("\(hostConfigDir)/request-key.d", 0o755)
-        if Sys.exists("/etc/request-key.conf") { symlink("/etc/request-key.conf", "\(hostConfigDir)/request-key.conf") }
+        if let text = try? Sys.readFile("/etc/request-key.conf") {
+            try Sys.writeFileAtomically("\(hostConfigDir)/request-key.conf", text, mode: 0o644)
+        }
         for f in Sys.listDirectory(requestKeyDir) where f != "ctrobj.conf" {
-            symlink("\(requestKeyDir)/\(f)", "\(hostConfigDir)/request-key.d/\(f)")
+            guard let text = try? Sys.readFile("\(requestKeyDir)/\(f)") else { continue }
+            try Sys.writeFileAtomically("\(hostConfigDir)/request-key.d/\(f)", text, mode: 0o644)
         }
     }
 

@@ -14,7 +14,7 @@ import Glibc
 struct KeyUpcallTests {
     func installed(_ d: PrivateDaemon, timeout: Int = 10, _ body: () throws -> Void) throws {
         let before = try KernelSettings.read()
-        let rkdBefore = Sys.listDirectory(KernelSettings.requestKeyDir)
+        let rkdBefore = Sys.listDirectory(KernelSettings.requestKeyDir).sorted()
         let rkdExisted = Sys.exists(KernelSettings.requestKeyDir)
         let inst = UpcallInstaller(stateDir: d.stateDir, helper: "\(buildDir)/ctrobj-upcall", spoolDir: "\(d.stateDir)-spool",
                                    keyTimeoutSeconds: timeout)
@@ -23,7 +23,7 @@ struct KeyUpcallTests {
             _ = try? inst.uninstall()
             try? before.restore()
             #expect(Sys.exists(KernelSettings.requestKeyDir) == rkdExisted)
-            #expect(Sys.listDirectory(KernelSettings.requestKeyDir) == rkdBefore)
+            #expect(Sys.listDirectory(KernelSettings.requestKeyDir).sorted() == rkdBefore)
         }
         try body()
     }
@@ -102,6 +102,23 @@ struct KeyUpcallTests {
                 #expect(code != 0, "\(out)")
                 #expect(out.contains("not available") || out.contains("rejected"), "\(out)")
                 #expect(seconds < 30, "took \(seconds) s")
+            }
+        }
+    }
+
+    @Test("a host key request answered by a rule in /etc/request-key.d is answered the same after install")
+    func hostDropInUnchanged() throws {
+        let dropIn = "\(KernelSettings.requestKeyDir)/ctrobj-test-\(getpid()).conf"
+        try Sys.mkdirs(KernelSettings.requestKeyDir)
+        try Sys.writeFileAtomically(dropIn, "create user ctrobjhost:* * /bin/keyctl instantiate %k host-drop-in %S\n", mode: 0o644)
+        defer { unlink(dropIn) }
+        let script = "keyctl session - sh -c 'keyctl print $(keyctl request2 user ctrobjhost:1 x @s)'"
+        let (beforeCode, beforeOut) = try runProgram(["/bin/sh", "-c", script])
+        #expect(beforeCode == 0 && beforeOut.contains("host-drop-in"), "\(beforeOut)")
+        try withDaemon { d in
+            try installed(d) {
+                let (code, out) = try runProgram(["/bin/sh", "-c", script.replacing("ctrobjhost:1", with: "ctrobjhost:2")])
+                #expect(code == 0 && out.contains("host-drop-in"), "\(out)")
             }
         }
     }

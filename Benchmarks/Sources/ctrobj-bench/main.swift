@@ -253,13 +253,13 @@ func main() throws -> Int32 {
         let unshare = Command("unshare", unshareArgs + ["/bin/true"], log: cmdLog)
         var variants = [
             Variant(label: "library: create + fork_into_container + wait + close") { seq in
-                try daemon.with { try lib.createFork(options, name: "cf\(seq)", recordSteps: !userNS) }
+                try daemon.with { try lib.createFork(options, name: "cf\(userNS ? "u" : "n")\(seq)", recordSteps: !userNS) }
             },
         ]
         if let daemonB {
             var libB = LibraryRuns()
             variants.append(Variant(label: "library, \(o.daemonBLabel)") { seq in
-                try daemonB.with { try libB.createFork(options, name: "cf\(seq)", recordSteps: false) }
+                try daemonB.with { try libB.createFork(options, name: "cfb\(userNS ? "u" : "n")\(seq)", recordSteps: false) }
             })
         }
         variants += [
