@@ -36,7 +36,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The helper the kernel runs: only the wire and system floors, so it starts fast.
-        .executableTarget(name: "ctrobj-upcall", dependencies: ["ContainerWire", "ContainerSystem"]),
+        // Statically linked Swift runtime: the kernel execs it for every upcall,
+        // and dynamic loading of the runtime was most of its startup.
+        .executableTarget(name: "ctrobj-upcall", dependencies: ["ContainerWire", "ContainerSystem"],
+                          linkerSettings: [.unsafeFlags(["-static-stdlib"])]),
         .executableTarget(name: "ctrobj", dependencies: [
             "ContainerObject",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
