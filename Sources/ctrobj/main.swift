@@ -30,6 +30,11 @@ struct FlagOptions: ParsableArguments {
     @Flag(help: "Every namespace, an empty root (alias for a sealed sandbox).")
     var isolated = false
 
+    /// What create and run make unless told: a copy of the host's mounts and
+    /// new pid, net, uts, ipc, cgroup and user namespaces.
+    static let usual = ContainerFlags.newFSNS | ContainerFlags.newUTSNS | ContainerFlags.newIPCNS
+        | ContainerFlags.newPIDNS | ContainerFlags.newNetNS | ContainerFlags.newCgroupNS | ContainerFlags.newUserNS
+
     func flags(default d: UInt32) throws -> UInt32 {
         if isolated { return ContainerOptions.isolated.rawValue & ~(ContainerFlags.killOnClose | ContainerFlags.fdCloexec) }
         guard let t = flagsText else { return d }
@@ -48,8 +53,7 @@ struct Create: ParsableCommand {
 
     func run() throws {
         try guarded {
-            let flags = try flagOptions.flags(default: ContainerFlags.newFSNS | ContainerFlags.newUTSNS | ContainerFlags.newIPCNS
-                | ContainerFlags.newPIDNS | ContainerFlags.newNetNS | ContainerFlags.newCgroupNS | ContainerFlags.newUserNS)
+            let flags = try flagOptions.flags(default: FlagOptions.usual)
             let c = try Container.create(name, options: ContainerOptions(rawValue: flags))
             let s = try c.status()
             print(json ? JSON.object([("name", .string(s.name)), ("id", .int(Int64(s.id)))]).text : "\(s.name) \(s.id)")
@@ -155,8 +159,7 @@ struct Run: ParsableCommand {
         let cmd = command.first == "--" ? Array(command.dropFirst()) : command
         guard let path = cmd.first else { throw ValidationError("give the command to run after --") }
         try guarded {
-            var flags = try flagOptions.flags(default: ContainerFlags.newFSNS | ContainerFlags.newUTSNS | ContainerFlags.newIPCNS
-                | ContainerFlags.newPIDNS | ContainerFlags.newNetNS | ContainerFlags.newCgroupNS | ContainerFlags.newUserNS)
+            var flags = try flagOptions.flags(default: FlagOptions.usual)
             if rm { flags |= ContainerFlags.killOnClose }
             let c = try Container.create(name, options: ContainerOptions(rawValue: flags))
             try limits.apply(c)
