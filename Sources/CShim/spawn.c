@@ -15,6 +15,8 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -122,6 +124,59 @@ static void reap(pid_t pid)
 		;
 }
 
+struct first_ctx {
+	const struct ccs_join_plan *p;
+	int rep, other;
+};
+
+/* The first child when it shares the caller's memory (CLONE_VM|CLONE_VFORK,
+ * as posix_spawn does): no copy of the caller's page tables. The caller is
+ * suspended until this child execs or exits, and signals are blocked. */
+static int first_child(void *arg)
+{
+	struct first_ctx *c = arg;
+	const struct ccs_join_plan *p = c->p;
+	close(c->other);
+	int st = join_namespaces(p);
+	if (st) {
+		ccs_child_report(c->rep, 'E', st, errno);
+		_exit(127);
+	}
+	if (!p->pidns_mode) {
+		become_target(p, c->rep); /* execs */
+		_exit(127);
+	}
+	struct clone_args args;
+	memset(&args, 0, sizeof(args));
+	args.flags = CLONE_PARENT;
+	pid_t target = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+	if (target < 0) {
+		ccs_child_report(c->rep, 'E', CCS_STAGE_CLONE, errno);
+		_exit(127);
+	}
+	if (target == 0) {
+		become_target(p, c->rep); /* execs: its memory is its own copy */
+		_exit(127);
+	}
+	ccs_child_report(c->rep, 'P', 0, target);
+	_exit(0);
+}
+
+/* Shared memory only where nothing can go wrong with it: an exec at the end,
+ * no start gate (the caller could not open it while suspended), and no time
+ * namespace (setns refuses a task whose mm is shared). */
+static int can_share_memory(const struct ccs_join_plan *p)
+{
+	if (!p->path || p->gate_fd >= 0)
+		return 0;
+	for (int i = 0; i < p->ns_count; i++)
+		if (p->ns_types[i] == CLONE_NEWTIME)
+			return 0;
+	return 1;
+}
+
+#define CCS_CHILD_STACK (256 * 1024)
+
 pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
 {
 	int sv[2];
@@ -130,7 +185,25 @@ pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
 		*stage = CCS_STAGE_SYNC;
 		return -1;
 	}
-	pid_t mid = ccs_raw_fork();
+	pid_t mid = -1;
+	int shared = 0;
+	void *stack = can_share_memory(p)
+		? mmap(NULL, CCS_CHILD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0)
+		: MAP_FAILED;
+	if (stack != MAP_FAILED) {
+		struct first_ctx ctx = { p, sv[1], sv[0] };
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		mid = clone(first_child, (char *)stack + CCS_CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &ctx);
+		int e = errno;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		munmap(stack, CCS_CHILD_STACK);
+		errno = e;
+		shared = mid > 0;
+	}
+	if (!shared)
+		mid = ccs_raw_fork();
 	if (mid < 0) {
 		int e = errno;
 		close(sv[0]);
@@ -139,7 +212,7 @@ pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
 		errno = e;
 		return -1;
 	}
-	if (mid == 0) {
+	if (mid == 0 && !shared) {
 		close(sv[0]);
 		int rep = sv[1];
 		int st = join_namespaces(p);

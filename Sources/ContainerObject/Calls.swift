@@ -177,7 +177,9 @@ public enum ContainerCalls {
 
     public static func commit(_ prepared: PreparedJoin, pid: pid_t) throws -> OwnedFD {
         let pidfd = try Sys.pidfdOpen(pid) // our own child: cannot be a reused pid
-        _ = try call(Message(Op.forkCommit, ["pid": "\(pid)"]), [prepared.containerFD, pidfd.raw])
+        try withExtendedLifetime(pidfd) {
+            try SharedConnection.post(Message(Op.forkCommit, ["pid": "\(pid)"]), fds: [prepared.containerFD, pidfd.raw])
+        }
         return pidfd
     }
 

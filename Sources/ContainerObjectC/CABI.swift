@@ -193,7 +193,7 @@ public func ctrobj_abi_fork_commit(_ f: UnsafeMutablePointer<ctrobj_abi_fork>, _
     return run {
         let pidfd = try Sys.pidfdOpen(pid)
         do {
-            _ = try SharedConnection.request(Message(Op.forkCommit, ["pid": "\(pid)"]), fds: [f.pointee.container_fd, pidfd.raw])
+            try SharedConnection.post(Message(Op.forkCommit, ["pid": "\(pid)"]), fds: [f.pointee.container_fd, pidfd.raw])
         } catch {
             // The kernel would not have made the child at all: take it back.
             try? Sys.pidfdSendSignal(pidfd.raw, SIGKILL)

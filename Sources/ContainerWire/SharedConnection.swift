@@ -14,6 +14,8 @@ public enum SharedConnection {
         var conn: Connection?
         var pid: pid_t = 0
         var path = ""
+        /// Requests sent without waiting whose answers are still to be read.
+        var unanswered = 0
         init() { pthread_mutex_init(&mutex, nil) }
     }
     static let state = State()
@@ -29,10 +31,25 @@ public enum SharedConnection {
     public static func request(_ msg: Message, fds: [CInt] = [], path: String = DaemonAddress.socketPath()) throws -> (Message, [OwnedFD]) {
         pthread_mutex_lock(&state.mutex)
         defer { pthread_mutex_unlock(&state.mutex) }
+        return try locked(msg, fds: fds, path: path, wait: true)
+    }
+
+    /// Send without waiting for the answer (fork.commit: ctrobjd handles the
+    /// messages of one connection in order, so whatever this process asks
+    /// next is answered after it). The answer is read, and dropped, before
+    /// the next request's.
+    public static func post(_ msg: Message, fds: [CInt] = [], path: String = DaemonAddress.socketPath()) throws {
+        pthread_mutex_lock(&state.mutex)
+        defer { pthread_mutex_unlock(&state.mutex) }
+        _ = try locked(msg, fds: fds, path: path, wait: false)
+    }
+
+    static func locked(_ msg: Message, fds: [CInt], path: String, wait: Bool) throws -> (Message, [OwnedFD]) {
         let me = getpid()
         if state.pid != me || state.path != path {
             if state.pid == me { state.conn = nil } else if let c = state.conn { _ = c.fd.take() } // a parent's: not ours to close
             state.conn = nil
+            state.unanswered = 0
         }
         for attempt in 0..<2 {
             let conn: Connection
@@ -45,9 +62,19 @@ public enum SharedConnection {
                 state.path = path
             }
             do {
+                while state.unanswered > 0 {
+                    _ = try conn.receive()
+                    state.unanswered -= 1
+                }
+                if !wait {
+                    try conn.send(msg, fds: fds)
+                    state.unanswered += 1
+                    return (Message.ok(), [])
+                }
                 return try conn.call(msg, fds: fds)
             } catch let e as ContainerError where e.code == .daemonUnavailable && attempt == 0 {
                 state.conn = nil // ctrobjd went away since: one new connection
+                state.unanswered = 0
                 continue
             }
         }

@@ -63,7 +63,10 @@ struct LifecycleTests {
     func freezeThaw() throws {
         try withDaemon { _ in
             let c = try Container.create("frz", options: [.newPIDNS, .killOnClose])
-            let p = try c.spawnInit(sh("sleep 30"))
+            let p = try c.spawnInit(sh("sleep 30; true"))
+            // The shell (init, which ignores SIGTERM as any pid-namespace init
+            // does) and its sleep: kill reaches the sleep, and then init ends.
+            for _ in 0..<500 where try c.stats().pids < 2 { usleep(2000) }
             try c.freeze()
             #expect(try c.status().state == .frozen)
             let stateField = ProcInfo.statusField(pid: p.pid, "State")?.first

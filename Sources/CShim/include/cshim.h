@@ -50,7 +50,7 @@ int ccs_pipe_cloexec(int fds[2]);
 /* keyctl(2), raw: returns the syscall's long result, -1 with errno. */
 long ccs_keyctl(int op, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5);
 /* setfsgid+setfsuid on the calling thread only (raw syscalls); returns the
- * previous ids through *old_uid/*old_gid. */
+ * previous ids through old_uid and old_gid. */
 void ccs_swap_fsids(uid_t uid, gid_t gid, uid_t *old_uid, gid_t *old_gid);
 
 /* ---- fd passing (fdpass.c) -------------------------------------------- */
