@@ -8,7 +8,17 @@ import Glibc
 extension Broker {
     func handle(_ m: Message, fds: [OwnedFD], conn: ClientConnection) throws -> Reply {
         switch m.op {
-        case Op.create: return try create(m, conn: conn)
+        case Op.create:
+            var reply = try create(m, conn: conn)
+            // "prepare": create and fork.prepare in one request, for a caller
+            // that starts init right away (Container.run); the container fd
+            // comes first, the plan's fds after it.
+            if m["prepare"] == "1", let r = byName[m["name"] ?? ""] {
+                let prepared = try forkPrepare(r, mode: "init", conn: conn)
+                reply.message.fields.merge(prepared.message.fields) { a, _ in a }
+                reply.fds += prepared.fds
+            }
+            return reply
         case Op.open: return try openByName(m, conn: conn)
         case Op.list: return list(conn: conn)
         case Op.adopt: return try adopt(m, pidfd: fds.first, conn: conn)

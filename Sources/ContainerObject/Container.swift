@@ -118,6 +118,19 @@ public final class Container {
         Container(adopting: OwnedFD(try ContainerCalls.create(name: name, flags: options.rawValue | ContainerFlags.fdCloexec)))
     }
 
+    /// Create a container and start its init in one go: one request fewer
+    /// than create + spawnInit (the init plan comes with create's answer).
+    public static func run(_ name: String, options: ContainerOptions, _ spec: ProcessSpec) throws -> (Container, ContainerProcess) {
+        let flags = options.rawValue | ContainerFlags.fdCloexec
+        let (m, fds) = try ContainerCalls.call(Message(Op.create, ["name": name, "flags": "\(flags)", "prepare": "1"]))
+        guard let first = fds.first else { throw ContainerError(.protocolError, "create: no container fd") }
+        let c = Container(adopting: first)
+        let planFDs = Array(fds.dropFirst())
+        let plan = try JoinPlan(fields: m, fdCount: planFDs.count)
+        let process = try c.spawn(spec, prepared: PreparedJoin(containerFD: c.fd.raw, plan: plan, fds: planFDs))
+        return (c, process)
+    }
+
     /// Open an existing container by name (its owner or root).
     public static func open(_ name: String) throws -> Container {
         Container(adopting: OwnedFD(try ContainerCalls.open(name: name, flags: ContainerFlags.fdCloexec)))
@@ -177,6 +190,15 @@ public final class Container {
 
     func spawnOnce(_ spec: ProcessSpec, enter: Bool) throws -> ContainerProcess {
         let (joinPlan, fds, prepared, _) = try joinPlan(enter: enter)
+        return try spawn(spec, plan: joinPlan, fds: fds, prepared: prepared, enter: enter)
+    }
+
+    /// Start init with a plan that came with create's answer.
+    func spawn(_ spec: ProcessSpec, prepared: PreparedJoin) throws -> ContainerProcess {
+        try spawn(spec, plan: prepared.plan, fds: prepared.fds, prepared: prepared, enter: false)
+    }
+
+    func spawn(_ spec: ProcessSpec, plan joinPlan: JoinPlan, fds: [OwnedFD], prepared: PreparedJoin?, enter: Bool) throws -> ContainerProcess {
         var plan = joinPlan.cPlan(fds: fds)
         let argv = CStringArray(spec.arguments)
         let envp = CStringArray(spec.environment)

@@ -23,6 +23,16 @@ struct IsolationTests {
         }
     }
 
+    @Test("Container.run creates and starts init in one go, with the same guarantees")
+    func runInOneGo() throws {
+        try withDaemon { _ in
+            let (c, p) = try Container.run("run1", options: Self.full, sh("test $$ = 1 && test $(id -u) = 0 && exit 5"))
+            #expect(try p.waitCode() == 5)
+            #expect(throws: ContainerError.self) { _ = try c.spawnInit(sh("true")) }
+            #expect(throws: ContainerError.self) { _ = try Container.run("run1", options: Self.full, sh("true")) }
+        }
+    }
+
     @Test("a second fork_into_container is EBUSY")
     func ebusy() throws {
         try withDaemon { _ in
