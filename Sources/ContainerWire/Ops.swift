@@ -2,7 +2,7 @@
 ///
 /// | op            | fields in                              | fds in                 | reply fields                 | fds out             |
 /// |---------------|----------------------------------------|------------------------|------------------------------|---------------------|
-/// | create        | name, flags                            | -                      | id                           | container fd        |
+/// | create        | name, flags, prepare (1: also fork.prepare) | -                 | id (+ JoinPlan fields)       | container fd (+ the plan's fds) |
 /// | open          | name, cloexec                          | -                      | id                           | container fd        |
 /// | status        | -                                      | container fd           | Record.statusFields          | -                   |
 /// | fork.prepare  | mode ("init" / "enter")                | container fd           | JoinPlan fields              | the plan's fds      |
