@@ -39,7 +39,7 @@ let package = Package(
         // Statically linked Swift runtime: the kernel execs it for every upcall,
         // and dynamic loading of the runtime was most of its startup.
         .executableTarget(name: "ctrobj-upcall", dependencies: ["ContainerWire", "ContainerSystem"],
-                          linkerSettings: [.unsafeFlags(["-static-stdlib"])]),
+                          linkerSettings: [.unsafeFlags(["-static-executable"])]),
         .executableTarget(name: "ctrobj", dependencies: [
             "ContainerObject",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
