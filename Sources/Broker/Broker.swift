@@ -44,8 +44,6 @@ public final class Broker {
         self.persistence = Persistence(config: config)
     }
 
-    public var containerCount: Int { byID.count }
-
     // MARK: start and stop
 
     /// Take the lock, restore the table from disk, and listen.
@@ -211,9 +209,6 @@ public final class Broker {
         if byNamespace[ino] == nil { byNamespace[ino] = r }
         try persistence.pin(r, kind, fd.raw)
     }
-
-    /// The container a given nsfs inode belongs to (upcall attribution).
-    public func container(forNamespaceInode ino: UInt64) -> ContainerRecord? { byNamespace[ino] }
 
     func allocateIDBase() throws -> UInt32 {
         let used = Set(byID.values.compactMap(\.idBase) + spares.values.compactMap(\.idBase)).union(reservedIDBases)

@@ -29,8 +29,7 @@ struct Persistence {
         do {
             try Sys.writeFileAtomically("\(d)/record", text)
         } catch let e as ContainerError where e.errno == ENOENT {
-            try Sys.mkdir(d, 0o700)
-            try Sys.mkdir("\(d)/ns", 0o700)
+            try makeDirectory(r.directoryName)
             try Sys.writeFileAtomically("\(d)/record", text)
         }
     }
@@ -59,7 +58,11 @@ struct Persistence {
     }
 
     func unpin(_ r: ContainerRecord, _ kind: NamespaceKind) {
-        let path = "\(dir(r))/ns/\(kind.rawValue)"
+        unpin(directory: r.directoryName, kind)
+    }
+
+    func unpin(directory name: String, _ kind: NamespaceKind) {
+        let path = "\(config.containersDir)/\(name)/ns/\(kind.rawValue)"
         _ = ccs_umount_detach(path)
         unlink(path)
     }
@@ -70,8 +73,7 @@ struct Persistence {
     func remove(directory name: String) {
         let d = "\(config.containersDir)/\(name)"
         for kind in NamespaceKind.allCases where Sys.exists("\(d)/ns/\(kind.rawValue)") {
-            _ = ccs_umount_detach("\(d)/ns/\(kind.rawValue)")
-            unlink("\(d)/ns/\(kind.rawValue)")
+            unpin(directory: name, kind)
         }
         rmdir("\(d)/ns")
         unlink("\(d)/record")

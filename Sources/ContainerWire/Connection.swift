@@ -94,9 +94,4 @@ public final class Connection {
         let (reply, replyFDs) = try receive()
         return (try reply.checked(), replyFDs)
     }
-
-    /// One request on a fresh connection.
-    public static func request(_ msg: Message, fds: [CInt] = [], path: String = DaemonAddress.socketPath()) throws -> (Message, [OwnedFD]) {
-        try connect(path).call(msg, fds: fds)
-    }
 }
