@@ -19,6 +19,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "CShim", cSettings: cSettings),
+        // libudev, for ctrobjd's uevent monitor.
+        .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .target(name: "ContainerABI", dependencies: ["CShim"], cSettings: cSettings),
         .target(name: "ContainerSystem", dependencies: [
             "CShim", .product(name: "Logging", package: "swift-log"),
@@ -27,7 +29,7 @@ let package = Package(
         .target(name: "ContainerObject", dependencies: ["ContainerWire", "ContainerSystem", "CShim"]),
         .target(name: "ContainerObjectC", dependencies: ["ContainerObject", "ContainerABI", "CShim"]),
         .target(name: "Broker", dependencies: [
-            "ContainerWire", "ContainerSystem", "CShim",
+            "ContainerWire", "ContainerSystem", "CShim", "CUdev",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "ctrobjd", dependencies: [

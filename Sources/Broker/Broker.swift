@@ -36,6 +36,8 @@ public final class Broker {
     var pendingCgroups: [(CgroupSet, String, UInt64)] = []
     var nextID: UInt64 = 1
     var connections: [CInt: ClientConnection] = [:]
+    /// Granted devices' uevents into containers (UeventForwarding.swift).
+    let uevents = UeventForwarding()
 
     public init(config: BrokerConfig, logger: Logger) throws {
         self.config = config
@@ -68,6 +70,8 @@ public final class Broker {
         try listen()
         try listenUpcalls()
         drainSpool()
+        for r in byID.values { learnDevicePaths(r.grantedDevices) }
+        updateUeventMonitor()
         let sig = try SignalWatch([SIGTERM, SIGINT, SIGHUP])
         signals = sig
         try loop.watch(sig.fd.raw) { [unowned self] _ in
@@ -208,6 +212,10 @@ public final class Broker {
         // A shared namespace (a pod's net) attributes to its first owner.
         if byNamespace[ino] == nil { byNamespace[ino] = r }
         try persistence.pin(r, kind, fd.raw)
+        if kind == .net && !r.grantedDevices.isEmpty {
+            forgetUeventTarget(r)
+            updateUeventMonitor()
+        }
     }
 
     func allocateIDBase() throws -> UInt32 {

@@ -44,6 +44,9 @@ public final class ContainerRecord {
     }
     /// Modules a request from this container may load (none by default).
     public var allowedModules: [String] = []
+    /// Host devices whose uevents are forwarded into its network namespace
+    /// (kernel names: "loop3", "veth1"; their children follow). None by default.
+    public var grantedDevices: [String] = []
     /// The connection that is starting init, if any.
     public var forkingConnection: ObjectIdentifier?
 
@@ -76,7 +79,7 @@ public final class ContainerRecord {
             "id": "\(id)", "name": name, "flags": "\(flags)", "state": "\(visibleState.rawValue)",
             "state_name": visibleState.name, "init_pid": "\(initPid)", "owner": "\(owner)",
             "created": "\(createdAt)", "cgroup": cgroup.relativePath, "core_policy": corePolicy,
-            "modules": allowedModules.joined(separator: ","),
+            "modules": allowedModules.joined(separator: ","), "devices": grantedDevices.joined(separator: ","),
         ]
         if let s = exitStatus { f["exit_status"] = "\(s)" }
         for (k, ino) in namespaceInodes { f["ns.\(k.rawValue)"] = "\(ino)" }
@@ -97,6 +100,7 @@ public final class ContainerRecord {
         if let s = exitStatus { f["exit_status"] = "\(s)" }
         f["core_policy"] = corePolicy
         f["modules"] = allowedModules.joined(separator: ",")
+        f["devices"] = grantedDevices.joined(separator: ",")
         if adopted { f["adopted"] = "1" }
         if let a = adoptedRootUID { f["adopted_root_uid"] = "\(a)" }
         return f
@@ -119,6 +123,7 @@ public final class ContainerRecord {
         r.adopted = m["adopted"] == "1"
         r.adoptedRootUID = m.int("adopted_root_uid").map { UInt32($0) }
         r.allowedModules = (m["modules"] ?? "").split(separator: ",").map(String.init)
+        r.grantedDevices = (m["devices"] ?? "").split(separator: ",").map(String.init)
         r.cookies = Set((m["cookies"] ?? "").split(separator: ",").compactMap { UInt64($0) })
         return r
     }

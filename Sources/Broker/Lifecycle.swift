@@ -59,6 +59,8 @@ extension Broker {
     func releaseResources(_ r: ContainerRecord) {
         for (k, _) in r.namespaces { persistence.unpin(r, k) }
         r.namespaces.removeAll()
+        forgetUeventTarget(r)
+        if !r.grantedDevices.isEmpty { updateUeventMonitor() }
         r.root = nil
         if r.adopted { return }
         removeCgroupSoon(r.cgroup, name: r.name)

@@ -97,8 +97,24 @@ extension Broker {
                 }
                 r.allowedModules = list
             }
+            if let devices = m["devices"] {
+                // A grant shows host device events to the container: only root may give one.
+                guard conn.uid == 0 else {
+                    throw r.err(.permission, "policy", "only root may grant a container a host device's uevents")
+                }
+                let list = devices.split(separator: ",").map(String.init)
+                guard list.allSatisfy(UeventForwarding.validDeviceName) else {
+                    throw r.err(.invalidArgument, "policy",
+                                "device names are kernel names (DEVNAME below /dev, or an interface): letters, digits, '-_.:+@' and '/'")
+                }
+                r.grantedDevices = list
+                forgetUeventTarget(r)
+                learnDevicePaths(list)
+            }
             try persistence.save(r)
-            return Reply(.ok(["core": r.corePolicy, "modules": r.allowedModules.joined(separator: ",")]))
+            if m["devices"] != nil { updateUeventMonitor() }
+            return Reply(.ok(["core": r.corePolicy, "modules": r.allowedModules.joined(separator: ","),
+                              "devices": r.grantedDevices.joined(separator: ",")]))
         case Op.destroy:
             if conn.uid != 0 && conn.uid != r.owner {
                 throw r.err(.permission, "container_destroy", "only its owner (uid \(r.owner)) or root may destroy it")

@@ -330,12 +330,15 @@ public final class Container {
     public func kill(_ signal: Int32 = SIGKILL) throws { try ContainerCalls.simple(fd.raw, Op.kill, ["signal": "\(signal)"]) }
     public func destroy() throws { try ContainerCalls.simple(fd.raw, Op.destroy) }
 
-    /// Upcall policy: where cores go ("file" or "drop") and which modules a
-    /// request from this container may load.
-    public func setPolicy(core: String? = nil, modules: [String]? = nil) throws {
+    /// Upcall policy: where cores go ("file" or "drop"), which modules a
+    /// request from this container may load, and which host devices' uevents
+    /// are forwarded into its network namespace (kernel names: "loop3",
+    /// "veth1"; root only; an empty list revokes every grant).
+    public func setPolicy(core: String? = nil, modules: [String]? = nil, devices: [String]? = nil) throws {
         var f: [String: String] = [:]
         if let core { f["core"] = core }
         if let modules { f["modules"] = modules.joined(separator: ",") }
+        if let devices { f["devices"] = devices.joined(separator: ",") }
         try ContainerCalls.simple(fd.raw, Op.policy, f)
     }
 

@@ -61,4 +61,14 @@ public enum Namespaces {
         if t < 0 { return nil }
         return NamespaceKind.from(cloneFlag: t)
     }
+
+    /// The inode of the user namespace that owns a namespace (NS_GET_USERNS),
+    /// or nil when the kernel does not say (the caller cannot see its owner).
+    public static func owningUserNamespace(of fd: CInt) -> UInt64? {
+        let nsGetUserns: UInt = 0xb701 // _IO(0xb7, 0x1)
+        let u = ioctl(fd, nsGetUserns)
+        if u < 0 { return nil }
+        defer { close(u) }
+        return try? inode(of: u)
+    }
 }

@@ -18,7 +18,7 @@
 /// | kill          | signal                                 | container fd           | -                            | -                   |
 /// | destroy       | -                                      | container fd           | -                            | -                   |
 /// | adopt         | name                                   | pidfd of the process   | id                           | container fd        |
-/// | policy        | core (file/drop), modules (a,b,c)      | container fd           | core, modules                | -                   |
+/// | policy        | core (file/drop), modules (a,b,c), devices (loop3,veth1) | container fd | core, modules, devices | -                |
 /// | list          | -                                      | -                      | count, c.N = status line     | -                   |
 ///
 /// fork.prepare reserves the container for the connection that sent it,

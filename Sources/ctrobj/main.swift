@@ -249,13 +249,17 @@ struct Kill: ParsableCommand {
 }
 
 struct Policy: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Set a container's upcall policy: cores (file/drop) and allowed modules.")
+    static let configuration = CommandConfiguration(
+        abstract: "Set a container's upcall policy: cores (file/drop), allowed modules and granted devices.")
     @Argument var name: String
     @Option(help: "file (into the container's root) or drop.") var core: String?
     @Option(help: "Comma-separated modules the container may cause to load (empty: none).") var modules: String?
+    @Option(help: "Comma-separated host devices (loop3, veth1) whose uevents go into its network namespace (empty: none; root only).")
+    var devices: String?
     func run() throws {
+        func list(_ s: String?) -> [String]? { s.map { $0.split(separator: ",").map(String.init) } }
         try guarded {
-            try Container.open(name).setPolicy(core: core, modules: modules.map { $0.split(separator: ",").map(String.init) })
+            try Container.open(name).setPolicy(core: core, modules: list(modules), devices: list(devices))
         }
     }
 }

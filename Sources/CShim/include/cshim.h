@@ -141,6 +141,20 @@ int ccs_mount_in_container(int userns_fd, int mntns_fd, int pidns_fd, int tree_f
 /* Open "/" of mntns_fd as an O_PATH directory fd. */
 int ccs_open_root_of_mntns(int mntns_fd);
 
+/* ---- uevent injection (uevent.c) -------------------------------------- */
+/* Send one uevent, the kernel's "ACTION@DEVPATH\0KEY=VALUE\0..." buffer
+ * without SEQNUM, to the kernel through sock (AF_NETLINK,
+ * NETLINK_KOBJECT_UEVENT): the kernel appends a SEQNUM and broadcasts it in
+ * sock's network namespace as its own (sender portid 0).  uid and gid are
+ * the credentials the listeners see.  Waits for the kernel's ack: returns 0,
+ * or -1 with its errno (EPERM without CAP_SYS_ADMIN over the namespace's
+ * owner, EINVAL when too big, ECONNREFUSED before Linux 4.18). */
+int ccs_uevent_inject(int sock, const void *buf, size_t len, uid_t uid, gid_t gid);
+/* Whether network interface `name` exists in sock's network namespace,
+ * asked under the rtnl lock (SIOCGHWTSTAMP), so a move between namespaces is
+ * seen whole: 1 yes, 0 no, -1 error. */
+int ccs_netdev_present(int sock, const char *name);
+
 #ifdef __cplusplus
 }
 #endif

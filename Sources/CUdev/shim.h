@@ -1,0 +1,2 @@
+/* libudev (apt libudev-dev), for ctrobjd's uevent monitor. */
+#include <libudev.h>
