@@ -70,6 +70,7 @@ public final class Broker {
         try listen()
         try listenUpcalls()
         drainSpool()
+        superviseCoreServer()
         for r in byID.values { learnDevicePaths(r.grantedDevices) }
         updateUeventMonitor()
         let sig = try SignalWatch([SIGTERM, SIGINT, SIGHUP])
@@ -94,6 +95,7 @@ public final class Broker {
             self.retryPendingExitStatus()
             self.retryPendingCgroups()
             self.drainSpool()
+            self.superviseCoreServer()
         }
         shutdown()
     }
@@ -120,7 +122,7 @@ public final class Broker {
 
     func listen() throws {
         // Anyone may connect; every request checks the caller's rights.
-        let fd = try bindSeqpacket(config.socketPath, mode: 0o666)
+        let fd = try Sys.listenUnix(config.socketPath, type: SOCK_SEQPACKET, mode: 0o666, nonblocking: true)
         listener = fd
         try loop.watch(fd.raw) { [unowned self] _ in self.acceptAll() }
     }

@@ -63,6 +63,24 @@ extension Broker {
         }
     }
 
+    /// In socket mode the kernel's cores go to the core server: if it is
+    /// gone while core_pattern still names its socket, start it again (a
+    /// crash in between finds no listener and its core is lost; the kernel
+    /// logs that).
+    func superviseCoreServer() {
+        guard let conf = UpcallConfig.load(stateDir: config.stateDir), conf.mode.hasPrefix("socket") else { return }
+        let sock = CoreServer.socketPath(stateDir: config.stateDir)
+        guard let pattern = try? Sys.readFile(KernelSettings.corePatternPath).trimmingSuffixNewline(),
+              pattern == "@" + sock || pattern == "@@" + sock else { return }
+        guard CoreServerControl.running(stateDir: config.stateDir) == nil else { return }
+        do {
+            let pid = try CoreServerControl.start(stateDir: config.stateDir, helper: "\(config.stateDir)/upcall")
+            logger.warning("core server for \(sock) was not running; started it again (pid \(pid))")
+        } catch {
+            logger.error("core server for \(sock) is not running and could not be started: \(error)")
+        }
+    }
+
     /// Deliver what the helper spooled while ctrobjd was down.
     func drainSpool() {
         let dir = UpcallConfig.load(stateDir: config.stateDir)?.spoolDir ?? config.spoolDir

@@ -18,7 +18,7 @@ import Glibc
 extension Broker {
     func listenUpcalls() throws {
         let path = "\(config.stateDir)/upcall.sock"
-        let fd = try bindSeqpacket(path, mode: 0o600)
+        let fd = try Sys.listenUnix(path, type: SOCK_SEQPACKET, mode: 0o600, nonblocking: true)
         upcallListener = fd
         try loop.watch(fd.raw) { [unowned self] _ in
             while true {
@@ -116,28 +116,4 @@ extension Broker {
 func reply(_ fd: OwnedFD, _ m: Message) {
     try? FDPassing.send(fd.raw, m.encoded())
     fd.close()
-}
-
-extension Broker {
-    /// A listening SEQPACKET socket at path (an old one is replaced).
-    func bindSeqpacket(_ path: String, mode: mode_t) throws -> OwnedFD {
-        let s = socket(AF_UNIX, CInt(SOCK_SEQPACKET.rawValue) | CInt(SOCK_CLOEXEC.rawValue) | CInt(SOCK_NONBLOCK.rawValue), 0)
-        if s < 0 { throw ContainerError.sys("socket") }
-        let fd = OwnedFD(s)
-        unlink(path)
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
-            throw ContainerError(.invalidArgument, "socket path too long: \(path)")
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in bytes.enumerated() { p[i] = b } }
-        let r = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd.raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        if r < 0 { throw ContainerError.sys("bind \(path)") }
-        chmod(path, mode)
-        if Glibc.listen(fd.raw, 128) < 0 { throw ContainerError.sys("listen") }
-        return fd
-    }
 }

@@ -12,8 +12,22 @@ import Glibc
 ///   upcall.conf             what the helper needs (spool dir, previous pattern)
 ///   request-key.saved       whether /etc/request-key.d existed before
 ///   request-key-host/       the host's request-key configuration minus ours
+///   core.sock, core-server.pid   the core server (socket modes)
 /// and /etc/request-key.d/ctrobj.conf.
 public struct UpcallInstaller {
+    /// How the kernel hands over cores.
+    public enum CoreMode: String, Sendable, CaseIterable {
+        /// The best this kernel has: socket-request, else socket, else pipe.
+        case auto
+        /// `|<helper> core …`: the kernel runs the helper per core.
+        case pipe
+        /// `@<state>/core.sock` (6.16+): the kernel connects and writes the core.
+        case socket
+        /// `@@<state>/core.sock` (6.17+): the same with the request protocol;
+        /// the kernel keeps the task until the server closes.
+        case socketRequest = "socket-request"
+    }
+
     public var stateDir: String
     public var helper: String
     public var spoolDir: String
@@ -23,8 +37,11 @@ public struct UpcallInstaller {
     /// Where request-key reads its drop-in configuration (tests keep the real one).
     public var requestKeyDir: String
 
+    public var coreMode: CoreMode
+
     public init(stateDir: String, helper: String, spoolDir: String = "/var/lib/ctrobj/spool", keyTimeoutSeconds: Int = 10,
-                requestKeyDir: String = KernelSettings.requestKeyDir) {
+                requestKeyDir: String = KernelSettings.requestKeyDir, coreMode: CoreMode = .auto) {
+        self.coreMode = coreMode
         self.stateDir = stateDir
         self.helper = helper
         self.spoolDir = spoolDir
@@ -106,6 +123,15 @@ public struct UpcallInstaller {
     /// because a comm may hold spaces.
     public var corePattern: String { "|\(helperLink) core \(stateDir) %P %u %g %s %t %d %e" }
 
+    /// The pattern of a mode other than auto.
+    public func corePattern(_ mode: CoreMode) -> String {
+        switch mode {
+        case .auto, .pipe: return corePattern
+        case .socket: return "@" + CoreServer.socketPath(stateDir: stateDir)
+        case .socketRequest: return "@@" + CoreServer.socketPath(stateDir: stateDir)
+        }
+    }
+
     /// <state>/upcall, a symlink to the helper: the kernel's patterns name it,
     /// so their length depends on the state directory only (core_pattern
     /// holds 127 bytes) and the helper can move with a rebuild.
@@ -127,31 +153,64 @@ public struct UpcallInstaller {
         guard corePattern.utf8.count < 128 else {
             throw ContainerError(.invalidArgument, "install: core_pattern would be \(corePattern.utf8.count) bytes, the kernel takes 127: use a shorter state directory")
         }
+        guard coreMode == .pipe || CoreServer.socketPath(stateDir: stateDir).utf8.count < 108 else {
+            throw ContainerError(.invalidArgument, "install: \(CoreServer.socketPath(stateDir: stateDir)) is too long for a socket address: use a shorter state directory or --core-mode pipe")
+        }
         let previous = try KernelSettings.read()
         try Sys.mkdirs(stateDir, 0o755)
         try Sys.writeFileAtomically(savedPath, previous.saved, durable: true)
         do {
+            // "@relative" is refused by a kernel that knows socket mode and
+            // taken as a file name by one that does not; "@@/abs" is refused
+            // by 6.16, which knows only "@". Read back, never by version.
             let socketOK = KernelSettings.supportsCoreSocket()
-            try Sys.writeFileAtomically(UpcallConfig.path(stateDir: stateDir),
-                UpcallConfig(spoolDir: spoolDir, previousCorePattern: previous.corePattern.trimmingSuffixNewline(),
-                             previousModprobe: previous.modprobe?.trimmingSuffixNewline() ?? fallbackModprobe, mode: "pipe",
-                             keyTimeoutSeconds: keyTimeoutSeconds).encoded, mode: 0o644)
+            let config = UpcallConfig(spoolDir: spoolDir, previousCorePattern: previous.corePattern.trimmingSuffixNewline(),
+                                      previousModprobe: previous.modprobe?.trimmingSuffixNewline() ?? fallbackModprobe, mode: "pipe",
+                                      keyTimeoutSeconds: keyTimeoutSeconds)
+            try Sys.writeFileAtomically(UpcallConfig.path(stateDir: stateDir), config.encoded, mode: 0o644)
             try installRequestKey()
             unlink(modprobeLink)
             if symlink(helper, modprobeLink) < 0 { throw ContainerError.sys("symlink \(modprobeLink)") }
             unlink(helperLink)
             if symlink(helper, helperLink) < 0 { throw ContainerError.sys("symlink \(helperLink)") }
             if previous.modprobe != nil { try Sys.writeFile(KernelSettings.modprobePath, modprobeLink) }
-            // A pipe helper is only safe by pid while the kernel waits for it.
-            if previous.corePipeLimit.trimmingSuffixNewline() == "0" {
-                try Sys.writeFile(KernelSettings.corePipeLimitPath, "64")
+            let candidates: [CoreMode]
+            switch coreMode {
+            case .auto: candidates = socketOK ? [.socketRequest, .socket, .pipe] : [.pipe]
+            case .pipe: candidates = [.pipe]
+            case .socket, .socketRequest:
+                guard socketOK else {
+                    throw ContainerError(.invalidArgument, "install: this kernel has no core_pattern socket mode (6.16+); use --core-mode pipe", errno: EOPNOTSUPP)
+                }
+                candidates = [coreMode]
             }
-            guard KernelSettings.tryCorePattern(corePattern) else {
-                throw ContainerError(.system, "install: the kernel did not take core_pattern \(corePattern)")
+            var chosen: CoreMode?
+            for mode in candidates {
+                if mode == .pipe {
+                    CoreServerControl.stop(stateDir: stateDir)
+                    // A pipe helper is only safe by pid while the kernel waits for it.
+                    if previous.corePipeLimit.trimmingSuffixNewline() == "0" {
+                        try Sys.writeFile(KernelSettings.corePipeLimitPath, "64")
+                    }
+                } else {
+                    // The listener first: the kernel connects from the first crash on.
+                    try CoreServerControl.start(stateDir: stateDir, helper: helperLink)
+                }
+                if KernelSettings.tryCorePattern(corePattern(mode)) {
+                    chosen = mode
+                    break
+                }
             }
-            return Report(mode: "pipe", corePattern: corePattern, socketModeSupported: socketOK, previous: previous)
+            guard let chosen else {
+                throw ContainerError(.system, "install: the kernel did not take core_pattern \(corePattern(candidates.last ?? .pipe))")
+            }
+            var final = config
+            final.mode = chosen.rawValue
+            try Sys.writeFileAtomically(UpcallConfig.path(stateDir: stateDir), final.encoded, mode: 0o644)
+            return Report(mode: chosen.rawValue, corePattern: corePattern(chosen), socketModeSupported: socketOK, previous: previous)
         } catch {
             try? previous.restore()
+            CoreServerControl.stop(stateDir: stateDir)
             if Sys.exists(requestKeySaved) { uninstallRequestKey() }
             unlink(modprobeLink)
             unlink(helperLink)
@@ -168,6 +227,8 @@ public struct UpcallInstaller {
             throw ContainerError(.notFound, "uninstall: nothing installed for \(stateDir) (no \(savedPath))")
         }
         try saved.restore()
+        // After the restore: no new connection can come.
+        CoreServerControl.stop(stateDir: stateDir)
         uninstallRequestKey()
         unlink(modprobeLink)
         unlink(helperLink)

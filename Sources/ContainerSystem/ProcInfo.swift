@@ -27,6 +27,12 @@ public enum ProcInfo {
     public static func comm(pid: pid_t) -> String? {
         (try? Sys.readFile("/proc/\(pid)/comm"))?.trimmingSuffixNewline()
     }
+
+    /// The arguments of a process ([] when it is gone or a kernel thread).
+    public static func cmdline(pid: pid_t) -> [String] {
+        guard let text = try? Sys.readFile("/proc/\(pid)/cmdline") else { return [] }
+        return text.split(separator: "\0", omittingEmptySubsequences: false).dropLast().map(String.init)
+    }
 }
 
 extension String {

@@ -147,6 +147,31 @@ public enum Sys {
         return (OwnedFD(fds[0]), OwnedFD(fds[1]))
     }
 
+    /// A listening AF_UNIX socket bound at path (an old one is replaced),
+    /// chmod'ed to mode before it listens.
+    public static func listenUnix(_ path: String, type: __socket_type, mode: mode_t, backlog: CInt = 128,
+                                  nonblocking: Bool = false) throws -> OwnedFD {
+        let flags = CInt(SOCK_CLOEXEC.rawValue) | (nonblocking ? CInt(SOCK_NONBLOCK.rawValue) : 0)
+        let s = socket(AF_UNIX, CInt(type.rawValue) | flags, 0)
+        if s < 0 { throw ContainerError.sys("socket") }
+        let fd = OwnedFD(s)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            throw ContainerError(.invalidArgument, "socket path too long: \(path)")
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in bytes.enumerated() { p[i] = b } }
+        unlink(path)
+        let r = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd.raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if r < 0 { throw ContainerError.sys("bind \(path)") }
+        if chmod(path, mode) < 0 { throw ContainerError.sys("chmod \(path)") }
+        if Glibc.listen(fd.raw, backlog) < 0 { throw ContainerError.sys("listen \(path)") }
+        return fd
+    }
+
     public static func socketCookie(_ fd: CInt) -> UInt64 { ccs_socket_cookie(fd) }
 
     public static func peerCred(_ fd: CInt) throws -> (pid: pid_t, uid: uid_t, gid: gid_t) {

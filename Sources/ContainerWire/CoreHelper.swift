@@ -4,7 +4,8 @@ import ContainerSystem
 import Glibc
 #endif
 
-/// ctrobj-upcall core: the pipe helper the kernel runs for every core dump.
+/// ctrobj-upcall core: the pipe helper the kernel runs for every core dump,
+/// and what the core server (CoreServer) does for every connection.
 ///
 ///   core_pattern = |<ctrobj-upcall> core <state-dir> %P %u %g %s %t %d %e
 ///
@@ -13,12 +14,14 @@ import Glibc
 /// namespace goes to ctrobjd (core pipe and pidfd passed over the upcall
 /// socket); if ctrobjd is down, the core and its facts are spooled.
 public enum CoreHelper {
-    public static func run(stateDir: String, facts inFacts: CoreFacts, coreFD: CInt = 0) -> Int32 {
+    /// `pidfd`: the crashing task's, when the caller has one (socket mode);
+    /// otherwise opened by pid, which is safe while the kernel waits for us.
+    public static func run(stateDir: String, facts inFacts: CoreFacts, coreFD: CInt = 0, pidfd given: OwnedFD? = nil) -> Int32 {
         var facts = inFacts
         let conf = UpcallConfig.load(stateDir: stateDir)
             ?? UpcallConfig(spoolDir: "/var/lib/ctrobj/spool", previousCorePattern: "core", previousModprobe: nil, mode: "pipe")
         // Safe by pid: the kernel keeps the dumping task until we exit.
-        let pidfd = try? Sys.pidfdOpen(facts.pid)
+        let pidfd = given ?? (try? Sys.pidfdOpen(facts.pid))
         facts.gather()
         if facts.isInCallersNamespaces() {
             return HostCore.handle(previous: conf.previousCorePattern, facts: facts, coreFD: coreFD)

@@ -7,11 +7,13 @@ import Glibc
 // ctrobj-upcall: what the kernel runs for an upcall. Thin: parse, call.
 //   core <state-dir> %P %u %g %s %t %d %e      (core_pattern pipe mode)
 //   key <state-dir> %k %t %u %g %T %P %S %d    (/etc/request-key.d/ctrobj.conf)
+//   serve <state-dir>                          (core_pattern socket mode: the core server)
 //   (as <state>/modprobe) -q -- MODULE         (/proc/sys/kernel/modprobe)
 
 let args = CommandLine.arguments
 func usage() -> Never {
     fputs("usage: ctrobj-upcall core STATE_DIR PID UID GID SIGNAL TIME DUMPMODE COMM...\n", stderr)
+    fputs("       ctrobj-upcall serve STATE_DIR\n", stderr)
     fputs("       ctrobj-upcall key STATE_DIR KEY TYPE UID GID THREAD_KR PROCESS_KR SESSION_KR DESC...\n", stderr)
     exit(2)
 }
@@ -40,6 +42,10 @@ case "key":
                                 threadKeyring: args[7], processKeyring: args[8], sessionKeyring: args[9])
     let timeout = UpcallConfig.load(stateDir: args[2])?.keyTimeoutSeconds ?? 10
     exit(KeyHelper.run(stateDir: args[2], request: req, timeoutSeconds: timeout))
+case "serve":
+    guard args.count == 3 else { usage() }
+    // Started by CoreServerControl.start with its readiness pipe on fd 3.
+    CoreServer.serve(stateDir: args[2], readyFD: fcntl(3, F_GETFD) >= 0 ? 3 : nil)
 default:
     usage()
 }

@@ -11,7 +11,17 @@ struct InstallOptions: ParsableArguments {
     @Option(help: "The helper the kernel runs.") var helper = "\(executableDirectory())/ctrobj-upcall"
     @Option(help: "Where the helper spools cores while ctrobjd is down.") var spool = "/var/lib/ctrobj/spool"
 
-    var installer: UpcallInstaller { UpcallInstaller(stateDir: stateDir, helper: helper, spoolDir: spool) }
+    @Option(help: "How the kernel hands over cores: auto (the best this kernel has), socket-request (@@), socket (@) or pipe (|).")
+    var coreMode = "auto"
+
+    var installer: UpcallInstaller {
+        get throws {
+            guard let mode = UpcallInstaller.CoreMode(rawValue: coreMode) else {
+                throw ContainerError(.invalidArgument, "--core-mode: \"\(coreMode)\" is none of \(UpcallInstaller.CoreMode.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return UpcallInstaller(stateDir: stateDir, helper: helper, spoolDir: spool, coreMode: mode)
+        }
+    }
 }
 
 struct Install: ParsableCommand {
@@ -24,7 +34,7 @@ struct Install: ParsableCommand {
             let r = try options.installer.install()
             print("core_pattern: \(r.corePattern)")
             print("was:          \(r.previous.corePattern.trimmingSuffixNewline())")
-            print("mode:         \(r.mode) (socket mode \(r.socketModeSupported ? "is" : "is not") offered by this kernel; the pipe helper is used because it spools when ctrobjd is down)")
+            print("mode:         \(r.mode) (this kernel \(r.socketModeSupported ? "offers" : "does not offer") socket mode)")
         }
     }
 }

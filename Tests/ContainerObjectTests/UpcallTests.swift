@@ -21,8 +21,8 @@ struct UpcallTests {
         try body()
     }
 
-    func installer(_ d: PrivateDaemon) -> UpcallInstaller {
-        UpcallInstaller(stateDir: d.stateDir, helper: "\(buildDir)/ctrobj-upcall", spoolDir: "\(d.stateDir)-spool")
+    func installer(_ d: PrivateDaemon, _ mode: UpcallInstaller.CoreMode = .auto) -> UpcallInstaller {
+        UpcallInstaller(stateDir: d.stateDir, helper: "\(buildDir)/ctrobj-upcall", spoolDir: "\(d.stateDir)-spool", coreMode: mode)
     }
 
     /// An empty-root container with busybox whose init sleeps.
@@ -55,22 +55,48 @@ struct UpcallTests {
         return found
     }
 
-    @Test("install then uninstall leaves core_pattern and core_pipe_limit byte for byte as before")
-    func installUninstall() throws {
+    @Test("install then uninstall leaves core_pattern and core_pipe_limit byte for byte as before", arguments: allModes)
+    func installUninstall(mode: UpcallInstaller.CoreMode) throws {
         try preservingKernelSettings {
             try withDaemon { d in
                 // A pattern with odd bytes, to see it come back exactly.
                 try Sys.writeFile(KernelSettings.corePatternPath, "/tmp/ctrobj core %e %p")
                 try Sys.writeFile(KernelSettings.corePipeLimitPath, "0")
                 let before = try KernelSettings.read()
-                let inst = installer(d)
+                let inst = installer(d, mode)
                 let report = try inst.install()
+                #expect(report.mode == mode.rawValue)
                 #expect(try Sys.readFile(KernelSettings.corePatternPath).trimmingSuffixNewline() == report.corePattern)
-                #expect(try Sys.readFile(KernelSettings.corePipeLimitPath).trimmingSuffixNewline() == "64")
+                // The pipe helper needs the kernel to wait for it; socket mode leaves the limit alone.
+                #expect(try Sys.readFile(KernelSettings.corePipeLimitPath).trimmingSuffixNewline() == (mode == .pipe ? "64" : "0"))
+                let server = CoreServerControl.running(stateDir: d.stateDir)
+                #expect((server != nil) == (mode != .pipe), "a core server runs in socket modes only")
                 #expect(throws: ContainerError.self) { _ = try inst.install() }
                 try inst.uninstall()
                 #expect(try KernelSettings.read() == before)
                 #expect(!inst.isInstalled)
+                #expect(CoreServerControl.running(stateDir: d.stateDir) == nil && !Sys.exists(CoreServer.socketPath(stateDir: d.stateDir)))
+                if let server {
+                    var pfd = pollfd(fd: server.pidfd.raw, events: Int16(POLLIN), revents: 0)
+                    #expect(poll(&pfd, 1, 3000) == 1, "uninstall stops the core server")
+                }
+            }
+        }
+    }
+
+    @Test("auto picks the request protocol where the kernel has it, else plain socket mode, else the pipe")
+    func autoMode() throws {
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let inst = installer(d)
+                let report = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                // Probed by writing and reading back: "@@/abs" kept means the request protocol (6.17+).
+                if report.socketModeSupported {
+                    #expect(report.mode == "socket-request" || report.mode == "socket")
+                } else {
+                    #expect(report.mode == "pipe")
+                }
             }
         }
     }
@@ -93,11 +119,11 @@ struct UpcallTests {
         }
     }
 
-    @Test("a crash inside a container leaves a whole core inside its root, owned by its root")
-    func coreInsideContainer() throws {
+    @Test("a crash inside a container leaves a whole core inside its root, owned by its root", arguments: allModes)
+    func coreInsideContainer(mode: UpcallInstaller.CoreMode) throws {
         try preservingKernelSettings {
             try withDaemon { d in
-                let inst = installer(d)
+                let inst = installer(d, mode)
                 _ = try inst.install()
                 defer { _ = try? inst.uninstall() }
                 let (c, p) = try crashable("crash")
@@ -118,11 +144,11 @@ struct UpcallTests {
         }
     }
 
-    @Test("a container's own core handler runs inside it with the core on stdin and its own view of the ids")
-    func coreHandler() throws {
+    @Test("a container's own core handler runs inside it with the core on stdin and its own view of the ids", arguments: allModes)
+    func coreHandler(mode: UpcallInstaller.CoreMode) throws {
         try preservingKernelSettings {
             try withDaemon { d in
-                let inst = installer(d)
+                let inst = installer(d, mode)
                 _ = try inst.install()
                 defer { _ = try? inst.uninstall() }
                 let (c, p) = try crashable("handled")
@@ -186,15 +212,15 @@ struct UpcallTests {
         }
     }
 
-    @Test("a host crash behaves exactly as before install")
-    func hostCrashUnchanged() throws {
+    @Test("a host crash behaves exactly as before install", arguments: pipeAndRequest)
+    func hostCrashUnchanged(mode: UpcallInstaller.CoreMode) throws {
         try preservingKernelSettings {
             try withDaemon { d in
                 let dir = "/tmp/ctrobj-hostcores-\(getpid())"
                 try Sys.mkdir(dir, 0o777)
                 defer { removeTree(dir) }
                 try Sys.writeFile(KernelSettings.corePatternPath, "\(dir)/core.%e.%p")
-                let inst = installer(d)
+                let inst = installer(d, mode)
                 _ = try inst.install()
                 defer { _ = try? inst.uninstall() }
                 // With RLIMIT_CORE 0 the old pattern gave no file; with a limit, a file by the old pattern.
@@ -215,13 +241,13 @@ struct UpcallTests {
         }
     }
 
-    @Test("ctrobjd down during a crash: the core is spooled and delivered when it comes back")
-    func spoolWhileDown() throws {
+    @Test("ctrobjd down during a crash: the core is spooled and delivered when it comes back", arguments: pipeAndRequest)
+    func spoolWhileDown(mode: UpcallInstaller.CoreMode) throws {
         try preservingKernelSettings {
             let d = try TestDaemon()
             defer { d.stop(); removeTree("\(d.stateDir)-spool") }
             try d.with {
-                let inst = installer(d)
+                let inst = installer(d, mode)
                 _ = try inst.install()
                 defer { _ = try? inst.uninstall() }
                 let (c, p) = try crashable("spooled")
@@ -243,11 +269,11 @@ struct UpcallTests {
         }
     }
 
-    @Test("50 concurrent crashes across 5 containers: 50 cores, each in its own container")
-    func concurrentCrashes() throws {
+    @Test("50 concurrent crashes across 5 containers: 50 cores, each in its own container", arguments: pipeAndRequest)
+    func concurrentCrashes(mode: UpcallInstaller.CoreMode) throws {
         try preservingKernelSettings {
             try withDaemon { d in
-                let inst = installer(d)
+                let inst = installer(d, mode)
                 _ = try inst.install()
                 defer { _ = try? inst.uninstall() }
                 var boxes: [(Container, ContainerProcess)] = []
@@ -269,7 +295,70 @@ struct UpcallTests {
             }
         }
     }
+
+    @Test("socket mode: a core server that dies is started again by ctrobjd, and the next crash is delivered")
+    func coreServerSupervised() throws {
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let inst = installer(d, .socketRequest)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                let first = try #require(CoreServerControl.running(stateDir: d.stateDir))
+                try Sys.pidfdSendSignal(first.pidfd.raw, SIGKILL)
+                var again: pid_t?
+                for _ in 0..<300 {
+                    if let r = CoreServerControl.running(stateDir: d.stateDir), r.pid != first.pid { again = r.pid; break }
+                    usleep(10_000)
+                }
+                #expect(again != nil, "ctrobjd restarts the core server within its half-second housekeeping")
+                let (c, p) = try crashable("supervised")
+                try crash(c)
+                #expect(waitForCores(c, count: 1).count == 1)
+                try p.signal(SIGKILL)
+                _ = try? p.waitCode()
+            }
+        }
+    }
+
+    @Test("socket mode: a connection that is not the kernel dumping a task is refused, the server keeps serving")
+    func coreServerRefusesOthers() throws {
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let inst = installer(d, .socketRequest)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                let path = CoreServer.socketPath(stateDir: d.stateDir)
+                var st = stat()
+                #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o600 && st.st_uid == 0, "only root (and the kernel) can connect")
+                // Root connecting by hand and sending an "ELF core": refused, nothing delivered.
+                let s = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+                let fd = OwnedFD(s)
+                var addr = sockaddr_un()
+                addr.sun_family = sa_family_t(AF_UNIX)
+                withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in Array(path.utf8).enumerated() { p[i] = b } }
+                let r = withUnsafePointer(to: &addr) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd.raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                }
+                try #require(r == 0)
+                try Sys.write(fd.raw, "\u{7f}ELF fake core")
+                var pfd = pollfd(fd: fd.raw, events: Int16(POLLIN), revents: 0)
+                #expect(poll(&pfd, 1, 5000) == 1)
+                var byte: UInt8 = 0
+                #expect(read(fd.raw, &byte, 1) <= 0, "the server hangs up on it (EOF or a reset: our bytes were left unread)")
+                #expect(Sys.listDirectory("\(d.stateDir)-spool").isEmpty)
+                // And real crashes still get through.
+                let (c, p) = try crashable("afterfake")
+                try crash(c)
+                #expect(waitForCores(c, count: 1).count == 1)
+                try p.signal(SIGKILL)
+                _ = try? p.waitCode()
+            }
+        }
+    }
 }
+
+let allModes: [UpcallInstaller.CoreMode] = [.pipe, .socketRequest, .socket]
+let pipeAndRequest: [UpcallInstaller.CoreMode] = [.pipe, .socketRequest]
 
 /// The end of the last segment of an ELF core (0 if it is not one).
 func elfCoreEnd(_ fd: Int32) throws -> UInt64 {

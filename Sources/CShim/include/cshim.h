@@ -155,7 +155,30 @@ int ccs_uevent_inject(int sock, const void *buf, size_t len, uid_t uid, gid_t gi
  * seen whole: 1 yes, 0 no, -1 error. */
 int ccs_netdev_present(int sock, const char *name);
 
+/* core_pattern socket mode (coresock.c). */
+struct ccs_core_info {
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	unsigned int coredump_mask; /* PIDFD_COREDUMPED 1, SKIP 2, USER 4, ROOT 8 */
+	int signal;                 /* 0 when this kernel does not say */
+};
+/* 1 when the stream starts with an ELF header ("@" mode: no request). */
+int ccs_coredump_first_bytes_are_elf(int fd);
+/* "@@" request protocol: read the request, ack KERNEL|WAIT, read the mark. */
+int ccs_coredump_handshake(int fd);
+int ccs_pidfd_coredump_info(int pidfd, struct ccs_core_info *out);
+/* The signal in the core's NT_PRSTATUS note, peeked; 0 if not found. */
+int ccs_core_signal_peek(int fd, int timeout_ms);
+/* fork, setsid, fork, exec: an orphaned daemon; ready_fd becomes its fd 3.
+ * Returns the daemon's pid. */
+pid_t ccs_spawn_detached(const char *path, char *const argv[], int ready_fd);
+/* PR_SET_DUMPABLE 0: a core server must not dump into itself. */
+int ccs_set_nondumpable(void);
+
+
 #ifdef __cplusplus
 }
 #endif
+
 #endif

@@ -1,0 +1,263 @@
+/* The kernel's core_pattern socket mode ("@/path", 6.16; "@@/path" with the
+ * request protocol, 6.17+), seen from the server side, and the daemon spawn
+ * the core server needs. */
+#include "cshim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* include/uapi/linux/coredump.h (not in Debian 12's headers). */
+struct ccs_coredump_req {
+	uint32_t size;
+	uint32_t size_ack;
+	uint64_t mask;
+};
+
+struct ccs_coredump_ack {
+	uint32_t size;
+	uint32_t spare;
+	uint64_t mask;
+};
+
+#define CCS_COREDUMP_KERNEL 1ULL
+#define CCS_COREDUMP_WAIT 8ULL
+#define CCS_COREDUMP_REQ_SIZE_MAX 4096u
+
+/* include/uapi/linux/pidfd.h as of 6.18 (and the 6.19 signal field). */
+struct ccs_pidfd_info {
+	uint64_t mask;
+	uint64_t cgroupid;
+	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+	int32_t exit_code;
+	uint32_t coredump_mask;
+	uint32_t coredump_signal;
+	uint64_t supported_mask;
+};
+
+#define CCS_PIDFD_GET_INFO _IOWR(0xFF, 11, struct ccs_pidfd_info)
+#define CCS_PIDFD_INFO_PID 1ULL
+#define CCS_PIDFD_INFO_CREDS 2ULL
+#define CCS_PIDFD_INFO_COREDUMP 16ULL
+#define CCS_PIDFD_INFO_COREDUMP_SIGNAL 64ULL
+
+static int read_all(int fd, void *buf, size_t len, int flags)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = recv(fd, (char *)buf + got, len - got, flags);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EPROTO;
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+int ccs_coredump_first_bytes_are_elf(int fd)
+{
+	unsigned char b[4];
+	for (;;) {
+		ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_WAITALL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		return n == 4 && b[0] == 0x7f && b[1] == 'E' && b[2] == 'L' && b[3] == 'F';
+	}
+}
+
+int ccs_coredump_handshake(int fd)
+{
+	struct ccs_coredump_req req;
+	if (read_all(fd, &req, sizeof(req), MSG_WAITALL) < 0)
+		return -1;
+	if (req.size < sizeof(req) || req.size > CCS_COREDUMP_REQ_SIZE_MAX ||
+	    req.size_ack < sizeof(struct ccs_coredump_ack)) {
+		errno = EPROTO;
+		return -1;
+	}
+	/* A newer kernel's larger request: skip the fields we do not know. */
+	for (uint32_t left = req.size - sizeof(req); left > 0;) {
+		char skip[256];
+		uint32_t chunk = left < sizeof(skip) ? left : sizeof(skip);
+		if (read_all(fd, skip, chunk, MSG_WAITALL) < 0)
+			return -1;
+		left -= chunk;
+	}
+	if ((req.mask & (CCS_COREDUMP_KERNEL | CCS_COREDUMP_WAIT)) != (CCS_COREDUMP_KERNEL | CCS_COREDUMP_WAIT)) {
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	/* The kernel writes the core; it waits for our close before the task
+	 * may be reaped, so the task (and its /proc) stays while we work. */
+	struct ccs_coredump_ack ack = {
+		.size = sizeof(ack),
+		.mask = CCS_COREDUMP_KERNEL | CCS_COREDUMP_WAIT,
+	};
+	if (send(fd, &ack, sizeof(ack), MSG_NOSIGNAL) != (ssize_t)sizeof(ack))
+		return -1;
+	uint32_t mark;
+	if (read_all(fd, &mark, sizeof(mark), MSG_WAITALL) < 0)
+		return -1;
+	if (mark != 0) { /* COREDUMP_MARK_REQACK */
+		errno = EPROTO;
+		return -(int)mark - 1;
+	}
+	return 0;
+}
+
+int ccs_pidfd_coredump_info(int pidfd, struct ccs_core_info *out)
+{
+	struct ccs_pidfd_info info;
+	memset(&info, 0, sizeof(info));
+	info.mask = CCS_PIDFD_INFO_PID | CCS_PIDFD_INFO_CREDS | CCS_PIDFD_INFO_COREDUMP | CCS_PIDFD_INFO_COREDUMP_SIGNAL;
+	if (ioctl(pidfd, CCS_PIDFD_GET_INFO, &info) < 0)
+		return -1;
+	memset(out, 0, sizeof(*out));
+	out->pid = (pid_t)info.tgid;
+	out->uid = info.ruid;
+	out->gid = info.rgid;
+	out->coredump_mask = (info.mask & CCS_PIDFD_INFO_COREDUMP) ? info.coredump_mask : 0;
+	out->signal = (info.mask & CCS_PIDFD_INFO_COREDUMP_SIGNAL) ? (int)info.coredump_signal : 0;
+	return 0;
+}
+
+/* The signal from the core itself: the first note of an ELF core is the
+ * dumping thread's NT_PRSTATUS, whose descriptor starts with si_signo.
+ * Looked at with MSG_PEEK, so the stream is left whole. 0 if not found. */
+int ccs_core_signal_peek(int fd, int timeout_ms)
+{
+	unsigned char b[65536];
+	size_t want = 64;
+	for (int round = 0; round < 64; round++) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, timeout_ms) <= 0)
+			return 0;
+		ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			return 0;
+		if ((size_t)n < want) {
+			/* Not enough yet: wait for more than we have. */
+			if (p.revents & POLLHUP)
+				return 0;
+			usleep(200);
+			continue;
+		}
+		if (memcmp(b, "\177ELF", 4) != 0 || b[4] != 2 /* ELFCLASS64 */)
+			return 0;
+		uint64_t phoff;
+		uint16_t phentsize, phnum;
+		memcpy(&phoff, b + 32, 8);
+		memcpy(&phentsize, b + 54, 2);
+		memcpy(&phnum, b + 56, 2);
+		if (phentsize < 56 || phnum == 0 || phnum == 0xffff)
+			return 0;
+		size_t phend = phoff + (size_t)phentsize * phnum;
+		if (phend > sizeof(b))
+			return 0;
+		if ((size_t)n < phend) {
+			want = phend;
+			usleep(200);
+			continue;
+		}
+		for (uint16_t i = 0; i < phnum; i++) {
+			const unsigned char *ph = b + phoff + (size_t)i * phentsize;
+			uint32_t type;
+			uint64_t off;
+			memcpy(&type, ph, 4);
+			memcpy(&off, ph + 8, 8);
+			if (type != 4 /* PT_NOTE */)
+				continue;
+			/* namesz, descsz, type, "CORE\0" padded to 8, then elf_prstatus. */
+			size_t need = off + 12 + 8 + 4;
+			if (need > sizeof(b))
+				return 0;
+			if ((size_t)n < need) {
+				want = need;
+				break;
+			}
+			uint32_t namesz, ntype;
+			int32_t signo;
+			memcpy(&namesz, b + off, 4);
+			memcpy(&ntype, b + off + 8, 4);
+			if (namesz != 5 || ntype != 1 /* NT_PRSTATUS */)
+				return 0;
+			memcpy(&signo, b + off + 20, 4);
+			return signo > 0 && signo < 65 ? signo : 0;
+		}
+		usleep(200);
+	}
+	return 0;
+}
+
+pid_t ccs_spawn_detached(const char *path, char *const argv[], int ready_fd)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -1;
+	pid_t child = fork();
+	if (child < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
+	if (child == 0) {
+		/* Intermediate: a new session, then the daemon as an orphan. */
+		setsid();
+		pid_t d = fork();
+		if (d != 0) {
+			if (d > 0)
+				(void)!write(pfd[1], &d, sizeof(d));
+			_exit(d > 0 ? 0 : 1);
+		}
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+			dup2(null, 2);
+		}
+		if (ready_fd >= 0 && ready_fd != 3) {
+			dup2(ready_fd, 3);
+		} else if (ready_fd == 3) {
+			fcntl(3, F_SETFD, 0);
+		}
+		char *envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+		execve(path, argv, envp);
+		_exit(127);
+	}
+	close(pfd[1]);
+	pid_t daemon = -1;
+	ssize_t n;
+	do {
+		n = read(pfd[0], &daemon, sizeof(daemon));
+	} while (n < 0 && errno == EINTR);
+	close(pfd[0]);
+	int st;
+	while (waitpid(child, &st, 0) < 0 && errno == EINTR)
+		;
+	return n == sizeof(daemon) ? daemon : -1;
+}
+
+int ccs_set_nondumpable(void)
+{
+	return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}

@@ -1,0 +1,165 @@
+import CShim
+import ContainerSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The core server: core_pattern's socket mode.
+///
+///   core_pattern = @@<state>/core.sock   (request protocol, 6.17+)
+///   core_pattern = @<state>/core.sock    (6.16: the core, no request)
+///
+/// `ctrobj-upcall serve <state>` listens there, outside ctrobjd, so that a
+/// crash while ctrobjd restarts still finds a listener (a pipe helper spools in
+/// that case; so does this server). The kernel connects from the crashing
+/// task (SO_PEERPIDFD names it), with the request protocol asks what to do, and
+/// with COREDUMP_WAIT keeps the task until we close. Every connection is
+/// handled in a forked child, which then does exactly what the pipe helper
+/// does (CoreHelper.run) with the socket as the core stream on stdin.
+public enum CoreServer {
+    public static func socketPath(stateDir: String) -> String { "\(stateDir)/core.sock" }
+    public static func pidPath(stateDir: String) -> String { "\(stateDir)/core-server.pid" }
+
+    /// PIDFD_COREDUMPED and its companions in pidfd_info.coredump_mask.
+    static let coredumped: UInt32 = 1, dumpUser: UInt32 = 4, dumpRoot: UInt32 = 8
+
+    /// Run the server; never returns. `readyFD` (fd 3 when started by
+    /// `start`) gets one byte once the socket listens.
+    public static func serve(stateDir: String, readyFD: CInt?) -> Never {
+        // The server must not dump into itself (the kernel's advice), and
+        // children it forks are reaped by the kernel.
+        _ = ccs_set_nondumpable()
+        signal(SIGCHLD, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        let path = socketPath(stateDir: stateDir)
+        let listener: OwnedFD
+        do {
+            // Only the kernel connects: its lookup ignores the mode, root's
+            // processes are the only others that can.
+            listener = try Sys.listenUnix(path, type: SOCK_STREAM, mode: 0o600, backlog: 4096)
+            try Sys.writeFileAtomically(pidPath(stateDir: stateDir), "\(getpid())\n", mode: 0o644)
+        } catch {
+            CoreHelper.log("core server for \(stateDir) could not start: \(error)")
+            exit(1)
+        }
+        if let readyFD {
+            _ = try? Sys.write(readyFD, "R")
+            close(readyFD)
+        }
+        while true {
+            let c = ccs_accept(listener.raw)
+            if c < 0 {
+                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
+                    if errno != EINTR && errno != ECONNABORTED { usleep(10_000) }
+                    continue
+                }
+                CoreHelper.log("core server for \(stateDir): accept: \(errnoDescription(errno)); exiting")
+                exit(1)
+            }
+            let child = fork()
+            if child == 0 {
+                listener.close()
+                signal(SIGCHLD, SIG_DFL)
+                exit(handle(connection: c, stateDir: stateDir))
+            }
+            if child < 0 {
+                // No process to spare: handle it here rather than lose it.
+                _ = handle(connection: c, stateDir: stateDir)
+            }
+            close(c)
+        }
+    }
+
+    /// One kernel connection: answer the request, learn who crashed from
+    /// the pidfd, then route the core as the pipe helper would.
+    static func handle(connection c: CInt, stateDir: String) -> Int32 {
+        let plain = ccs_coredump_first_bytes_are_elf(c)
+        if plain < 0 {
+            CoreHelper.log("core socket: nothing readable from the kernel: \(errnoDescription(errno))")
+            return 1
+        }
+        if plain == 0 {
+            let r = ccs_coredump_handshake(c)
+            if r != 0 {
+                CoreHelper.log("core socket: request protocol failed (\(r < -1 ? "kernel mark \(-r - 1)" : errnoDescription(errno)))")
+                return 1
+            }
+        }
+        let pidfdRaw = ccs_peer_pidfd(c)
+        guard pidfdRaw >= 0 else {
+            CoreHelper.log("core socket: no peer pidfd: \(errnoDescription(errno))")
+            return 1
+        }
+        let pidfd = OwnedFD(pidfdRaw)
+        var info = ccs_core_info()
+        guard ccs_pidfd_coredump_info(pidfd.raw, &info) == 0 else {
+            CoreHelper.log("core socket: PIDFD_GET_INFO: \(errnoDescription(errno))")
+            return 1
+        }
+        // Only a task the kernel is dumping: anything else (a root process
+        // that connected by hand) is refused.
+        guard info.coredump_mask & coredumped != 0 else {
+            CoreHelper.log("core socket: peer pid \(info.pid) is not dumping core; refused")
+            return 1
+        }
+        let signal = info.signal != 0 ? info.signal : ccs_core_signal_peek(c, 2000)
+        let facts = CoreFacts(pid: info.pid, uid: info.uid, gid: info.gid, signal: signal, time: Sys.realtimeSeconds(),
+                              dumpMode: info.coredump_mask & dumpRoot != 0 ? 2 : 1,
+                              comm: ProcInfo.comm(pid: info.pid) ?? "")
+        // The core is the helper's stdin, so a previous pipe helper that
+        // handles a host crash gets it where it expects it.
+        if c != 0 {
+            dup2(c, 0)
+            close(c)
+        }
+        return CoreHelper.run(stateDir: stateDir, facts: facts, coreFD: 0, pidfd: pidfd)
+    }
+}
+
+/// Start, find and stop the core server of a state directory.
+public enum CoreServerControl {
+    /// The running server's pid, checked: a live process whose command line
+    /// is `… serve <stateDir>`.
+    public static func running(stateDir: String) -> (pid: pid_t, pidfd: OwnedFD)? {
+        guard let text = try? Sys.readFile(CoreServer.pidPath(stateDir: stateDir)),
+              let pid = pid_t(text.trimmingSuffixNewline()), pid > 0,
+              let pidfd = try? Sys.pidfdOpen(pid) else { return nil }
+        let args = ProcInfo.cmdline(pid: pid)
+        guard args.count >= 3, args[1] == "serve", args[2] == stateDir, ccs_pidfd_pid(pidfd.raw) == pid else { return nil }
+        return (pid, pidfd)
+    }
+
+    /// Start `<helper> serve <stateDir>` as a detached daemon unless one runs;
+    /// returns once it listens.
+    @discardableResult
+    public static func start(stateDir: String, helper: String) throws -> pid_t {
+        if let r = running(stateDir: stateDir) { return r.pid }
+        var p: [CInt] = [-1, -1]
+        guard ccs_pipe_cloexec(&p) == 0 else { throw ContainerError.sys("pipe") }
+        let readEnd = OwnedFD(p[0])
+        let writeEnd = OwnedFD(p[1])
+        let argv = CStringArray([helper, "serve", stateDir])
+        let pid = ccs_spawn_detached(helper, argv.pointers, writeEnd.raw)
+        writeEnd.close()
+        guard pid > 0 else { throw ContainerError.sys("start the core server \(helper)") }
+        var pfd = pollfd(fd: readEnd.raw, events: Int16(POLLIN), revents: 0)
+        var byte: UInt8 = 0
+        guard poll(&pfd, 1, 5000) == 1, read(readEnd.raw, &byte, 1) == 1 else {
+            if let pidfd = try? Sys.pidfdOpen(pid) { try? Sys.pidfdSendSignal(pidfd.raw, SIGKILL) }
+            throw ContainerError(.system, "the core server \(helper) did not start listening on \(CoreServer.socketPath(stateDir: stateDir)) (see the kernel log)")
+        }
+        return pid
+    }
+
+    /// Stop the server (SIGTERM, then SIGKILL after 2 s) and remove its files.
+    /// Connections it already forked off finish on their own.
+    public static func stop(stateDir: String) {
+        if let (_, pidfd) = running(stateDir: stateDir) {
+            try? Sys.pidfdSendSignal(pidfd.raw, SIGTERM)
+            var pfd = pollfd(fd: pidfd.raw, events: Int16(POLLIN), revents: 0)
+            if poll(&pfd, 1, 2000) != 1 { try? Sys.pidfdSendSignal(pidfd.raw, SIGKILL) }
+        }
+        unlink(CoreServer.socketPath(stateDir: stateDir))
+        unlink(CoreServer.pidPath(stateDir: stateDir))
+    }
+}
