@@ -123,10 +123,16 @@ public struct UpcallInstaller {
     /// because a comm may hold spaces.
     public var corePattern: String { "|\(helperLink) core \(stateDir) %P %u %g %s %t %d %e" }
 
+    /// The pipe-mode pattern with %F (a pidfd of the dumping task at fd 3),
+    /// for kernels that have it: %F came with socket mode in 6.16, and an
+    /// older kernel would expand it to nothing, so it is used only where the
+    /// socket-mode probe said yes.
+    public var corePatternWithPidfd: String { "|\(helperLink) corefd \(stateDir) %F %P %u %g %s %t %d %e" }
+
     /// The pattern of a mode other than auto.
-    public func corePattern(_ mode: CoreMode) -> String {
+    public func corePattern(_ mode: CoreMode, pidfd: Bool = false) -> String {
         switch mode {
-        case .auto, .pipe: return corePattern
+        case .auto, .pipe: return pidfd ? corePatternWithPidfd : corePattern
         case .socket: return "@" + CoreServer.socketPath(stateDir: stateDir)
         case .socketRequest: return "@@" + CoreServer.socketPath(stateDir: stateDir)
         }
@@ -150,8 +156,8 @@ public struct UpcallInstaller {
             throw ContainerError(.exists, "install: already installed for \(stateDir) (\(savedPath) exists); run `ctrobj uninstall` first")
         }
         guard Sys.exists(helper) else { throw ContainerError(.notFound, "install: no helper at \(helper)") }
-        guard corePattern.utf8.count < 128 else {
-            throw ContainerError(.invalidArgument, "install: core_pattern would be \(corePattern.utf8.count) bytes, the kernel takes 127: use a shorter state directory")
+        guard corePatternWithPidfd.utf8.count < 128 else {
+            throw ContainerError(.invalidArgument, "install: core_pattern would be \(corePatternWithPidfd.utf8.count) bytes, the kernel takes 127: use a shorter state directory")
         }
         guard coreMode == .pipe || CoreServer.socketPath(stateDir: stateDir).utf8.count < 108 else {
             throw ContainerError(.invalidArgument, "install: \(CoreServer.socketPath(stateDir: stateDir)) is too long for a socket address: use a shorter state directory or --core-mode pipe")
@@ -196,7 +202,7 @@ public struct UpcallInstaller {
                     // The listener first: the kernel connects from the first crash on.
                     try CoreServerControl.start(stateDir: stateDir, helper: helperLink)
                 }
-                if KernelSettings.tryCorePattern(corePattern(mode)) {
+                if KernelSettings.tryCorePattern(corePattern(mode, pidfd: socketOK)) {
                     chosen = mode
                     break
                 }
@@ -207,7 +213,7 @@ public struct UpcallInstaller {
             var final = config
             final.mode = chosen.rawValue
             try Sys.writeFileAtomically(UpcallConfig.path(stateDir: stateDir), final.encoded, mode: 0o644)
-            return Report(mode: chosen.rawValue, corePattern: corePattern(chosen), socketModeSupported: socketOK, previous: previous)
+            return Report(mode: chosen.rawValue, corePattern: corePattern(chosen, pidfd: socketOK), socketModeSupported: socketOK, previous: previous)
         } catch {
             try? previous.restore()
             CoreServerControl.stop(stateDir: stateDir)

@@ -1,3 +1,4 @@
+import CShim
 import ContainerSystem
 import ContainerWire
 #if canImport(Glibc)
@@ -6,6 +7,7 @@ import Glibc
 
 // ctrobj-upcall: what the kernel runs for an upcall. Thin: parse, call.
 //   core <state-dir> %P %u %g %s %t %d %e      (core_pattern pipe mode)
+//   corefd <state-dir> %F %P %u %g %s %t %d %e (pipe mode where the kernel has %F, 6.16+)
 //   key <state-dir> %k %t %u %g %T %P %S %d    (/etc/request-key.d/ctrobj.conf)
 //   serve <state-dir>                          (core_pattern socket mode: the core server)
 //   (as <state>/modprobe) -q -- MODULE         (/proc/sys/kernel/modprobe)
@@ -13,6 +15,7 @@ import Glibc
 let args = CommandLine.arguments
 func usage() -> Never {
     fputs("usage: ctrobj-upcall core STATE_DIR PID UID GID SIGNAL TIME DUMPMODE COMM...\n", stderr)
+    fputs("       ctrobj-upcall corefd STATE_DIR PIDFD PID UID GID SIGNAL TIME DUMPMODE COMM...\n", stderr)
     fputs("       ctrobj-upcall serve STATE_DIR\n", stderr)
     fputs("       ctrobj-upcall key STATE_DIR KEY TYPE UID GID THREAD_KR PROCESS_KR SESSION_KR DESC...\n", stderr)
     exit(2)
@@ -36,6 +39,14 @@ case "core":
     let facts = CoreFacts(pid: pid, uid: uid, gid: gid, signal: sig, time: time, dumpMode: mode,
                           comm: args[9...].joined(separator: " "))
     exit(CoreHelper.run(stateDir: args[2], facts: facts))
+case "corefd":
+    // %F: the kernel put a pidfd of the dumping task at this fd number.
+    guard args.count >= 11, let fdNumber = CInt(args[3]), let pid = pid_t(args[4]), let uid = uid_t(args[5]),
+          let gid = gid_t(args[6]), let sig = Int32(args[7]), let time = Int(args[8]), let mode = Int32(args[9]) else { usage() }
+    let facts = CoreFacts(pid: pid, uid: uid, gid: gid, signal: sig, time: time, dumpMode: mode,
+                          comm: args[10...].joined(separator: " "))
+    let pidfd = ccs_pidfd_pid(fdNumber) == pid ? OwnedFD(fdNumber) : nil
+    exit(CoreHelper.run(stateDir: args[2], facts: facts, pidfd: pidfd))
 case "key":
     guard args.count >= 11, let key = Int32(args[3]) else { usage() }
     let req = KeyHelper.Request(key: key, type: args[4], description: args[10...].joined(separator: " "), uid: args[5], gid: args[6],
