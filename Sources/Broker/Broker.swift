@@ -36,6 +36,7 @@ public final class Broker {
     var pendingCgroups: [(CgroupSet, String, UInt64)] = []
     var nextID: UInt64 = 1
     var connections: [CInt: ClientConnection] = [:]
+    var ownNamespaceInodes: [NamespaceKind: UInt64?] = [:]
     /// Granted devices' uevents into containers (UeventForwarding.swift).
     let uevents = UeventForwarding()
 

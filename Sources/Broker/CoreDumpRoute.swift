@@ -25,7 +25,14 @@ extension Broker {
         return nil
     }
 
-    func routeCore(_ facts: CoreFacts, core: OwnedFD, reply: @escaping (Message) -> Void) {
+    /// `early`: answer "ok accepted" as soon as the core is ours to deliver,
+    /// so the helper can exit and drop its copy of the core stream; the
+    /// kernel then waits for our close alone. Delivery errors after that
+    /// are only logged. Without it (spooled cores) the reply says how the
+    /// delivery ended.
+    func routeCore(_ facts: CoreFacts, core: OwnedFD, early: Bool = false, reply: @escaping (Message) -> Void) {
+        let accepted = { if early { reply(.ok(["accepted": "1"])) } }
+        let finished: (Message) -> Void = { m in if !early { reply(m) } }
         guard let r = attribute(facts) else {
             logger.info("core of pid \(facts.pid) (\(facts.comm)): in no container of ours; host handling")
             reply(Message("fallthrough"))
@@ -33,14 +40,18 @@ extension Broker {
         }
         if r.corePolicy == "drop" {
             logger.info("container \"\(r.name)\": core of pid \(facts.nsPid) (\(facts.comm)) dropped by policy")
+            accepted()
             DispatchQueue.global().async {
                 _ = try? Stream.copy(from: core.raw, to: nil)
-                reply(.ok(["dropped": "1"]))
+                finished(.ok(["dropped": "1"]))
             }
             return
         }
         if r.corePolicy.hasPrefix("handler:") {
-            runCoreHandler(r, facts, core: core, reply: reply)
+            // Its arguments name the signal; socket mode may not have it yet.
+            var facts = facts
+            facts.learnSignal(from: core.raw, timeoutMs: 200)
+            runCoreHandler(r, facts, core: core, early: early, reply: reply)
             return
         }
         guard let root = try? rootFD(r) else {
@@ -51,14 +62,16 @@ extension Broker {
         let name = r.name
         let file = "core.\(sanitize(facts.comm)).\(facts.nsPid == 0 ? facts.pid : facts.nsPid).\(facts.time)"
         let logger = self.logger
+        accepted()
         DispatchQueue.global().async {
             do {
                 let (path, bytes) = try deliverCoreFile(root: root, fsid: fsid, file: file, core: core.raw)
                 logger.info("container \"\(name)\": core of pid \(facts.nsPid) (\(facts.comm), signal \(facts.signal)) written to \(path) inside, \(bytes) bytes")
-                reply(.ok(["path": path, "bytes": "\(bytes)"]))
+                finished(.ok(["path": path, "bytes": "\(bytes)"]))
             } catch {
                 logger.error("container \"\(name)\": core of pid \(facts.nsPid) not delivered: \(error)")
-                reply(.error((error as? ContainerError) ?? ContainerError(.system, "\(error)")))
+                _ = try? Stream.copy(from: core.raw, to: nil)
+                finished(.error((error as? ContainerError) ?? ContainerError(.system, "\(error)")))
             }
         }
     }
@@ -144,7 +157,8 @@ let coreHandlerTimeoutSeconds = 300
 
 extension Broker {
     /// The container's own core handler, inside it, with the core on stdin.
-    func runCoreHandler(_ r: ContainerRecord, _ f: CoreFacts, core: OwnedFD, reply: @escaping (Message) -> Void) {
+    func runCoreHandler(_ r: ContainerRecord, _ f: CoreFacts, core: OwnedFD, early: Bool, reply: @escaping (Message) -> Void) {
+        let finished: (Message) -> Void = { m in if !early { reply(m) } }
         let path = String(r.corePolicy.dropFirst("handler:".count))
         let inside = { (id: UInt32) -> UInt32 in
             let base = r.rootHostID
@@ -161,6 +175,7 @@ extension Broker {
         }
         let name = r.name
         let logger = self.logger
+        if early { reply(.ok(["accepted": "1"])) }
         DispatchQueue.global().async {
             var p = plan.cPlan(fds: fds)
             let argv = CStringArray(args)
@@ -180,7 +195,7 @@ extension Broker {
                 let e = errno
                 logger.error("container \"\(name)\": core handler \(path) did not start (\(stageName(stage))): \(errnoDescription(e))")
                 _ = try? Stream.copy(from: core.raw, to: nil)
-                reply(.error(ContainerError(.system, "core handler \(path) did not start: \(errnoDescription(e))", errno: e)))
+                finished(.error(ContainerError(.system, "core handler \(path) did not start: \(errnoDescription(e))", errno: e)))
                 return
             }
             let deadline = Sys.monotonicNanos() + UInt64(coreHandlerTimeoutSeconds) * 1_000_000_000
@@ -194,11 +209,11 @@ extension Broker {
                 try? Sys.pidfdSendSignal(pidfd.raw, SIGKILL)
                 _ = try? Sys.pidfdWait(pidfd.raw)
                 logger.warning("container \"\(name)\": core handler \(path) killed after \(coreHandlerTimeoutSeconds) s")
-                reply(.error(ContainerError(.timeout, "core handler timed out")))
+                finished(.error(ContainerError(.timeout, "core handler timed out")))
                 return
             }
             logger.info("container \"\(name)\": core of pid \(args[1]) (\(f.comm)) handed to \(path) inside, wait status \(status ?? 0)")
-            reply(.ok(["handler": path, "status": "\(status ?? 0)"]))
+            finished(.ok(["handler": path, "status": "\(status ?? 0)"]))
         }
     }
 }

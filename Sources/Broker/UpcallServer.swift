@@ -36,9 +36,8 @@ extension Broker {
             // The peer must be outside every container: our own user, mount and pid namespaces.
             let pidfd = ccs_peer_pidfd(fd.raw)
             let owned = pidfd >= 0 ? OwnedFD(pidfd) : nil
-            let me = getpid()
             for kind in [NamespaceKind.user, .mnt, .pid] {
-                if Namespaces.inode(pid: cred.pid, kind: kind) != Namespaces.inode(pid: me, kind: kind) { trusted = false }
+                if Namespaces.inode(pid: cred.pid, kind: kind) != ownNamespace(kind) { trusted = false }
             }
             if let owned, ccs_pidfd_pid(owned.raw) != cred.pid { trusted = false }
         }
@@ -47,6 +46,12 @@ extension Broker {
             return
         }
         let conn = ClientConnection(fd: fd, pid: cred.pid, uid: cred.uid, gid: cred.gid)
+        // The helper sends its request right after connecting: serve it now
+        // if it is there, rather than after another turn of the loop.
+        if ccs_wait_readable(fd.raw, 0) == 0 {
+            upcallReadable(conn, watched: false)
+            return
+        }
         connections[fd.raw] = conn
         do {
             try loop.watch(fd.raw) { [unowned self] _ in self.upcallReadable(conn) }
@@ -55,22 +60,32 @@ extension Broker {
         }
     }
 
-    func upcallReadable(_ conn: ClientConnection) {
+    /// Our own namespace inode of a kind (they do not change while we run).
+    func ownNamespace(_ kind: NamespaceKind) -> UInt64? {
+        if let v = ownNamespaceInodes[kind] { return v }
+        let v = Namespaces.inode(pid: getpid(), kind: kind)
+        ownNamespaceInodes[kind] = v
+        return v
+    }
+
+    func upcallReadable(_ conn: ClientConnection, watched: Bool = true) {
         guard let got = try? FDPassing.receive(conn.fd.raw, maxFDs: 2), let msg = try? Message.decode(got.bytes) else {
-            closeConnection(conn)
+            if watched { closeConnection(conn) }
             return
         }
         // The connection now belongs to the request: it is answered when the
         // work is done, possibly on a worker thread.
-        loop.unwatch(conn.fd.raw)
-        connections.removeValue(forKey: conn.fd.raw)
+        if watched {
+            loop.unwatch(conn.fd.raw)
+            connections.removeValue(forKey: conn.fd.raw)
+        }
         switch msg.op {
         case "core":
             guard let core = got.fds.first, let facts = try? CoreFacts(fields: msg) else {
                 reply(conn.fd, .error(ContainerError(.invalidArgument, "core: facts and the core pipe are required")))
                 return
             }
-            routeCore(facts, core: core, reply: { [fd = conn.fd] m in reply(fd, m) })
+            routeCore(facts, core: core, early: true, reply: { [fd = conn.fd] m in reply(fd, m) })
         case "key":
             // The helper runs the container's own request-key itself (it holds
             // the key's authority in its session keyring); it needs the way in.

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -138,72 +139,91 @@ int ccs_pidfd_coredump_info(int pidfd, struct ccs_core_info *out)
 
 /* The signal from the core itself: the first note of an ELF core is the
  * dumping thread's NT_PRSTATUS, whose descriptor starts with si_signo.
- * Looked at with MSG_PEEK, so the stream is left whole. 0 if not found. */
+ * A socket is looked at with MSG_PEEK and a file with pread, so the stream
+ * is left whole; a pipe cannot be (0). 0 if not found. */
+static int core_signal_in(const unsigned char *b, size_t n, size_t *want)
+{
+	if (n < 64)
+		return *want = 64, -1;
+	if (memcmp(b, "\177ELF", 4) != 0 || b[4] != 2 /* ELFCLASS64 */)
+		return 0;
+	uint64_t phoff;
+	uint16_t phentsize, phnum;
+	memcpy(&phoff, b + 32, 8);
+	memcpy(&phentsize, b + 54, 2);
+	memcpy(&phnum, b + 56, 2);
+	if (phentsize < 56 || phnum == 0 || phnum == 0xffff || phoff > 65536)
+		return 0;
+	size_t phend = phoff + (size_t)phentsize * phnum;
+	if (phend > 65536)
+		return 0;
+	if (n < phend)
+		return *want = phend, -1;
+	for (uint16_t i = 0; i < phnum; i++) {
+		const unsigned char *ph = b + phoff + (size_t)i * phentsize;
+		uint32_t type;
+		uint64_t off;
+		memcpy(&type, ph, 4);
+		memcpy(&off, ph + 8, 8);
+		if (type != 4 /* PT_NOTE */)
+			continue;
+		/* namesz, descsz, type, "CORE\0" padded to 8, then elf_prstatus. */
+		if (off > 65536 - 24)
+			return 0;
+		if (n < off + 24)
+			return *want = off + 24, -1;
+		uint32_t namesz, ntype;
+		int32_t signo;
+		memcpy(&namesz, b + off, 4);
+		memcpy(&ntype, b + off + 8, 4);
+		if (namesz != 5 || ntype != 1 /* NT_PRSTATUS */)
+			return 0;
+		memcpy(&signo, b + off + 20, 4);
+		return signo > 0 && signo < 65 ? signo : 0;
+	}
+	return 0;
+}
+
 int ccs_core_signal_peek(int fd, int timeout_ms)
 {
-	unsigned char b[65536];
+	static __thread unsigned char b[65536];
 	size_t want = 64;
-	for (int round = 0; round < 64; round++) {
+	int spins = 0;
+	for (;;) {
+		ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+		if (n < 0 && errno == ENOTSOCK) {
+			n = pread(fd, b, sizeof(b), 0);
+			if (n < 0)
+				return 0;
+			size_t w = 0;
+			int sig = core_signal_in(b, (size_t)n, &w);
+			return sig < 0 ? 0 : sig;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN)
+			return 0;
+		if (n > 0) {
+			int sig = core_signal_in(b, (size_t)n, &want);
+			if (sig >= 0)
+				return sig;
+		}
+		/* The kernel is still writing the first pages: wait for more than
+		 * we have (poll only says "some"), briefly by yielding. */
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		if (poll(&p, 1, timeout_ms) <= 0)
 			return 0;
-		ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
-			return 0;
-		if ((size_t)n < want) {
-			/* Not enough yet: wait for more than we have. */
-			if (p.revents & POLLHUP)
+		if (n > 0 && (size_t)n < want) {
+			if ((p.revents & POLLHUP) && recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT) == n)
 				return 0;
-			usleep(200);
-			continue;
-		}
-		if (memcmp(b, "\177ELF", 4) != 0 || b[4] != 2 /* ELFCLASS64 */)
-			return 0;
-		uint64_t phoff;
-		uint16_t phentsize, phnum;
-		memcpy(&phoff, b + 32, 8);
-		memcpy(&phentsize, b + 54, 2);
-		memcpy(&phnum, b + 56, 2);
-		if (phentsize < 56 || phnum == 0 || phnum == 0xffff)
-			return 0;
-		size_t phend = phoff + (size_t)phentsize * phnum;
-		if (phend > sizeof(b))
-			return 0;
-		if ((size_t)n < phend) {
-			want = phend;
-			usleep(200);
-			continue;
-		}
-		for (uint16_t i = 0; i < phnum; i++) {
-			const unsigned char *ph = b + phoff + (size_t)i * phentsize;
-			uint32_t type;
-			uint64_t off;
-			memcpy(&type, ph, 4);
-			memcpy(&off, ph + 8, 8);
-			if (type != 4 /* PT_NOTE */)
-				continue;
-			/* namesz, descsz, type, "CORE\0" padded to 8, then elf_prstatus. */
-			size_t need = off + 12 + 8 + 4;
-			if (need > sizeof(b))
+			if (++spins > 2000)
 				return 0;
-			if ((size_t)n < need) {
-				want = need;
-				break;
-			}
-			uint32_t namesz, ntype;
-			int32_t signo;
-			memcpy(&namesz, b + off, 4);
-			memcpy(&ntype, b + off + 8, 4);
-			if (namesz != 5 || ntype != 1 /* NT_PRSTATUS */)
-				return 0;
-			memcpy(&signo, b + off + 20, 4);
-			return signo > 0 && signo < 65 ? signo : 0;
+			if (spins < 50)
+				sched_yield();
+			else
+				usleep(50);
 		}
-		usleep(200);
 	}
-	return 0;
 }
 
 pid_t ccs_spawn_detached(const char *path, char *const argv[], int ready_fd)

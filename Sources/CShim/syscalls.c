@@ -133,6 +133,12 @@ int ccs_pidfd_exit_status(int pidfd, int *status)
 
 pid_t ccs_pidfd_pid(int pidfd)
 {
+	/* PIDFD_GET_INFO (6.13+) first: one ioctl, no /proc walk. */
+	struct ccs_core_info info;
+	if (ccs_pidfd_coredump_info(pidfd, &info) == 0)
+		return info.pid;
+	if (errno == ESRCH)
+		return -1;
 	char path[64], buf[512];
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);

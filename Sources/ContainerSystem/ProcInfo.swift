@@ -28,6 +28,20 @@ public enum ProcInfo {
         (try? Sys.readFile("/proc/\(pid)/comm"))?.trimmingSuffixNewline()
     }
 
+    /// The rest of the first line of `bytes` that starts with `prefix`.
+    public static func line(in bytes: [UInt8], startingWith prefix: [UInt8]) -> ArraySlice<UInt8>? {
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count && bytes[end] != 0x0a { end += 1 }
+            if end - start >= prefix.count && bytes[start..<(start + prefix.count)].elementsEqual(prefix) {
+                return bytes[(start + prefix.count)..<end]
+            }
+            start = end + 1
+        }
+        return nil
+    }
+
     /// The arguments of a process ([] when it is gone or a kernel thread).
     public static func cmdline(pid: pid_t) -> [String] {
         guard let text = try? Sys.readFile("/proc/\(pid)/cmdline") else { return [] }

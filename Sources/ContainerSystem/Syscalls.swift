@@ -95,18 +95,35 @@ public enum Sys {
     }
 
     public static func readAll(_ fd: CInt, limit: Int = 1 << 20) throws -> String {
+        String(decoding: try readAllBytes(fd, limit: limit), as: UTF8.self)
+    }
+
+    public static func readBytes(_ path: String, limit: Int = 1 << 20) throws -> [UInt8] {
+        let fd = try open(path, O_RDONLY)
+        return try readAllBytes(fd.raw, limit: limit)
+    }
+
+    /// Everything up to EOF (at most about `limit` bytes), read in 4 KiB
+    /// steps first: /proc and config files are small.
+    public static func readAllBytes(_ fd: CInt, limit: Int = 1 << 20) throws -> [UInt8] {
         var out = [UInt8]()
-        var buf = [UInt8](repeating: 0, count: 65536)
+        var step = 4096
         while out.count < limit {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            let old = out.count
+            out.reserveCapacity(old + step)
+            var n = 0
+            out.append(contentsOf: repeatElement(0, count: step))
+            out.withUnsafeMutableBytes { n = Glibc.read(fd, $0.baseAddress! + old, step) }
             if n < 0 {
+                out.removeLast(step)
                 if errno == EINTR { continue }
                 throw ContainerError.sys("read")
             }
+            out.removeLast(step - n)
             if n == 0 { break }
-            out.append(contentsOf: buf[0..<n])
+            step = min(step * 2, 65536)
         }
-        return String(decoding: out, as: UTF8.self)
+        return out
     }
 
     public static func mkdir(_ path: String, _ mode: mode_t = 0o755, existOK: Bool = true) throws {

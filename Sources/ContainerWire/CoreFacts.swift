@@ -1,3 +1,4 @@
+import CShim
 import ContainerSystem
 #if canImport(Glibc)
 import Glibc
@@ -33,27 +34,44 @@ public struct CoreFacts: Sendable, Equatable {
     }
 
     /// Read the namespace inodes, cgroup and NSpid of `pid` from /proc.
+    /// Parsed as bytes: this runs for every core and key request, and
+    /// line-splitting Strings costs more than the reads.
     public mutating func gather(procRoot: String = "/proc") {
         for kind in NamespaceKind.allCases where kind != .time {
             if let ino = Namespaces.inode(pid: pid, kind: kind, procRoot: procRoot) { namespaces[kind.rawValue] = ino }
         }
-        if let text = try? Sys.readFile("\(procRoot)/\(pid)/cgroup") {
-            for line in text.split(separator: "\n") where line.hasPrefix("0::") {
-                cgroup = String(line.dropFirst(3))
-            }
+        if let bytes = try? Sys.readBytes("\(procRoot)/\(pid)/cgroup"),
+           let line = ProcInfo.line(in: bytes, startingWith: Array("0::".utf8)) {
+            cgroup = String(decoding: line, as: UTF8.self)
         }
-        if let ns = ProcInfo.statusField(pid: pid, "NSpid", procRoot: procRoot), let last = ns.last, let v = pid_t(last) {
+        if let bytes = try? Sys.readBytes("\(procRoot)/\(pid)/status"),
+           let line = ProcInfo.line(in: bytes, startingWith: Array("NSpid:".utf8)),
+           let last = line.split(whereSeparator: { $0 == 0x20 || $0 == 0x09 }).last,
+           let v = pid_t(String(decoding: last, as: UTF8.self)) {
             nsPid = v
         }
     }
 
+    /// Socket mode on a kernel whose pidfd does not name the signal: read it
+    /// from the core's NT_PRSTATUS note, leaving the stream whole.
+    public mutating func learnSignal(from core: CInt, timeoutMs: Int32 = 2000) {
+        if signal == 0 { signal = ccs_core_signal_peek(core, timeoutMs) }
+    }
+
+    /// The caller's namespace inodes, read once per process.
+    nonisolated(unsafe) static var ownNamespaces: [String: UInt64]?
+
     /// True when every namespace of the process is the caller's: a host process.
     public func isInCallersNamespaces() -> Bool {
-        let me = getpid()
-        for (kind, ino) in namespaces {
-            guard let k = NamespaceKind(rawValue: kind) else { continue }
-            if Namespaces.inode(pid: me, kind: k) != ino { return false }
+        if CoreFacts.ownNamespaces == nil {
+            var own: [String: UInt64] = [:]
+            for kind in NamespaceKind.allCases where kind != .time {
+                if let ino = Namespaces.inode(pid: getpid(), kind: kind) { own[kind.rawValue] = ino }
+            }
+            CoreFacts.ownNamespaces = own
         }
+        let own = CoreFacts.ownNamespaces ?? [:]
+        for (kind, ino) in namespaces where own[kind] != ino { return false }
         return !namespaces.isEmpty
     }
 

@@ -16,7 +16,11 @@ import Glibc
 public enum CoreHelper {
     /// `pidfd`: the crashing task's, when the caller has one (socket mode);
     /// otherwise opened by pid, which is safe while the kernel waits for us.
-    public static func run(stateDir: String, facts inFacts: CoreFacts, coreFD: CInt = 0, pidfd given: OwnedFD? = nil) -> Int32 {
+    ///
+    /// `inPlace`: a previous pipe helper replaces this process (the pipe
+    /// helper's case); otherwise it is spawned (the core server's threads).
+    public static func run(stateDir: String, facts inFacts: CoreFacts, coreFD: CInt = 0, pidfd given: OwnedFD? = nil,
+                           inPlace: Bool = true) -> Int32 {
         var facts = inFacts
         let conf = UpcallConfig.load(stateDir: stateDir)
             ?? UpcallConfig(spoolDir: "/var/lib/ctrobj/spool", previousCorePattern: "core", previousModprobe: nil, mode: "pipe")
@@ -24,7 +28,8 @@ public enum CoreHelper {
         let pidfd = given ?? (try? Sys.pidfdOpen(facts.pid))
         facts.gather()
         if facts.isInCallersNamespaces() {
-            return HostCore.handle(previous: conf.previousCorePattern, facts: facts, coreFD: coreFD)
+            facts.learnSignal(from: coreFD)
+            return HostCore.handle(previous: conf.previousCorePattern, facts: facts, coreFD: coreFD, inPlace: inPlace)
         }
         do {
             let conn = try Connection.connect("\(stateDir)/upcall.sock")
@@ -33,7 +38,8 @@ public enum CoreHelper {
             }
             let (reply, _) = try conn.receive(timeoutMs: 600_000)
             if reply.op == "fallthrough" {
-                return HostCore.handle(previous: conf.previousCorePattern, facts: facts, coreFD: coreFD)
+                facts.learnSignal(from: coreFD)
+                return HostCore.handle(previous: conf.previousCorePattern, facts: facts, coreFD: coreFD, inPlace: inPlace)
             }
             _ = try reply.checked()
             return 0
@@ -52,7 +58,7 @@ public enum CoreHelper {
         }
     }
 
-    static func log(_ s: String) {
+    public static func log(_ s: String) {
         // The kernel gives a pipe helper no stderr; /dev/kmsg is where it can be read.
         if let fd = try? Sys.open("/dev/kmsg", O_WRONLY) { try? Sys.write(fd.raw, "ctrobj-upcall: \(s)\n") }
     }
@@ -61,14 +67,22 @@ public enum CoreHelper {
 /// What the kernel would have done with a host process's core under the
 /// core_pattern that was in place before `ctrobj install`.
 public enum HostCore {
-    public static func handle(previous: String, facts: CoreFacts, coreFD: CInt) -> Int32 {
+    public static func handle(previous: String, facts: CoreFacts, coreFD: CInt, inPlace: Bool = true) -> Int32 {
         let pattern = previous.trimmingSuffixNewline()
         if pattern.hasPrefix("|") {
-            // Become the previous helper: same pid, same stdin, expanded args.
+            // The previous helper with the expanded arguments and the core on
+            // its stdin: in place of this process, or spawned beside it (it
+            // holds the stream, so the kernel waits for it as before).
             let args = expand(String(pattern.dropFirst()), facts: facts, forPipe: true)
             guard let path = args.first else { return 1 }
             let argv = CStringArray(args)
             let envp = CStringArray(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+            if !inPlace {
+                if spawn(path, argv, envp, stdin: coreFD) { return 0 }
+                CoreHelper.log("previous core helper \(path) could not run: \(errnoDescription(errno))")
+                _ = try? Stream.copy(from: coreFD, to: nil)
+                return 1
+            }
             execve(path, argv.pointers, envp.pointers)
             CoreHelper.log("previous core helper \(path) could not run: \(errnoDescription(errno))")
             return 1
@@ -103,6 +117,31 @@ public enum HostCore {
         }
         _ = try? Stream.copy(from: coreFD, to: out.raw, limit: limit)
         return 0
+    }
+
+    /// posix_spawn with `stdin` as fd 0 and default signal handling (the core
+    /// server ignores SIGCHLD and SIGPIPE; a helper must not inherit that).
+    static func spawn(_ path: String, _ argv: CStringArray, _ envp: CStringArray, stdin: CInt) -> Bool {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGCHLD)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attr, &none)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, &attr, argv.pointers, envp.pointers)
+        if rc != 0 { errno = rc }
+        return rc == 0
     }
 
     /// Soft RLIMIT_CORE of the process, from /proc/PID/limits.

@@ -14,8 +14,8 @@ import Glibc
 /// that case; so does this server). The kernel connects from the crashing
 /// task (SO_PEERPIDFD names it), with the request protocol asks what to do, and
 /// with COREDUMP_WAIT keeps the task until we close. Every connection is
-/// handled in a forked child, which then does exactly what the pipe helper
-/// does (CoreHelper.run) with the socket as the core stream on stdin.
+/// handled on a thread of its own, which does what the pipe helper does
+/// (CoreHelper.run) with the socket as the core stream.
 public enum CoreServer {
     public static func socketPath(stateDir: String) -> String { "\(stateDir)/core.sock" }
     public static func pidPath(stateDir: String) -> String { "\(stateDir)/core-server.pid" }
@@ -27,7 +27,8 @@ public enum CoreServer {
     /// `start`) gets one byte once the socket listens.
     public static func serve(stateDir: String, readyFD: CInt?) -> Never {
         // The server must not dump into itself (the kernel's advice), and
-        // children it forks are reaped by the kernel.
+        // previous pipe helpers it spawns for host crashes are reaped by the
+        // kernel.
         _ = ccs_set_nondumpable()
         signal(SIGCHLD, SIG_IGN)
         signal(SIGPIPE, SIG_IGN)
@@ -42,6 +43,7 @@ public enum CoreServer {
             CoreHelper.log("core server for \(stateDir) could not start: \(error)")
             exit(1)
         }
+        warmUp(stateDir: stateDir)
         if let readyFD {
             _ = try? Sys.write(readyFD, "R")
             close(readyFD)
@@ -56,18 +58,49 @@ public enum CoreServer {
                 CoreHelper.log("core server for \(stateDir): accept: \(errnoDescription(errno)); exiting")
                 exit(1)
             }
-            let child = fork()
-            if child == 0 {
-                listener.close()
-                signal(SIGCHLD, SIG_DFL)
-                exit(handle(connection: c, stateDir: stateDir))
-            }
-            if child < 0 {
-                // No process to spare: handle it here rather than lose it.
+            // One thread per connection: a fork per core cost more than the
+            // rest of the server's work. A previous pipe helper (host
+            // crashes) is spawned, not exec'd in place.
+            if !startThread(connection: c, stateDir: stateDir) {
+                // No thread to spare: handle it here rather than lose it.
                 _ = handle(connection: c, stateDir: stateDir)
+                close(c)
             }
-            close(c)
         }
+    }
+
+    final class Job {
+        let fd: CInt, stateDir: String
+        init(fd: CInt, stateDir: String) { self.fd = fd; self.stateDir = stateDir }
+    }
+
+    static func startThread(connection c: CInt, stateDir: String) -> Bool {
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        defer { pthread_attr_destroy(&attr) }
+        pthread_attr_setdetachstate(&attr, CInt(PTHREAD_CREATE_DETACHED))
+        let job = Unmanaged.passRetained(Job(fd: c, stateDir: stateDir)).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, &attr, { arg in
+            let job = Unmanaged<Job>.fromOpaque(arg!).takeRetainedValue()
+            _ = CoreServer.handle(connection: job.fd, stateDir: job.stateDir)
+            close(job.fd)
+            return nil
+        }, job)
+        if rc != 0 { Unmanaged<Job>.fromOpaque(job).release() }
+        return rc == 0
+    }
+
+    /// Run once what every connection runs, so the forked children start
+    /// with the runtime's lazily made state (string and Unicode tables,
+    /// metadata) already in place instead of building it per core.
+    static func warmUp(stateDir: String) {
+        var facts = CoreFacts(pid: getpid(), uid: 0, gid: 0, signal: 0, time: Sys.realtimeSeconds(), dumpMode: 1,
+                              comm: ProcInfo.comm(pid: getpid()) ?? "")
+        facts.gather()
+        _ = facts.isInCallersNamespaces()
+        _ = UpcallConfig.load(stateDir: stateDir)
+        _ = try? CoreFacts(fields: Message.decode(Message("core", facts.fields).encoded()))
     }
 
     /// One kernel connection: answer the request, learn who crashed from
@@ -102,17 +135,13 @@ public enum CoreServer {
             CoreHelper.log("core socket: peer pid \(info.pid) is not dumping core; refused")
             return 1
         }
-        let signal = info.signal != 0 ? info.signal : ccs_core_signal_peek(c, 2000)
-        let facts = CoreFacts(pid: info.pid, uid: info.uid, gid: info.gid, signal: signal, time: Sys.realtimeSeconds(),
+        // The signal: from the pidfd where the kernel says (6.19+), else read
+        // from the core's first note only when someone needs it (a host
+        // fall-through, a container's handler): not on every core's path.
+        let facts = CoreFacts(pid: info.pid, uid: info.uid, gid: info.gid, signal: info.signal, time: Sys.realtimeSeconds(),
                               dumpMode: info.coredump_mask & dumpRoot != 0 ? 2 : 1,
                               comm: ProcInfo.comm(pid: info.pid) ?? "")
-        // The core is the helper's stdin, so a previous pipe helper that
-        // handles a host crash gets it where it expects it.
-        if c != 0 {
-            dup2(c, 0)
-            close(c)
-        }
-        return CoreHelper.run(stateDir: stateDir, facts: facts, coreFD: 0, pidfd: pidfd)
+        return CoreHelper.run(stateDir: stateDir, facts: facts, coreFD: c, pidfd: pidfd, inPlace: false)
     }
 }
 

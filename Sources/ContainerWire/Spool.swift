@@ -37,12 +37,22 @@ public enum Spool {
 
 public enum Stream {
     /// Copy until EOF (or `limit` bytes, the rest drained); returns bytes written.
+    /// A socket (core_pattern socket mode) is read with MSG_WAITALL into a
+    /// 256 KiB buffer: the kernel writes a core a page at a time, and without
+    /// it every read would return one page and cost one write.
     @discardableResult
     public static func copy(from src: CInt, to dst: CInt?, limit: UInt64 = .max) throws -> UInt64 {
-        var buf = [UInt8](repeating: 0, count: 1 << 16)
+        let size = 1 << 18
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+        defer { buf.deallocate() }
         var total: UInt64 = 0
+        var socket = true
         while true {
-            let n = buf.withUnsafeMutableBytes { read(src, $0.baseAddress, $0.count) }
+            var n = socket ? recv(src, buf, size, CInt(MSG_WAITALL)) : read(src, buf, size)
+            if n < 0 && socket && errno == ENOTSOCK {
+                socket = false
+                n = read(src, buf, size)
+            }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw ContainerError.sys("read core")
@@ -52,7 +62,7 @@ public enum Stream {
             let keep = Int(min(UInt64(n), limit - total))
             var off = 0
             while off < keep {
-                let w = buf.withUnsafeBytes { write(dst, $0.baseAddress! + off, keep - off) }
+                let w = write(dst, buf + off, keep - off)
                 if w < 0 {
                     if errno == EINTR { continue }
                     throw ContainerError.sys("write core")

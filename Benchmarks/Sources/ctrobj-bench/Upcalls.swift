@@ -7,8 +7,9 @@ import Glibc
 // The upcall group (`--upcalls`, `--upcalls-only`): the broker against the
 // plain kernel mechanism it replaces, measured side by side in one run.
 //
-//   core     crash → whole core, inside a container through the broker, against
-//            a plain `|corecopy DIR %p` pipe helper writing a host file
+//   core     crash inside a container → whole core inside it through the broker
+//            (socket mode and pipe mode), against the same crash with a plain
+//            `|corecopy DIR %P` pipe helper writing a host file
 //   key      request_key round trip from inside a container through the broker,
 //            against stock /sbin/request-key with a host rule
 //   startup  exec + exit of ctrobj-upcall (usage, exit 2) against `return 2;` in C
@@ -164,12 +165,17 @@ func runUpcalls(_ uo: UpcallOptions, daemon: PrivateDaemon, name: String, work: 
     let env = CStringArray(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
 
     // MARK: core dumps
+    // Every variant crashes the same static program inside the same kind of
+    // container, started the same way (exec into the container + waitpid), so
+    // the only difference is what takes the core: the broker in socket mode,
+    // the broker in pipe mode, or a plain pipe helper writing a host file.
     try Sys.mkdir(coreDir, 0o700)
-    let refPattern = "|\(programs.corecopy) \(coreDir) %p"
+    let refPattern = "|\(programs.corecopy) \(coreDir) %P"
     if saved.corePipeLimit.trimmingSuffixNewline() == "0" { try Sys.writeFile(KernelSettings.corePipeLimitPath, "64") }
     guard KernelSettings.tryCorePattern(refPattern) else { throw BenchError("upcalls: the kernel did not take core_pattern \(refPattern)") }
     let report = try installer.install()
-    let brokerPattern = report.corePattern
+    let socketPattern: String? = report.mode.hasPrefix("socket") ? report.corePattern : nil
+    let pipePattern = installer.corePattern(.pipe, pidfd: report.socketModeSupported)
     let pipeLimit = (try? Sys.readFile(KernelSettings.corePipeLimitPath))?.trimmingSuffixNewline() ?? "?"
     /// An empty-root container with the static crasher, whose init is the static sleeper.
     func crashContainer(_ name: String, policy: String?) throws -> (Container, ContainerProcess) {
@@ -200,83 +206,91 @@ func runUpcalls(_ uo: UpcallOptions, daemon: PrivateDaemon, name: String, work: 
         // Kept open until the listing is done (an optimised build frees it after its last use).
         return withExtendedLifetime(fd) { Sys.listDirectory("/proc/self/fd/\(fd.raw)").filter { $0.hasPrefix("core.") } }
     }
+    /// Crash inside `c` and time it to waitpid (the kernel waits for the handler).
+    func crashInside(_ c: Container, _ mib: Int) throws -> UInt64 {
+        let t0 = now()
+        let p = try daemon.with { try c.exec(ProcessSpec("/bin/crasher", ["crasher", "\(mib)"])) }
+        let s = try p.wait()
+        let t = now() - t0
+        guard s & 0x7f == SIGSEGV, s & 0x80 != 0 else { throw BenchError("crasher inside: \(waitStatusText(s)), not a core dump") }
+        return t
+    }
+    /// Through the broker: the one core inside the container, whole at waitpid.
+    func brokerCrash(_ pattern: String, _ mib: Int) throws -> UInt64 {
+        let want = Int64(mib) << 20
+        try setPattern(pattern)
+        for f in coresInside() { try? daemon.with { try crashC.unlink("/var/lib/ctrobj/cores/\(f)") } }
+        let t = try crashInside(crashC, mib)
+        let found = coresInside()
+        guard found.count == 1 else { throw BenchError("cores inside after waitpid: \(found)") }
+        let path = "/var/lib/ctrobj/cores/\(found[0])"
+        let f = try daemon.with { try crashC.openFile(path, flags: O_RDONLY) }
+        var st = stat()
+        let rc = withExtendedLifetime(f) { fstat(f.raw, &st) }
+        try daemon.with { try crashC.unlink(path) }
+        guard rc == 0 else { throw BenchError("fstat \(path) inside: \(errnoText(errno))") }
+        guard Int64(st.st_size) >= want else { throw BenchError("core inside is \(st.st_size) bytes at waitpid, less than \(want)") }
+        return t
+    }
 
+    let socketLabel = "library, socket mode (`\(socketPattern?.prefix(2) == "@@" ? "@@" : "@")`): crash inside a container → core inside it"
+    let pipeLabel = "library, pipe mode (`|ctrobj-upcall`): crash inside a container → core inside it"
+    let refLabel = "reference: the same crash inside the same kind of container, plain pipe helper (`corecopy DIR %P`) writes a host file"
     var coreTables: [Table] = []
     for mib in [1, 64] {
         if interrupted != 0 { break }
         log("upcalls: core dumps of \(mib) MiB: \(uo.coreRounds) interleaved rounds")
         let want = Int64(mib) << 20
-        let refArgv = CStringArray(["crasher", "\(mib)"])
-        let refExitArgv = CStringArray(["crasher", "\(mib)", "exit"])
-        let variants = [
-            Variant(label: "library: crash inside a container, core through the broker (exec + waitpid)") { _ in
-                try setPattern(brokerPattern)
-                for f in coresInside() { try? daemon.with { try crashC.unlink("/var/lib/ctrobj/cores/\(f)") } }
-                let t0 = now()
-                let p = try daemon.with { try crashC.exec(ProcessSpec("/bin/crasher", ["crasher", "\(mib)"])) }
-                let s = try p.wait()
-                let t = now() - t0
-                guard s & 0x7f == SIGSEGV, s & 0x80 != 0 else { throw BenchError("crasher inside: \(waitStatusText(s)), not a core dump") }
-                let found = coresInside()
-                guard found.count == 1 else { throw BenchError("cores inside after waitpid: \(found)") }
-                let path = "/var/lib/ctrobj/cores/\(found[0])"
-                let f = try daemon.with { try crashC.openFile(path, flags: O_RDONLY) }
-                var st = stat()
-                let rc = withExtendedLifetime(f) { fstat(f.raw, &st) }
-                try daemon.with { try crashC.unlink(path) }
-                guard rc == 0 else { throw BenchError("fstat \(path) inside: \(errnoText(errno))") }
-                guard Int64(st.st_size) >= want else { throw BenchError("core inside is \(st.st_size) bytes at waitpid, less than \(want)") }
-                return t
-            },
-            Variant(label: "reference: host crash, plain pipe helper (`corecopy DIR %p`) writes a host file (spawn + waitpid)") { _ in
-                try setPattern(refPattern)
-                let (t, pid, s) = try spawnAndWait(refArgv, env, path: programs.crasher)
-                guard s & 0x7f == SIGSEGV, s & 0x80 != 0 else { throw BenchError("crasher on the host: \(waitStatusText(s)), not a core dump") }
-                let file = "\(coreDir)/core.\(pid)"
-                let size = fileSize(file)
-                unlink(file)
-                guard let size, size >= want else { throw BenchError("reference core \(file) is \(size.map { "\($0)" } ?? "missing") bytes at waitpid, less than \(want)") }
-                return t
-            },
-            Variant(label: "(breakdown) library, policy `drop`: ctrobjd reads the core and discards it") { _ in
-                try setPattern(brokerPattern)
-                let t0 = now()
-                let p = try daemon.with { try dropC.exec(ProcessSpec("/bin/crasher", ["crasher", "\(mib)"])) }
-                let s = try p.wait()
-                let t = now() - t0
-                guard s & 0x7f == SIGSEGV, s & 0x80 != 0 else { throw BenchError("crasher inside (drop): \(waitStatusText(s)), not a core dump") }
-                return t
-            },
-            Variant(label: "(breakdown) library: exec the crasher inside, touch, exit 0 (no dump)") { _ in
-                let t0 = now()
-                let p = try daemon.with { try crashC.exec(ProcessSpec("/bin/crasher", ["crasher", "\(mib)", "exit"])) }
-                let s = try p.wait()
-                let t = now() - t0
-                guard s == 0 else { throw BenchError("crasher exit inside: \(waitStatusText(s))") }
-                return t
-            },
-            Variant(label: "(breakdown) reference: spawn the crasher on the host, touch, exit 0 (no dump)") { _ in
-                let (t, _, s) = try spawnAndWait(refExitArgv, env, path: programs.crasher)
-                guard s == 0 else { throw BenchError("crasher exit on the host: \(waitStatusText(s))") }
-                return t
-            },
-        ]
+        var variants: [Variant] = []
+        if let socketPattern {
+            variants.append(Variant(label: socketLabel) { _ in try brokerCrash(socketPattern, mib) })
+        }
+        variants.append(Variant(label: pipeLabel) { _ in try brokerCrash(pipePattern, mib) })
+        variants.append(Variant(label: refLabel) { _ in
+            try setPattern(refPattern)
+            for f in Sys.listDirectory(coreDir) { unlink("\(coreDir)/\(f)") }
+            let t = try crashInside(crashC, mib)
+            let files = Sys.listDirectory(coreDir)
+            guard files.count == 1 else { throw BenchError("reference cores after waitpid: \(files)") }
+            let size = fileSize("\(coreDir)/\(files[0])")
+            unlink("\(coreDir)/\(files[0])")
+            guard let size, size >= want else { throw BenchError("reference core is \(size.map { "\($0)" } ?? "missing") bytes at waitpid, less than \(want)") }
+            return t
+        })
+        variants.append(Variant(label: "(breakdown) library, \(socketPattern == nil ? "pipe" : "socket") mode, policy `drop`: ctrobjd reads the core and discards it") { _ in
+            try setPattern(socketPattern ?? pipePattern)
+            return try crashInside(dropC, mib)
+        })
+        variants.append(Variant(label: "(breakdown) exec the crasher inside, touch, exit 0 (no dump)") { _ in
+            let t0 = now()
+            let p = try daemon.with { try crashC.exec(ProcessSpec("/bin/crasher", ["crasher", "\(mib)", "exit"])) }
+            let s = try p.wait()
+            let t = now() - t0
+            guard s == 0 else { throw BenchError("crasher exit inside: \(waitStatusText(s))") }
+            return t
+        })
         let rows = interleave("core \(mib) MiB", variants, rounds: uo.coreRounds)
-        coreTables.append(Table(title: "crash → complete core, \(mib) MiB", rows: rows, reference: rows[1].0))
+        coreTables.append(Table(title: "crash → complete core, \(mib) MiB", rows: rows, reference: refLabel))
     }
     try installer.uninstall()
     try saved.restore()
 
-    out += "### Core dumps: crash → complete core (pipe mode)\n\n"
-    out += "core_pipe_limit \(pipeLimit) during the run; broker pattern `\(brokerPattern)`; reference pattern `\(refPattern)`.\n"
-    out += "Socket mode (`@`): \(report.socketModeSupported ? "supported by this kernel (detected)" : "not supported by this kernel"); not measured, not implemented.\n\n"
+    out += "### Core dumps: crash → complete core (socket and pipe mode)\n\n"
+    out += "Broker installed in mode `\(report.mode)`; socket pattern `\(socketPattern ?? "none (this kernel has no socket mode)")`, "
+    out += "pipe pattern `\(pipePattern)`, reference pattern `\(refPattern)`; core_pipe_limit \(pipeLimit) during the run. "
+    out += "Every variant crashes the same static program inside a container, started by exec into it, timed to waitpid "
+    out += "(the kernel keeps the task until the handler is done: core_pipe_limit for pipes, COREDUMP_WAIT for `@@`).\n\n"
     for t in coreTables {
-        out += "#### \(t.title)\n\n" + t.markdown(refHeader: "× reference") + "\n" + ratioVerdict(t, target: 1.2) + "\n"
-        let lib = t.rows[0].1.median, ref = t.rows[1].1.median, drop = t.rows[2].1.median
-        let libExit = t.rows[3].1.median, refExit = t.rows[4].1.median
-        out += "Dump path alone (crash − exit-0 medians): library \(ms(lib - libExit)) ms (with policy `drop`: \(ms(drop - libExit)) ms), "
-        out += "reference \(ms(ref - refExit)) ms; starting the process and touching the memory: library exec \(ms(libExit)) ms, "
-        out += "reference spawn \(ms(refExit)) ms.\n\n"
+        out += "#### \(t.title)\n\n" + t.markdown(refHeader: "× reference") + "\n"
+        for label in [socketLabel, pipeLabel] where t.sample(label) != nil {
+            out += ratioVerdict(t, row: label, target: 1.2)
+        }
+        if let ref = t.sample(refLabel)?.median, let exit0 = t.rows.last?.1.median {
+            out += "- dump path alone (crash − exit-0 medians): reference \(ms(ref - exit0)) ms"
+            for label in [socketLabel, pipeLabel] { if let v = t.sample(label)?.median { out += ", \(label.hasPrefix("library, socket") ? "socket" : "pipe") \(ms(v - exit0)) ms" } }
+            out += "\n"
+        }
+        out += "\n"
     }
 
     // MARK: key requests
@@ -409,10 +423,12 @@ func runUpcalls(_ uo: UpcallOptions, daemon: PrivateDaemon, name: String, work: 
     return out
 }
 
-/// "library / reference ≤ target" on the first row and the reference row.
-func ratioVerdict(_ t: Table, target: Double) -> String {
-    guard let lib = t.rows.first?.1.median, let ref = t.sample(t.reference)?.median, !lib.isNaN, !ref.isNaN else {
+/// "library / reference ≤ target" for one row (the first by default) against the reference row.
+func ratioVerdict(_ t: Table, row: String? = nil, target: Double) -> String {
+    guard let lib = (row.flatMap { t.sample($0) } ?? t.rows.first?.1)?.median, let ref = t.sample(t.reference)?.median,
+          !lib.isNaN, !ref.isNaN else {
         return "- no verdict: a variant has no successful runs\n"
     }
-    return "- library / reference = \(fixed(lib / ref, 2)) (target ≤ \(fixed(target, 1))): **\(lib / ref <= target ? "met" : "NOT met")**\n"
+    let name = row.map { "\($0.split(separator: ":").first ?? "library")" } ?? "library"
+    return "- \(name) / reference = \(fixed(lib / ref, 2)) (target ≤ \(fixed(target, 1))): **\(lib / ref <= target ? "met" : "NOT met")**\n"
 }
