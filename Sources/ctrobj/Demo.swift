@@ -163,6 +163,9 @@ struct Tour {
         }
         print("  core_pattern was: \(report.previous.corePattern.trimmingSuffixNewline())")
         print("  core_pattern now: \(report.corePattern)")
+        print("  mode: \(report.mode)" + (report.mode.hasPrefix("socket")
+            ? " (the kernel connects to the core server, ctrobj-upcall serve; the task's pidfd says who crashed)"
+            : " (the kernel runs ctrobj-upcall for each core)"))
 
         step("a process crashes inside a container")
         let name = "tour-crash-\(getpid())"
