@@ -27,6 +27,13 @@ public enum CoreHelper {
         // Safe by pid: the kernel keeps the dumping task until we exit.
         let pidfd = given ?? (try? Sys.pidfdOpen(facts.pid))
         facts.gather()
+        // What /proc said is the task's only if the pidfd still names it
+        // (plain "@" mode does not keep the task for us).
+        if let pidfd, ccs_pidfd_pid(pidfd.raw) != facts.pid {
+            log("core of pid \(facts.pid) (\(facts.comm)) dropped: the task was gone before it could be attributed")
+            _ = try? Stream.copy(from: coreFD, to: nil)
+            return 1
+        }
         if facts.isInCallersNamespaces() {
             facts.learnSignal(from: coreFD)
             return HostCore.handle(previous: conf.previousCorePattern, facts: facts, coreFD: coreFD, inPlace: inPlace)
