@@ -62,14 +62,32 @@ extension Broker {
         let name = r.name
         let file = "core.\(sanitize(facts.comm)).\(facts.nsPid == 0 ? facts.pid : facts.nsPid).\(facts.time)"
         let logger = self.logger
+        let spoolDir = UpcallConfig.load(stateDir: config.stateDir)?.spoolDir ?? config.spoolDir
         accepted()
         DispatchQueue.global().async {
+            let out: OwnedFD, path: String
             do {
-                let (path, bytes) = try deliverCoreFile(root: root, fsid: fsid, file: file, core: core.raw)
+                (out, path) = try openCoreFile(root: root, fsid: fsid, file: file)
+            } catch {
+                // Nothing read yet: a live core that cannot go inside (a
+                // read-only or full root) is kept on the host, root's only,
+                // rather than lost. A spooled one stays in the spool.
+                if early, let kept = try? Spool.store(dir: spoolDir, facts: facts, from: core.raw) {
+                    rename("\(spoolDir)/\(kept).meta", "\(spoolDir)/\(kept).undeliverable")
+                    logger.error("container \"\(name)\": core of pid \(facts.nsPid) cannot be written inside (\(error)); kept on the host as \(spoolDir)/\(kept).core")
+                } else {
+                    logger.error("container \"\(name)\": core of pid \(facts.nsPid) not delivered: \(error)")
+                    _ = try? Stream.copy(from: core.raw, to: nil)
+                }
+                finished(.error((error as? ContainerError) ?? ContainerError(.system, "\(error)")))
+                return
+            }
+            do {
+                let bytes = try Stream.copy(from: core.raw, to: out.raw)
                 logger.info("container \"\(name)\": core of pid \(facts.nsPid) (\(facts.comm), signal \(facts.signal)) written to \(path) inside, \(bytes) bytes")
                 finished(.ok(["path": path, "bytes": "\(bytes)"]))
             } catch {
-                logger.error("container \"\(name)\": core of pid \(facts.nsPid) not delivered: \(error)")
+                logger.error("container \"\(name)\": core of pid \(facts.nsPid) cut short at \(path) inside: \(error)")
                 _ = try? Stream.copy(from: core.raw, to: nil)
                 finished(.error((error as? ContainerError) ?? ContainerError(.system, "\(error)")))
             }
@@ -116,10 +134,10 @@ func sanitize(_ s: String) -> String {
     String(s.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }.prefix(32))
 }
 
-/// Write a core below the container's root as the container's root (fsuid on
-/// this thread only): directories and file are its root's, nothing follows a
-/// symlink the container planted. Returns the path inside and the size.
-func deliverCoreFile(root: OwnedFD, fsid: UInt32, file: String, core: CInt) throws -> (String, UInt64) {
+/// Create a core file below the container's root as the container's root
+/// (fsuid on this thread only): directories and file are its root's, nothing
+/// follows a symlink the container planted. Returns the file and its path inside.
+func openCoreFile(root: OwnedFD, fsid: UInt32, file: String) throws -> (OwnedFD, String) {
     var oldU: uid_t = 0, oldG: gid_t = 0
     ccs_swap_fsids(fsid, fsid, &oldU, &oldG)
     defer {
@@ -127,14 +145,17 @@ func deliverCoreFile(root: OwnedFD, fsid: UInt32, file: String, core: CInt) thro
         ccs_swap_fsids(oldU, oldG, &u, &g)
     }
     let strict: UInt64 = 0x04 | 0x08 | 0x02 // RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
+    let inside = "/" + (coreDirectory + [file]).joined(separator: "/")
+    // Usually the directory is there: one lookup instead of one per level.
+    if let dir = try? Sys.openat2(root.raw, coreDirectory.joined(separator: "/"), O_PATH | O_DIRECTORY, 0, resolve: strict) {
+        return (try Sys.openat2(dir.raw, file, O_WRONLY | O_CREAT | O_EXCL, 0o600, resolve: strict), inside)
+    }
     var dir = try root.duplicate()
     for part in coreDirectory {
         if mkdirat(dir.raw, part, 0o755) < 0 && errno != EEXIST { throw ContainerError.sys("mkdir /\(coreDirectory.joined(separator: "/"))") }
         dir = try Sys.openat2(dir.raw, part, O_PATH | O_DIRECTORY, 0, resolve: strict)
     }
-    let out = try Sys.openat2(dir.raw, file, O_WRONLY | O_CREAT | O_EXCL, 0o600, resolve: strict)
-    let bytes = try Stream.copy(from: core, to: out.raw)
-    return ("/" + (coreDirectory + [file]).joined(separator: "/"), bytes)
+    return (try Sys.openat2(dir.raw, file, O_WRONLY | O_CREAT | O_EXCL, 0o600, resolve: strict), inside)
 }
 
 extension Broker {

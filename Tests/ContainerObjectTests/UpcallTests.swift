@@ -296,6 +296,40 @@ struct UpcallTests {
         }
     }
 
+    @Test("a core that cannot be written inside its container is kept on the host, root's only, not lost")
+    func undeliverableKept() throws {
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let inst = installer(d)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                let (c, p) = try crashable("nowhere")
+                // The core directory is taken by a file: nothing can be made there.
+                try c.mkdirs("/var/lib/ctrobj")
+                try c.writeFile("/var/lib/ctrobj/cores", "not a directory\n", mode: 0o644)
+                try crash(c)
+                let spool = "\(d.stateDir)-spool"
+                var kept: [String] = []
+                for _ in 0..<250 {
+                    kept = Sys.listDirectory(spool).filter { $0.hasSuffix(".undeliverable") }
+                    if !kept.isEmpty { break }
+                    usleep(20_000)
+                }
+                try #require(kept.count == 1, "spool: \(Sys.listDirectory(spool))")
+                let core = try Sys.open("\(spool)/\(kept[0].dropLast(".undeliverable".count)).core", O_RDONLY)
+                var st = stat()
+                fstat(core.raw, &st)
+                #expect(st.st_uid == 0 && st.st_mode & 0o777 == 0o600)
+                #expect(try elfCoreEnd(core.raw) > 0, "the whole core is kept")
+                var dirSt = stat()
+                #expect(stat(spool, &dirSt) == 0 && dirSt.st_mode & 0o777 == 0o700)
+                try p.signal(SIGKILL)
+                _ = try? p.waitCode()
+                removeTree(spool)
+            }
+        }
+    }
+
     @Test("socket mode: a core server that dies is started again by ctrobjd, and the next crash is delivered")
     func coreServerSupervised() throws {
         try preservingKernelSettings {
