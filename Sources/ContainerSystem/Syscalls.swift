@@ -95,16 +95,20 @@ public enum Sys {
     }
 
     public static func readAll(_ fd: CInt, limit: Int = 1 << 20) throws -> String {
+        // Through a 4 KiB stack buffer: most files read here (/proc, configs)
+        // are small, and a cold process (the upcall helper) would otherwise
+        // fault in and zero a fresh 64 KiB heap buffer for each.
         var out = [UInt8]()
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while out.count < limit {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ContainerError.sys("read")
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buf in
+            while out.count < limit {
+                let n = Glibc.read(fd, buf.baseAddress, min(buf.count, limit - out.count))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw ContainerError.sys("read")
+                }
+                if n == 0 { break }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[0..<n]))
             }
-            if n == 0 { break }
-            out.append(contentsOf: buf[0..<n])
         }
         return String(decoding: out, as: UTF8.self)
     }
