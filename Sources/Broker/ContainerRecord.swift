@@ -49,6 +49,10 @@ public final class ContainerRecord {
     public var grantedDevices: [String] = []
     /// The connection that is starting init, if any.
     public var forkingConnection: ObjectIdentifier?
+    /// cgroup.procs of each of its cgroup directories, opened (with ctrobjd's
+    /// rights) at the first join plan and duplicated for every later one: a
+    /// plan goes out for each exec, and for each key request from inside.
+    var procsFiles: [OwnedFD] = []
 
     public init(id: UInt64, name: String, flags: UInt32, owner: uid_t, ownerGid: gid_t,
                 createdAt: Int, cgroup: CgroupSet) {
@@ -62,6 +66,15 @@ public final class ContainerRecord {
     }
 
     public var directoryName: String { "c\(id)" }
+
+    /// Fresh fds on its cgroup.procs files, for one join plan. An adopted
+    /// container's cgroups belong to another runtime, which may remove and
+    /// remake them: those are opened anew each time.
+    func procsFilesForJoin() throws -> [OwnedFD] {
+        if adopted { return try cgroup.procsFiles() }
+        if procsFiles.isEmpty { procsFiles = try cgroup.procsFiles() }
+        return try procsFiles.map { try $0.duplicate() }
+    }
     public var killOnClose: Bool { flags & ContainerFlags.killOnClose != 0 }
 
     /// The state a caller sees (frozen is read from the cgroup).

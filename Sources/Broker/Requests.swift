@@ -337,7 +337,7 @@ extension Broker {
             pidns = .new
         }
         var cg: [Int] = []
-        for f in try r.cgroup.procsFiles() {
+        for f in try r.procsFilesForJoin() {
             fds.append(f)
             cg.append(fds.count - 1)
         }

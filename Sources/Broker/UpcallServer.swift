@@ -13,7 +13,7 @@ import Glibc
 /// | op   | fields          | fds                      | reply                          |
 /// |------|-----------------|--------------------------|--------------------------------|
 /// | core | CoreFacts       | core pipe, pidfd (opt.)  | ok (path) / fallthrough / error |
-/// | key  | CoreFacts of the requester, key_type, key_desc | - | ok + JoinPlan fields and fds / fallthrough |
+/// | key  | pid (the requester), key_type, key_desc | the requester's pidfd | ok + JoinPlan fields and fds / fallthrough (KeyRoute.swift) |
 /// | modprobe | container, module | - | allow / deny (reason) |
 extension Broker {
     func listenUpcalls() throws {
@@ -87,30 +87,12 @@ extension Broker {
             }
             routeCore(facts, core: core, early: true, reply: { [fd = conn.fd] m in reply(fd, m) })
         case "key":
-            // The helper runs the container's own request-key itself (it holds
-            // the key's authority in its session keyring); it needs the way in.
-            guard let facts = try? CoreFacts(fields: msg) else {
-                reply(conn.fd, .error(ContainerError(.invalidArgument, "key: the requester's facts are required")))
-                return
+            // KeyRoute.swift: the requester's pidfd in, the way into its container out.
+            let (answer, fds) = routeKey(msg, pidfd: got.fds.first)
+            withExtendedLifetime(fds) {
+                _ = try? FDPassing.send(conn.fd.raw, answer.encoded(), fds: fds.map(\.raw))
             }
-            guard let r = attribute(facts) else {
-                reply(conn.fd, Message("fallthrough"))
-                return
-            }
-            do {
-                let (plan, fds) = try joinPlan(r, enter: true)
-                logger.info("container \"\(r.name)\": key \(msg["key_type"] ?? "?"):\(msg["key_desc"] ?? "?") requested by pid \(facts.nsPid): its own request-key answers")
-                var f = plan.fields
-                f["container"] = r.name
-                withExtendedLifetime(fds) {
-                    _ = try? FDPassing.send(conn.fd.raw, Message.ok(f).encoded(), fds: fds.map(\.raw))
-                }
-                conn.fd.close()
-            } catch let e as ContainerError {
-                reply(conn.fd, .error(e))
-            } catch {
-                reply(conn.fd, .error(ContainerError(.system, "\(error)")))
-            }
+            conn.fd.close()
         case "modprobe":
             let module = msg["module"] ?? ""
             let name = msg["container"] ?? ""

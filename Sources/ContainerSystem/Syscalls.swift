@@ -103,25 +103,22 @@ public enum Sys {
         return try readAllBytes(fd.raw, limit: limit)
     }
 
-    /// Everything up to EOF (at most about `limit` bytes), read in 4 KiB
-    /// steps first: /proc and config files are small.
+    /// Everything up to EOF (at most `limit` bytes).
     public static func readAllBytes(_ fd: CInt, limit: Int = 1 << 20) throws -> [UInt8] {
+        // Through a 4 KiB stack buffer: most files read here (/proc, configs)
+        // are small, and a cold process (the upcall helper) would otherwise
+        // fault in and zero a fresh 64 KiB heap buffer for each.
         var out = [UInt8]()
-        var step = 4096
-        while out.count < limit {
-            let old = out.count
-            out.reserveCapacity(old + step)
-            var n = 0
-            out.append(contentsOf: repeatElement(0, count: step))
-            out.withUnsafeMutableBytes { n = Glibc.read(fd, $0.baseAddress! + old, step) }
-            if n < 0 {
-                out.removeLast(step)
-                if errno == EINTR { continue }
-                throw ContainerError.sys("read")
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buf in
+            while out.count < limit {
+                let n = Glibc.read(fd, buf.baseAddress, min(buf.count, limit - out.count))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw ContainerError.sys("read")
+                }
+                if n == 0 { break }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[0..<n]))
             }
-            out.removeLast(step - n)
-            if n == 0 { break }
-            step = min(step * 2, 65536)
         }
         return out
     }

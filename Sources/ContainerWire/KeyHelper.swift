@@ -8,12 +8,19 @@ import Glibc
 /// /etc/request-key.d/ctrobj.conf) for every key request.
 ///
 /// The requester is found through the `pid:` of the .request_key_auth key in
-/// our session keyring, opened as a pidfd and checked again after reading its
-/// namespaces. A host requester gets the host's request-key configuration minus
-/// ours (`request-key -l` in <state>/request-key-host). A requester in a
-/// container gets that container's own /sbin/request-key, run inside it as its
-/// root, holding the authority (our session keyring), killed and the key
-/// negated after the timeout.
+/// our session keyring and opened as a pidfd. A host requester (every
+/// namespace ours) gets the host's request-key configuration minus ours
+/// (`request-key -l` in <state>/request-key-host), without asking ctrobjd. Any
+/// other requester's pidfd goes to ctrobjd, which reads its namespaces and
+/// cgroup, checks the pidfd still names it, and answers with the container's
+/// join plan (or "fallthrough": the host configuration). The container's own
+/// /sbin/request-key then runs inside it as its root, holding the authority
+/// (our session keyring), killed and the key negated after the timeout.
+///
+/// This runs once per key request, in a process the kernel has just started,
+/// so it is written for a cold start: bytes and fixed buffers rather than
+/// String searching, no /proc file read that the decision does not need,
+/// one fork (we join the pid namespace ourselves, so the child is born in it).
 public enum KeyHelper {
     public struct Request: Sendable {
         public var key: Int32, type: String, description: String, uid: String, gid: String
@@ -30,7 +37,7 @@ public enum KeyHelper {
 
     static let keyctlNegate: Int32 = 13
 
-    public static func run(stateDir: String, request: Request, timeoutSeconds: Int) -> Int32 {
+    public static func run(stateDir: String, request: Request) -> Int32 {
         // Never recurse: a container that sees our configuration must not route again.
         if getenv("CTROBJ_UPCALL_DEPTH") != nil { return negate(request, "request-key loop") }
         guard let pid = requesterPid(target: request.key) else {
@@ -41,19 +48,15 @@ public enum KeyHelper {
             CoreHelper.log("key \(request.key): requester \(pid) is gone; host configuration")
             return hostRequestKey(stateDir: stateDir, request)
         }
-        var facts = CoreFacts(pid: pid, uid: 0, gid: 0, signal: 0, time: Sys.realtimeSeconds(), dumpMode: 1,
-                              comm: ProcInfo.comm(pid: pid) ?? "")
-        facts.gather()
-        // Still the same process (the pidfd pins it; the facts were read after).
+        let host = sharesOurNamespaces(pid)
+        // Still the same process (the pidfd pins it; the namespaces were read after).
         guard ccs_pidfd_pid(pidfd.raw) == pid else { return negate(request, "requester \(pid) went away") }
-        if facts.isInCallersNamespaces() { return hostRequestKey(stateDir: stateDir, request) }
-        var msg = Message("key", facts.fields)
-        msg["key_type"] = request.type
-        msg["key_desc"] = request.description
+        if host { return hostRequestKey(stateDir: stateDir, request) }
+        let msg = Message("key", ["pid": "\(pid)", "key_type": request.type, "key_desc": request.description])
         let reply: Message, fds: [OwnedFD]
         do {
             let conn = try Connection.connect("\(stateDir)/upcall.sock")
-            try conn.send(msg)
+            try conn.send(msg, fds: [pidfd.raw])
             (reply, fds) = try conn.receive(timeoutMs: 10_000)
         } catch {
             return negate(request, "ctrobjd did not answer: \(error)")
@@ -65,12 +68,24 @@ public enum KeyHelper {
         guard reply.op == "ok", let plan = try? JoinPlan(fields: reply, fdCount: fds.count) else {
             return negate(request, "ctrobjd refused: \(reply["message"] ?? reply.op)")
         }
-        return runInContainer(plan: plan, fds: fds, request: request, timeoutSeconds: timeoutSeconds,
+        // The timeout (upcall.conf key_timeout) comes with the answer: ctrobjd
+        // reads the file warm, which is cheaper than parsing it here, cold.
+        return runInContainer(plan: plan, fds: fds, request: request, timeoutSeconds: reply.int("key_timeout") ?? 10,
                               container: reply["container"] ?? "?")
     }
 
     static func runInContainer(plan: JoinPlan, fds: [OwnedFD], request: Request, timeoutSeconds: Int, container: String) -> Int32 {
         var p = plan.cPlan(fds: fds)
+        // We only wait from here on: join the container's pid namespace for
+        // our children ourselves, so the one child we fork is born in it (no
+        // intermediate process to fork and reap).
+        if case .join(let i) = plan.pidns {
+            if ccs_setns(fds[i].raw, NamespaceKind.pid.cloneFlag) < 0 {
+                return negate(request, "container \"\(container)\": join its pid namespace: \(errnoDescription(errno))")
+            }
+            p.pidns_mode = 0
+            p.pidns_fd = -1
+        }
         let argv = CStringArray(["/sbin/request-key"] + request.requestKeyArgs)
         let envp = CStringArray(["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "CTROBJ_UPCALL_DEPTH=1"])
         let path = strdup("/sbin/request-key")
@@ -84,13 +99,16 @@ public enum KeyHelper {
         guard child > 0, let cfd = try? Sys.pidfdOpen(child) else {
             return negate(request, "container \"\(container)\": request-key did not start (step \(stage)): \(errnoDescription(errno))")
         }
-        let deadline = Sys.monotonicNanos() + UInt64(timeoutSeconds) * 1_000_000_000
-        while Sys.monotonicNanos() < deadline {
-            if let status = try? Sys.pidfdWait(cfd.raw, nohang: true) {
+        // Sleep in poll on the pidfd until the child exits or the time is up.
+        let deadline = Sys.monotonicNanos() + UInt64(max(timeoutSeconds, 0)) * 1_000_000_000
+        while true {
+            let now = Sys.monotonicNanos()
+            if now >= deadline { break }
+            var pfd = pollfd(fd: cfd.raw, events: Int16(POLLIN), revents: 0)
+            let left = Int32(clamping: (deadline - now + 999_999) / 1_000_000)
+            if poll(&pfd, 1, left) > 0, let status = try? Sys.pidfdWait(cfd.raw, nohang: true) {
                 return status & 0x7f == 0 ? (status >> 8) & 0xff : 1
             }
-            var pfd = pollfd(fd: cfd.raw, events: Int16(POLLIN), revents: 0)
-            _ = poll(&pfd, 1, 50)
         }
         try? Sys.pidfdSendSignal(cfd.raw, SIGKILL)
         _ = try? Sys.pidfdWait(cfd.raw)
@@ -114,15 +132,88 @@ public enum KeyHelper {
         return negate(request, "exec /sbin/request-key: \(errnoDescription(errno))")
     }
 
+    /// The namespaces a host process shares with us (time is left out, as
+    /// in the core path's facts).
+    static let namespaceNames: [String] = ["user", "mnt", "uts", "ipc", "net", "cgroup", "pid"]
+
+    /// True when every namespace of `pid` that can be read is ours, and at
+    /// least one can: a host process.
+    static func sharesOurNamespaces(_ pid: pid_t) -> Bool {
+        let base = "/proc/\(pid)/ns/"
+        var seen = 0
+        var theirs = stat(), ours = stat()
+        for name in namespaceNames {
+            guard stat(base + name, &theirs) == 0 else { continue }
+            guard stat("/proc/self/ns/" + name, &ours) == 0, ours.st_ino == theirs.st_ino, ours.st_dev == theirs.st_dev else {
+                return false
+            }
+            seen += 1
+        }
+        return seen > 0
+    }
+
     /// The pid recorded in the authority key (.request_key_auth) for `key`:
-    /// /proc/keys describes it as "key:<target> pid:<requester> ci:<len>",
-    /// and lists it to us because our session keyring holds it.
+    /// /proc/keys describes it as "key:<target> pid:<requester> ci:<len>"
+    /// (type column ".request_"), and lists it to us because our session
+    /// keyring holds it. Scanned as bytes.
     static func requesterPid(target key: Int32) -> pid_t? {
-        let marker = "key:\(String(UInt32(bitPattern: key), radix: 16)) pid:"
-        guard let text = try? Sys.readFile("/proc/keys") else { return nil }
-        for line in text.split(separator: "\n") where line.contains(".request_") {
-            guard let r = line.firstRange(of: marker) else { continue }
-            return pid_t(line[r.upperBound...].prefix { $0.isNumber })
+        let fd = open("/proc/keys", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var text: [UInt8] = []
+        text.reserveCapacity(8192)
+        let chunk = 8192
+        while text.count < 1 << 22 {
+            let old = text.count
+            text.append(contentsOf: repeatElement(0, count: chunk))
+            let n = text.withUnsafeMutableBytes { read(fd, $0.baseAddress! + old, chunk) }
+            if n < 0 && errno == EINTR { text.removeLast(chunk); continue }
+            text.removeLast(chunk - max(n, 0))
+            if n <= 0 { break }
+        }
+        let marker = Array("key:".utf8) + hexDigits(UInt32(bitPattern: key)) + Array(" pid:".utf8)
+        let type = Array(".request_".utf8)
+        return text.withUnsafeBufferPointer { b -> pid_t? in
+            var start = 0
+            while start < b.count {
+                var end = start
+                while end < b.count && b[end] != UInt8(ascii: "\n") { end += 1 }
+                if find(type, in: b, start, end) != nil, let m = find(marker, in: b, start, end) {
+                    var v: Int32 = 0, i = m + marker.count, digits = 0
+                    while i < end, b[i] >= UInt8(ascii: "0"), b[i] <= UInt8(ascii: "9"), digits < 9 {
+                        v = v * 10 + Int32(b[i] - UInt8(ascii: "0"))
+                        i += 1
+                        digits += 1
+                    }
+                    return digits > 0 ? v : nil
+                }
+                start = end + 1
+            }
+            return nil
+        }
+    }
+
+    /// Lower-case hex, as the kernel prints a key serial ("%x").
+    static func hexDigits(_ v: UInt32) -> [UInt8] {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        var x = v
+        repeat {
+            out.append(digits[Int(x & 0xf)])
+            x >>= 4
+        } while x != 0
+        return out.reversed()
+    }
+
+    /// The first index of `needle` in b[from..<to].
+    static func find(_ needle: [UInt8], in b: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> Int? {
+        guard !needle.isEmpty, to - from >= needle.count else { return nil }
+        var i = from
+        while i + needle.count <= to {
+            var j = 0
+            while j < needle.count && b[i + j] == needle[j] { j += 1 }
+            if j == needle.count { return i }
+            i += 1
         }
         return nil
     }

@@ -56,13 +56,16 @@ public struct Message: Equatable, Sendable {
         return Message(String(first), fields)
     }
 
+    // The common case, nothing to escape, is a byte scan: String.contains(String)
+    // goes through _StringProcessing, whose first use costs a cold process
+    // (the upcall helper) a noticeable part of its run.
     static func escape(_ v: String) -> String {
-        guard v.contains("%") || v.contains("\n") else { return v }
+        guard v.utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "\n") }) else { return v }
         return v.replacing("%", with: "%25").replacing("\n", with: "%0A")
     }
 
     static func unescape(_ v: String) -> String {
-        guard v.contains("%") else { return v }
+        guard v.utf8.contains(UInt8(ascii: "%")) else { return v }
         return v.replacing("%0A", with: "\n").replacing("%25", with: "%")
     }
 

@@ -49,10 +49,11 @@ case "corefd":
     exit(CoreHelper.run(stateDir: args[2], facts: facts, pidfd: pidfd))
 case "key":
     guard args.count >= 11, let key = Int32(args[3]) else { usage() }
-    let req = KeyHelper.Request(key: key, type: args[4], description: args[10...].joined(separator: " "), uid: args[5], gid: args[6],
+    var desc = args[10]
+    for word in args[11...] { desc += " " + word }
+    let req = KeyHelper.Request(key: key, type: args[4], description: desc, uid: args[5], gid: args[6],
                                 threadKeyring: args[7], processKeyring: args[8], sessionKeyring: args[9])
-    let timeout = UpcallConfig.load(stateDir: args[2])?.keyTimeoutSeconds ?? 10
-    exit(KeyHelper.run(stateDir: args[2], request: req, timeoutSeconds: timeout))
+    exit(KeyHelper.run(stateDir: args[2], request: req))
 case "serve":
     guard args.count == 3 else { usage() }
     // Started by CoreServerControl.start with its readiness pipe on fd 3.

@@ -74,6 +74,25 @@ struct KeyUpcallTests {
         }
     }
 
+    @Test("the container's request-key and its handler run inside: as the container's root, in its pid namespace")
+    func handlerRunsInside() throws {
+        try withDaemon { d in
+            try installed(d) {
+                // The handler reports who and where it is as the key's payload.
+                let script = "/tmp/ctrobj-rk-who-\(getpid()).sh"
+                try Sys.writeFileAtomically(script, "#!/bin/sh\nexec /bin/keyctl instantiate \"$1\" \"uid=$(id -u) $(readlink /proc/self/ns/pid)\" \"$2\"\n",
+                                            mode: 0o755)
+                defer { unlink(script) }
+                let (c, p, files) = try keyContainer("who", conf: "create user ctrobjwho:* * \(script) %k %S\n")
+                defer { files.forEach { unlink($0) }; try? p.signal(SIGKILL); _ = try? p.waitCode() }
+                let pidNS = try #require(try c.status().namespaceInodes["pid"])
+                let (code, out) = try requestInside(c, "keyctl print $(keyctl request2 user ctrobjwho:1 x @s)")
+                #expect(code == 0, "\(out)")
+                #expect(out.contains("uid=0 pid:[\(pidNS)]"), "container pid ns \(pidNS): \(out)")
+            }
+        }
+    }
+
     @Test("a dns_resolver key inside a container gets the container's /etc/hosts answer")
     func dnsResolver() throws {
         guard Sys.exists("/sbin/key.dns_resolver") else { return }

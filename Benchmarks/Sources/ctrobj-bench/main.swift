@@ -11,7 +11,8 @@
 // helper startup) after the other scenarios; --upcalls-only runs just that
 // group. It changes core_pattern, core_pipe_limit and /etc/request-key.d for
 // the length of the run and puts them back byte for byte, so it is not in
-// the default run.
+// the default run. `--core-rounds 0 --startup-runs 0` leaves just the key
+// scenario (the other tables then say n/a; pass `--output` a scratch file).
 //
 // Every scenario interleaves its variants (A, B, C, D, A, B, ...; each round
 // starts one variant later) and reports medians and p90s; ratios are against
@@ -97,9 +98,11 @@ struct Variant {
     let run: (Int) throws -> UInt64
 }
 
-/// `rounds` rounds of every variant, after `warmup` unrecorded ones.
+/// `rounds` rounds of every variant, after `warmup` unrecorded ones; none
+/// at all when `rounds` is 0 (`--core-rounds 0` skips the core scenario).
 func interleave(_ title: String, _ variants: [Variant], rounds: Int, warmup: Int = 3) -> [(String, Samples)] {
     var samples = variants.map { ($0.label, Samples()) }
+    guard rounds > 0 else { return samples }
     var seq = 0
     for round in -warmup..<rounds {
         if interrupted != 0 { break }

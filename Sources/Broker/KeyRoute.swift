@@ -1,0 +1,71 @@
+import CShim
+import ContainerSystem
+import ContainerWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A key request from a process that is not the host's (ctrobj-upcall key,
+/// docs/upcalls.md "Key requests"). The helper holds the key's authority, so
+/// it runs the container's own request-key itself; ctrobjd says which
+/// container the requester is in and hands over the way in.
+///
+/// | in (helper → ctrobjd)                          | out                                          |
+/// |------------------------------------------------|----------------------------------------------|
+/// | key: pid, key_type, key_desc + requester pidfd | ok: JoinPlan fields, container, key_timeout + the plan's fds |
+/// |                                                | fallthrough: in no container of ours          |
+/// |                                                | error: no pidfd, or the requester went away   |
+///
+/// The helper waits for this answer while a requester sleeps in
+/// request_key(2), so it is cheap: the requester's cgroup (one /proc read)
+/// names its container; its namespace inodes are read only when the cgroup
+/// does not.
+extension Broker {
+    func routeKey(_ msg: Message, pidfd: OwnedFD?) -> (Message, [OwnedFD]) {
+        guard let pidfd, let pid = msg.int("pid").map({ pid_t($0) }), pid > 0, ccs_pidfd_pid(pidfd.raw) == pid else {
+            return (.error(ContainerError(.invalidArgument, "key: the requester's pid and pidfd are required")), [])
+        }
+        var facts = CoreFacts(pid: pid, uid: 0, gid: 0, signal: 0, time: 0, dumpMode: 1, comm: "")
+        facts.cgroup = Self.cgroupV2Path(pid: pid)
+        var found = attribute(facts)
+        if found == nil {
+            for kind in NamespaceKind.allCases where kind != .time {
+                if let ino = Namespaces.inode(pid: pid, kind: kind) { facts.namespaces[kind.rawValue] = ino }
+            }
+            found = attribute(facts)
+        }
+        // What was read is the requester's only if the pidfd still names it.
+        guard ccs_pidfd_pid(pidfd.raw) == pid else {
+            return (.error(ContainerError(.notFound, "key: requester \(pid) went away")), [])
+        }
+        guard let r = found else { return (Message("fallthrough"), []) }
+        do {
+            let (plan, fds) = try joinPlan(r, enter: true)
+            if logger.logLevel <= .info {
+                let inside = ProcInfo.statusField(pid: pid, "NSpid")?.last ?? "?"
+                logger.info("container \"\(r.name)\": key \(msg["key_type"] ?? "?"):\(msg["key_desc"] ?? "?") requested by pid \(inside): its own request-key answers")
+            }
+            var f = plan.fields
+            f["container"] = r.name
+            // How long its request-key may take (upcall.conf, which `ctrobj
+            // install` wrote into our state directory for the helper).
+            f["key_timeout"] = "\(UpcallConfig.load(stateDir: config.stateDir)?.keyTimeoutSeconds ?? 10)"
+            return (.ok(f), fds)
+        } catch {
+            return (.error((error as? ContainerError) ?? ContainerError(.system, "\(error)")), [])
+        }
+    }
+
+    /// The "0::" line of /proc/PID/cgroup (the cgroup v2 path), "" if none.
+    static func cgroupV2Path(pid: pid_t) -> String {
+        guard let text = try? Sys.readFile("/proc/\(pid)/cgroup", limit: 1 << 16) else { return "" }
+        var lines = text.utf8[...]
+        while !lines.isEmpty {
+            let end = lines.firstIndex(of: UInt8(ascii: "\n")) ?? lines.endIndex
+            let line = lines[..<end]
+            if line.starts(with: "0::".utf8) { return String(Substring(line.dropFirst(3))) }
+            lines = end == lines.endIndex ? lines[end...] : lines[lines.index(after: end)...]
+        }
+        return ""
+    }
+}
