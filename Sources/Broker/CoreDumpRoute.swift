@@ -17,8 +17,7 @@ extension Broker {
     /// The container a crashing process belongs to: its cgroup first (every
     /// container has its own), then its namespaces. O(1) lookups.
     func attribute(_ f: CoreFacts) -> ContainerRecord? {
-        let cg = f.cgroup.hasPrefix("/") ? String(f.cgroup.dropFirst()) : f.cgroup
-        if let r = byCgroup[cg] { return r }
+        if let r = byCgroup[f.cgroupKey] { return r }
         for kind in ["pid", "mnt", "user", "net", "uts", "ipc", "cgroup"] {
             if let ino = f.namespaces[kind], let r = byNamespace[ino] { return r }
         }
@@ -40,9 +39,10 @@ extension Broker {
         }
         if r.corePolicy == "drop" {
             logger.info("container \"\(r.name)\": core of pid \(facts.nsPid) (\(facts.comm)) dropped by policy")
-            accepted()
-            DispatchQueue.global().async {
+            defer { accepted() }
+            runNow {
                 _ = try? Stream.copy(from: core.raw, to: nil)
+                core.close()
                 finished(.ok(["dropped": "1"]))
             }
             return
@@ -62,9 +62,10 @@ extension Broker {
         let name = r.name
         let file = "core.\(sanitize(facts.comm)).\(facts.nsPid == 0 ? facts.pid : facts.nsPid).\(facts.time)"
         let logger = self.logger
-        let spoolDir = UpcallConfig.load(stateDir: config.stateDir)?.spoolDir ?? config.spoolDir
-        accepted()
-        DispatchQueue.global().async {
+        let stateDir = config.stateDir, defaultSpool = config.spoolDir
+        // The worker first, the answer to the helper while it starts.
+        defer { accepted() }
+        runNow {
             let out: OwnedFD, path: String
             do {
                 (out, path) = try openCoreFile(root: root, fsid: fsid, file: file)
@@ -72,6 +73,7 @@ extension Broker {
                 // Nothing read yet: a live core that cannot go inside (a
                 // read-only or full root) is kept on the host, root's only,
                 // rather than lost. A spooled one stays in the spool.
+                let spoolDir = UpcallConfig.load(stateDir: stateDir)?.spoolDir ?? defaultSpool
                 if early, let kept = try? Spool.store(dir: spoolDir, facts: facts, from: core.raw) {
                     rename("\(spoolDir)/\(kept).meta", "\(spoolDir)/\(kept).undeliverable")
                     logger.error("container \"\(name)\": core of pid \(facts.nsPid) cannot be written inside (\(error)); kept on the host as \(spoolDir)/\(kept).core")
@@ -84,6 +86,10 @@ extension Broker {
             }
             do {
                 let bytes = try Stream.copy(from: core.raw, to: out.raw)
+                // Closing the stream is what lets the kernel reap the task:
+                // before the log line, not after.
+                out.close()
+                core.close()
                 logger.info("container \"\(name)\": core of pid \(facts.nsPid) (\(facts.comm), signal \(facts.signal)) written to \(path) inside, \(bytes) bytes")
                 finished(.ok(["path": path, "bytes": "\(bytes)"]))
             } catch {
@@ -129,6 +135,12 @@ extension Broker {
 }
 
 let coreDirectory = ["var", "lib", "ctrobj", "cores"]
+
+/// Core work off the event loop, started at once: the kernel is waiting on
+/// it (a thread of its own; the shared pool if none can be made).
+func runNow(_ job: @escaping @Sendable () -> Void) {
+    if !startDetachedThread(job) { DispatchQueue.global().async(execute: job) }
+}
 
 func sanitize(_ s: String) -> String {
     String(s.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }.prefix(32))
@@ -197,7 +209,7 @@ extension Broker {
         let name = r.name
         let logger = self.logger
         if early { reply(.ok(["accepted": "1"])) }
-        DispatchQueue.global().async {
+        runNow {
             var p = plan.cPlan(fds: fds)
             let argv = CStringArray(args)
             let envp = CStringArray(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])

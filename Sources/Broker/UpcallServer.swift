@@ -81,9 +81,19 @@ extension Broker {
         }
         switch msg.op {
         case "core":
-            guard let core = got.fds.first, let facts = try? CoreFacts(fields: msg) else {
+            guard let core = got.fds.first, var facts = try? CoreFacts(fields: msg) else {
                 reply(conn.fd, .error(ContainerError(.invalidArgument, "core: facts and the core pipe are required")))
                 return
+            }
+            // The helper leaves the namespaces out: the cgroup places a core
+            // of ours without them. Otherwise read them here, from the task
+            // the pidfd names (checked after reading).
+            if facts.namespaces.isEmpty && byCgroup[facts.cgroupKey] == nil {
+                facts.gatherNamespaces()
+                guard got.fds.count > 1, ccs_pidfd_pid(got.fds[1].raw) == facts.pid else {
+                    reply(conn.fd, .error(ContainerError(.dead, "core of pid \(facts.pid): the task is gone")))
+                    return
+                }
             }
             routeCore(facts, core: core, early: true, reply: { [fd = conn.fd] m in reply(fd, m) })
         case "key":

@@ -37,9 +37,20 @@ public struct CoreFacts: Sendable, Equatable {
     /// Parsed as bytes: this runs for every core and key request, and
     /// line-splitting Strings costs more than the reads.
     public mutating func gather(procRoot: String = "/proc") {
+        gatherNamespaces(procRoot: procRoot)
+        gatherCgroupAndPid(procRoot: procRoot)
+    }
+
+    /// The namespace inodes (seven stats: left out of the core path until
+    /// the cgroup did not say which container it is).
+    public mutating func gatherNamespaces(procRoot: String = "/proc") {
         for kind in NamespaceKind.allCases where kind != .time {
             if let ino = Namespaces.inode(pid: pid, kind: kind, procRoot: procRoot) { namespaces[kind.rawValue] = ino }
         }
+    }
+
+    /// The cgroup v2 path and the pid as its own pid namespace sees it.
+    public mutating func gatherCgroupAndPid(procRoot: String = "/proc") {
         if let bytes = try? Sys.readBytes("\(procRoot)/\(pid)/cgroup"),
            let line = ProcInfo.line(in: bytes, startingWith: Array("0::".utf8)) {
             cgroup = String(decoding: line, as: UTF8.self)
@@ -51,6 +62,9 @@ public struct CoreFacts: Sendable, Equatable {
             nsPid = v
         }
     }
+
+    /// The cgroup path as ctrobjd's index keys it (no leading slash).
+    public var cgroupKey: String { cgroup.hasPrefix("/") ? String(cgroup.dropFirst()) : cgroup }
 
     /// Socket mode on a kernel whose pidfd does not name the signal: read it
     /// from the core's NT_PRSTATUS note, leaving the stream whole.

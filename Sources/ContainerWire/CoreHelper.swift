@@ -22,21 +22,30 @@ public enum CoreHelper {
     public static func run(stateDir: String, facts inFacts: CoreFacts, coreFD: CInt = 0, pidfd given: OwnedFD? = nil,
                            inPlace: Bool = true) -> Int32 {
         var facts = inFacts
-        let conf = UpcallConfig.load(stateDir: stateDir)
-            ?? UpcallConfig(spoolDir: "/var/lib/ctrobj/spool", previousCorePattern: "core", previousModprobe: nil, mode: "pipe")
+        // Read only on the paths that need it (host, spool): a container's
+        // core goes to ctrobjd without it.
+        func conf() -> UpcallConfig {
+            UpcallConfig.load(stateDir: stateDir)
+                ?? UpcallConfig(spoolDir: "/var/lib/ctrobj/spool", previousCorePattern: "core", previousModprobe: nil, mode: "pipe")
+        }
         // Safe by pid: the kernel keeps the dumping task until we exit.
         let pidfd = given ?? (try? Sys.pidfdOpen(facts.pid))
-        facts.gather()
+        // The cgroup and the pid inside are enough for ctrobjd to place a core
+        // of one of its containers; the namespaces (is it the host's?) are
+        // read only when ctrobjd says it is not one of them, or is down.
+        facts.gatherCgroupAndPid()
         // What /proc said is the task's only if the pidfd still names it
         // (plain "@" mode does not keep the task for us).
-        if let pidfd, ccs_pidfd_pid(pidfd.raw) != facts.pid {
+        func taskStillThere() -> Bool {
+            guard let pidfd, ccs_pidfd_pid(pidfd.raw) != facts.pid else { return true }
             log("core of pid \(facts.pid) (\(facts.comm)) dropped: the task was gone before it could be attributed")
             _ = try? Stream.copy(from: coreFD, to: nil)
-            return 1
+            return false
         }
-        if facts.isInCallersNamespaces() {
+        guard taskStillThere() else { return 1 }
+        func host() -> Int32 {
             facts.learnSignal(from: coreFD)
-            return HostCore.handle(previous: conf.previousCorePattern, facts: facts, coreFD: coreFD, inPlace: inPlace)
+            return HostCore.handle(previous: conf().previousCorePattern, facts: facts, coreFD: coreFD, inPlace: inPlace)
         }
         do {
             let conn = try Connection.connect("\(stateDir)/upcall.sock")
@@ -44,16 +53,21 @@ public enum CoreHelper {
                 try conn.send(Message("core", facts.fields), fds: [coreFD] + (pidfd.map { [$0.raw] } ?? []))
             }
             let (reply, _) = try conn.receive(timeoutMs: 600_000)
-            if reply.op == "fallthrough" {
-                facts.learnSignal(from: coreFD)
-                return HostCore.handle(previous: conf.previousCorePattern, facts: facts, coreFD: coreFD, inPlace: inPlace)
-            }
+            // Not in a container of ctrobjd's: the host's (or another
+            // runtime's) core, handled as before install.
+            if reply.op == "fallthrough" { return host() }
             _ = try reply.checked()
             return 0
         } catch let e as ContainerError where e.code == .daemonUnavailable {
+            // Without ctrobjd: a host process is handled here as before; any
+            // other core waits in the spool.
+            facts.gatherNamespaces()
+            guard taskStillThere() else { return 1 }
+            if facts.isInCallersNamespaces() { return host() }
+            let spoolDir = conf().spoolDir
             do {
-                let name = try Spool.store(dir: conf.spoolDir, facts: facts, from: coreFD)
-                log("ctrobjd is down: core of pid \(facts.pid) (\(facts.comm)) spooled as \(conf.spoolDir)/\(name)")
+                let name = try Spool.store(dir: spoolDir, facts: facts, from: coreFD)
+                log("ctrobjd is down: core of pid \(facts.pid) (\(facts.comm)) spooled as \(spoolDir)/\(name)")
                 return 0
             } catch {
                 log("core of pid \(facts.pid) lost: ctrobjd is down and spooling failed: \(error)")

@@ -69,26 +69,11 @@ public enum CoreServer {
         }
     }
 
-    final class Job {
-        let fd: CInt, stateDir: String
-        init(fd: CInt, stateDir: String) { self.fd = fd; self.stateDir = stateDir }
-    }
-
     static func startThread(connection c: CInt, stateDir: String) -> Bool {
-        var attr = pthread_attr_t()
-        pthread_attr_init(&attr)
-        defer { pthread_attr_destroy(&attr) }
-        pthread_attr_setdetachstate(&attr, CInt(PTHREAD_CREATE_DETACHED))
-        let job = Unmanaged.passRetained(Job(fd: c, stateDir: stateDir)).toOpaque()
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, &attr, { arg in
-            let job = Unmanaged<Job>.fromOpaque(arg!).takeRetainedValue()
-            _ = CoreServer.handle(connection: job.fd, stateDir: job.stateDir)
-            close(job.fd)
-            return nil
-        }, job)
-        if rc != 0 { Unmanaged<Job>.fromOpaque(job).release() }
-        return rc == 0
+        startDetachedThread {
+            _ = CoreServer.handle(connection: c, stateDir: stateDir)
+            close(c)
+        }
     }
 
     /// Run once what every connection runs, so the forked children start
