@@ -43,7 +43,7 @@ let package = Package(
         .executableTarget(name: "ctrobj-upcall", dependencies: ["ContainerWire", "ContainerSystem"],
                           linkerSettings: [.unsafeFlags(["-static-executable"])]),
         .executableTarget(name: "ctrobj", dependencies: [
-            "ContainerObject",
+            "ContainerObject", "CShim",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "ctrobj-bench", dependencies: ["ContainerObject", "ContainerSystem", "ContainerWire", "CShim"],

@@ -110,3 +110,9 @@ int ccs_netdev_present(int sock, const char *name)
 		return 1;
 	return -1;
 }
+
+int ccs_netlink_bind_groups(int sock, unsigned int groups)
+{
+	struct sockaddr_nl addr = { .nl_family = AF_NETLINK, .nl_groups = groups };
+	return bind(sock, (struct sockaddr *)&addr, sizeof(addr));
+}

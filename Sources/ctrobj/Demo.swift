@@ -1,4 +1,5 @@
 import ArgumentParser
+import CShim
 import ContainerObject
 import ContainerSystem
 import ContainerWire
@@ -192,6 +193,7 @@ struct Tour {
         c.close()
 
         try keyRequest()
+        try uevents()
 
         step("ctrobj uninstall")
         let restored = try installer.uninstall()
@@ -228,6 +230,65 @@ struct Tour {
         try initP.signal(SIGKILL)
         _ = try? initP.waitExitCode()
         c.close()
+    }
+
+    /// Hotplug seen from inside: a granted network device's uevent reaches a
+    /// container with its own user and network namespaces.
+    mutating func uevents() throws {
+        let ip = "/usr/sbin/ip"
+        guard Sys.exists(ip) else {
+            print("\n== uevents: skipped (apt-get install iproute2)")
+            return
+        }
+        step("a granted device's uevent reaches the container's network namespace")
+        let name = "tour-uev-\(getpid())"
+        let dev = "ctu\(getpid() % 100_000)a", peer = "ctu\(getpid() % 100_000)b"
+        let c = try Container.create(name, options: [.newUserNS, .newNetNS, .killOnClose])
+        defer { c.close() }
+        let initP = try c.spawnInit(ProcessSpec("/bin/sleep", ["sleep", "600"]))
+        defer { try? initP.signal(SIGKILL); _ = try? initP.waitExitCode() }
+        // What the container's udev would open: the kernel's uevent group, in its netns.
+        let sock = try c.socket(domain: AF_NETLINK, type: CInt(SOCK_RAW.rawValue), protocol: 15 /* NETLINK_KOBJECT_UEVENT */)
+        let bound = ccs_netlink_bind_groups(sock.raw, 1)
+        guard bound == 0 else { throw ContainerError.sys("bind uevent socket") }
+        try c.setPolicy(devices: [dev])
+        print("  ctrobj policy \(name) --devices \(dev); then on the host: ip link add \(dev) type veth peer name \(peer)")
+        defer { _ = runQuietly([ip, "link", "del", dev]) }
+        guard runQuietly([ip, "link", "add", dev, "type", "veth", "peer", "name", peer]) else {
+            fail("ip link add \(dev) failed")
+            return
+        }
+        var seen: [String] = []
+        let deadline = Sys.monotonicNanos() + 5_000_000_000
+        var buf = [UInt8](repeating: 0, count: 8192)
+        while Sys.monotonicNanos() < deadline && !seen.contains(where: { $0.hasPrefix("add@") && $0.hasSuffix("/net/\(dev)") }) {
+            var pfd = pollfd(fd: sock.raw, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 200) == 1 else { continue }
+            let n = buf.withUnsafeMutableBytes { recv(sock.raw, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { continue }
+            // "ACTION@DEVPATH\0KEY=VALUE\0...": the header is enough here.
+            let header = String(decoding: buf[0..<n].prefix { $0 != 0 }, as: UTF8.self)
+            seen.append(header)
+            print("  inside: \(header)")
+        }
+        check(seen.contains { $0 == "add@/devices/virtual/net/\(dev)" }, "the container saw \(dev)'s add event (forwarded by ctrobjd, rebroadcast by the kernel)")
+        check(!seen.contains { $0.hasSuffix("/net/\(peer)") }, "and nothing of the ungranted \(peer)")
+    }
+
+    /// Run a host tool, output discarded; true on exit 0.
+    func runQuietly(_ argv: [String]) -> Bool {
+        let args = CStringArray(argv)
+        let env = CStringArray(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, argv[0], &actions, nil, args.pointers, env.pointers) == 0 else { return false }
+        var status: CInt = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return status == 0
     }
 
     mutating func finish() {

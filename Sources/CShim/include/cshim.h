@@ -150,6 +150,8 @@ int ccs_open_root_of_mntns(int mntns_fd);
  * or -1 with its errno (EPERM without CAP_SYS_ADMIN over the namespace's
  * owner, EINVAL when too big, ECONNREFUSED before Linux 4.18). */
 int ccs_uevent_inject(int sock, const void *buf, size_t len, uid_t uid, gid_t gid);
+/* Bind a netlink socket to multicast groups (1: the kernel's uevents). */
+int ccs_netlink_bind_groups(int sock, unsigned int groups);
 /* Whether network interface `name` exists in sock's network namespace,
  * asked under the rtnl lock (SIOCGHWTSTAMP), so a move between namespaces is
  * seen whole: 1 yes, 0 no, -1 error. */
