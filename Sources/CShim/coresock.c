@@ -2,6 +2,7 @@
  * request protocol, 6.17+), seen from the server side, and the daemon spawn
  * the core server needs. */
 #include "cshim.h"
+#include "pidfd_info.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,22 +35,6 @@ struct ccs_coredump_ack {
 #define CCS_COREDUMP_WAIT 8ULL
 #define CCS_COREDUMP_REQ_SIZE_MAX 4096u
 
-/* include/uapi/linux/pidfd.h as of 6.18 (and the 6.19 signal field). */
-struct ccs_pidfd_info {
-	uint64_t mask;
-	uint64_t cgroupid;
-	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
-	int32_t exit_code;
-	uint32_t coredump_mask;
-	uint32_t coredump_signal;
-	uint64_t supported_mask;
-};
-
-#define CCS_PIDFD_GET_INFO _IOWR(0xFF, 11, struct ccs_pidfd_info)
-#define CCS_PIDFD_INFO_PID 1ULL
-#define CCS_PIDFD_INFO_CREDS 2ULL
-#define CCS_PIDFD_INFO_COREDUMP 16ULL
-#define CCS_PIDFD_INFO_COREDUMP_SIGNAL 64ULL
 
 static int read_all(int fd, void *buf, size_t len, int flags)
 {

@@ -1,5 +1,6 @@
 /* One wrapper per syscall. Each returns -1 with errno set on failure. */
 #include "cshim.h"
+#include "pidfd_info.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,18 +46,6 @@
 #define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
 #endif
 
-/* PIDFD_GET_INFO appeared in 6.13 and the exit code in 6.15; Debian 12's
- * headers have neither, so the layout is spelled out here. */
-struct ccs_pidfd_info {
-	uint64_t mask;
-	uint64_t cgroupid;
-	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
-	int32_t exit_code;
-	uint32_t coredump_mask;
-	uint32_t spare1;
-};
-#define CCS_PIDFD_GET_INFO _IOWR(0xFF, 11, struct ccs_pidfd_info)
-#define CCS_PIDFD_INFO_EXIT (1ULL << 3)
 
 int ccs_pidfd_open(pid_t pid, unsigned int flags)
 {

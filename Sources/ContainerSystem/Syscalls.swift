@@ -161,6 +161,33 @@ public enum Sys {
         return (OwnedFD(fds[0]), OwnedFD(fds[1]))
     }
 
+    /// posix_spawn `path` with /dev/null on `nullFDs` (the rest inherited),
+    /// then waitpid: (pid, wait status).
+    public static func spawnAndWait(_ path: String, _ argv: CStringArray, _ env: CStringArray, nullFDs: [CInt]) throws -> (pid_t, CInt) {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for fd in nullFDs { posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0) }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, argv.pointers, env.pointers)
+        if rc != 0 { throw ContainerError.sys("posix_spawn \(path)", rc) }
+        var status: CInt = 0
+        while Glibc.waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (pid, status)
+    }
+
+    /// The sockaddr_un of a filesystem socket path.
+    public static func unixAddress(_ path: String) throws -> sockaddr_un {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            throw ContainerError(.invalidArgument, "socket path too long: \(path)")
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in bytes.enumerated() { p[i] = b } }
+        return addr
+    }
+
     /// A listening AF_UNIX socket bound at path (an old one is replaced),
     /// chmod'ed to mode before it listens.
     public static func listenUnix(_ path: String, type: __socket_type, mode: mode_t, backlog: CInt = 128,
@@ -169,13 +196,7 @@ public enum Sys {
         let s = socket(AF_UNIX, CInt(type.rawValue) | flags, 0)
         if s < 0 { throw ContainerError.sys("socket") }
         let fd = OwnedFD(s)
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
-            throw ContainerError(.invalidArgument, "socket path too long: \(path)")
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in bytes.enumerated() { p[i] = b } }
+        var addr = try unixAddress(path)
         unlink(path)
         let r = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd.raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }

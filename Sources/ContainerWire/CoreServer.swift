@@ -20,8 +20,8 @@ public enum CoreServer {
     public static func socketPath(stateDir: String) -> String { "\(stateDir)/core.sock" }
     public static func pidPath(stateDir: String) -> String { "\(stateDir)/core-server.pid" }
 
-    /// PIDFD_COREDUMPED and its companions in pidfd_info.coredump_mask.
-    static let coredumped: UInt32 = 1, dumpUser: UInt32 = 4, dumpRoot: UInt32 = 8
+    /// PIDFD_COREDUMPED and PIDFD_COREDUMP_ROOT in pidfd_info.coredump_mask.
+    static let coredumped: UInt32 = 1, dumpRoot: UInt32 = 8
 
     /// Run the server; never returns. `readyFD` (fd 3 when started by
     /// `start`) gets one byte once the socket listens.
@@ -76,9 +76,10 @@ public enum CoreServer {
         }
     }
 
-    /// Run once what every connection runs, so the forked children start
-    /// with the runtime's lazily made state (string and Unicode tables,
-    /// metadata) already in place instead of building it per core.
+    /// Run once what every connection runs, before the first one: the
+    /// runtime's lazily made state (string tables, metadata) is not built on
+    /// a core's path, and the cache of our own namespace inodes is filled
+    /// before threads share it.
     static func warmUp(stateDir: String) {
         var facts = CoreFacts(pid: getpid(), uid: 0, gid: 0, signal: 0, time: Sys.realtimeSeconds(), dumpMode: 1,
                               comm: ProcInfo.comm(pid: getpid()) ?? "")

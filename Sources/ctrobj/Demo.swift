@@ -277,18 +277,8 @@ struct Tour {
 
     /// Run a host tool, output discarded; true on exit 0.
     func runQuietly(_ argv: [String]) -> Bool {
-        let args = CStringArray(argv)
         let env = CStringArray(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        var pid: pid_t = 0
-        guard posix_spawn(&pid, argv[0], &actions, nil, args.pointers, env.pointers) == 0 else { return false }
-        var status: CInt = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return status == 0
+        return (try? Sys.spawnAndWait(argv[0], CStringArray(argv), env, nullFDs: [1, 2]))?.1 == 0
     }
 
     mutating func finish() {

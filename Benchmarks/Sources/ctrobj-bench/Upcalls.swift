@@ -95,17 +95,8 @@ func waitStatusText(_ s: Int32) -> String {
 /// posix_spawn + waitpid, timed from before the spawn to waitpid returning;
 /// stdin/stdout from/to /dev/null, stderr inherited. Returns (ns, pid, status).
 func spawnAndWait(_ argv: CStringArray, _ env: CStringArray, path: String) throws -> (UInt64, pid_t, Int32) {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-    var pid: pid_t = 0
     let t0 = now()
-    let rc = posix_spawn(&pid, path, &actions, nil, argv.pointers, env.pointers)
-    if rc != 0 { throw BenchError("posix_spawn \(path): \(errnoText(rc))") }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let (pid, status) = try Sys.spawnAndWait(path, argv, env, nullFDs: [0, 1])
     return (now() - t0, pid, status)
 }
 
