@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -265,4 +266,130 @@ pid_t ccs_spawn_detached(const char *path, char *const argv[], int ready_fd)
 int ccs_set_nondumpable(void)
 {
 	return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+/* Read/write fallback from src to dst (dst < 0: discard), up to *left bytes
+ * kept, the rest drained. */
+static int copy_rw(int src, int dst, uint64_t *left, uint64_t *written)
+{
+	static __thread char buf[1 << 16];
+	for (;;) {
+		ssize_t n = read(src, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return 0;
+		size_t keep = dst < 0 ? 0 : ((uint64_t)n < *left ? (size_t)n : (size_t)*left);
+		for (size_t off = 0; off < keep;) {
+			ssize_t w = write(dst, buf + off, keep - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				return -1;
+			off += (size_t)w;
+		}
+		*left -= keep;
+		*written += keep;
+	}
+}
+
+/* Move everything in pipe `pr` to dst (splice, else read/write). */
+static int drain_pipe(int pr, int dst, size_t n, uint64_t *left, uint64_t *written)
+{
+	while (n > 0) {
+		ssize_t m = splice(pr, NULL, dst, NULL, n, SPLICE_F_MOVE);
+		if (m < 0 && errno == EINTR)
+			continue;
+		if (m <= 0) {
+			/* dst cannot take a splice: copy what is left in the pipe by hand. */
+			static __thread char buf[1 << 16];
+			while (n > 0) {
+				ssize_t r = read(pr, buf, n < sizeof(buf) ? n : sizeof(buf));
+				if (r < 0 && errno == EINTR)
+					continue;
+				if (r <= 0)
+					return -1;
+				for (ssize_t off = 0; off < r;) {
+					ssize_t w = write(dst, buf + off, (size_t)(r - off));
+					if (w < 0 && errno == EINTR)
+						continue;
+					if (w < 0)
+						return -1;
+					off += w;
+				}
+				n -= (size_t)r;
+				*left -= (uint64_t)r;
+				*written += (uint64_t)r;
+			}
+			return 1; /* fall back to read/write from now on */
+		}
+		n -= (size_t)m;
+		*left -= (uint64_t)m;
+		*written += (uint64_t)m;
+	}
+	return 0;
+}
+
+int ccs_copy_stream(int src, int dst, uint64_t limit, uint64_t *written)
+{
+	*written = 0;
+	uint64_t left = limit;
+	struct stat st;
+	if (dst < 0 || fstat(src, &st) < 0)
+		return copy_rw(src, dst, &left, written);
+	int pr = -1, pw = -1, fallback = 0;
+	if (!S_ISFIFO(st.st_mode)) {
+		/* A socket (or a file): through a pipe of our own, so the kernel
+		 * moves the pages instead of copying them through us twice. */
+		int p[2];
+		if (pipe2(p, O_CLOEXEC) < 0)
+			return copy_rw(src, dst, &left, written);
+		pr = p[0];
+		pw = p[1];
+		(void)fcntl(pw, F_SETPIPE_SZ, 1 << 18);
+	}
+	int rc = 0;
+	while (left > 0 && !fallback) {
+		size_t want = left < (1u << 20) ? (size_t)left : (1u << 20);
+		ssize_t n = splice(src, NULL, pw >= 0 ? pw : dst, NULL, want, SPLICE_F_MOVE);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EINVAL || errno == ENOSYS)) {
+			fallback = 1;
+			break;
+		}
+		if (n < 0) {
+			rc = -1;
+			break;
+		}
+		if (n == 0)
+			break;
+		if (pw < 0) {
+			left -= (uint64_t)n;
+			*written += (uint64_t)n;
+			continue;
+		}
+		int d = drain_pipe(pr, dst, (size_t)n, &left, written);
+		if (d < 0) {
+			rc = -1;
+			break;
+		}
+		if (d == 1)
+			fallback = 1;
+	}
+	int saved = errno;
+	if (pr >= 0) {
+		close(pr);
+		close(pw);
+	}
+	if (rc < 0) {
+		errno = saved;
+		return -1;
+	}
+	/* The rest: by hand after a fallback, or drained past the limit. */
+	if (fallback || left == 0)
+		return copy_rw(src, left == 0 ? -1 : dst, &left, written);
+	return 0;
 }

@@ -1,3 +1,4 @@
+import CShim
 import ContainerSystem
 #if canImport(Glibc)
 import Glibc
@@ -37,39 +38,13 @@ public enum Spool {
 
 public enum Stream {
     /// Copy until EOF (or `limit` bytes, the rest drained); returns bytes written.
-    /// A socket (core_pattern socket mode) is read with MSG_WAITALL into a
-    /// 256 KiB buffer: the kernel writes a core a page at a time, and without
-    /// it every read would return one page and cost one write.
+    /// By splice where the kernel can (a pipe straight into the file; a socket,
+    /// core_pattern socket mode, through a pipe of our own), so a core's pages
+    /// are moved by the kernel, not copied through us; else read/write.
     @discardableResult
     public static func copy(from src: CInt, to dst: CInt?, limit: UInt64 = .max) throws -> UInt64 {
-        let size = 1 << 18
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
-        defer { buf.deallocate() }
-        var total: UInt64 = 0
-        var socket = true
-        while true {
-            var n = socket ? recv(src, buf, size, CInt(MSG_WAITALL)) : read(src, buf, size)
-            if n < 0 && socket && errno == ENOTSOCK {
-                socket = false
-                n = read(src, buf, size)
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ContainerError.sys("read core")
-            }
-            if n == 0 { return total }
-            guard let dst, total < limit else { continue }
-            let keep = Int(min(UInt64(n), limit - total))
-            var off = 0
-            while off < keep {
-                let w = write(dst, buf + off, keep - off)
-                if w < 0 {
-                    if errno == EINTR { continue }
-                    throw ContainerError.sys("write core")
-                }
-                off += w
-            }
-            total += UInt64(keep)
-        }
+        var written: UInt64 = 0
+        if ccs_copy_stream(src, dst ?? -1, limit, &written) < 0 { throw ContainerError.sys("copy core") }
+        return written
     }
 }
