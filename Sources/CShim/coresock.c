@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -170,15 +171,32 @@ static int core_signal_in(const unsigned char *b, size_t n, size_t *want)
 	return 0;
 }
 
+/* Copy buffers come from the heap, not thread-local storage: a large TLS
+ * block would be zeroed for every thread the server and ctrobjd start. A
+ * size under malloc's mmap threshold is reused from the arena. */
+#define CCS_COPY_BUF ((size_t)120 * 1024)
+
+static int core_signal_peek_into(int fd, int timeout_ms, unsigned char *b);
+
 int ccs_core_signal_peek(int fd, int timeout_ms)
 {
-	static __thread unsigned char b[65536];
+	unsigned char *b = malloc(65536);
+	if (!b)
+		return 0;
+	int sig = core_signal_peek_into(fd, timeout_ms, b);
+	free(b);
+	return sig;
+}
+
+static int core_signal_peek_into(int fd, int timeout_ms, unsigned char *b)
+{
+	const size_t bsize = 65536;
 	size_t want = 64;
 	int spins = 0;
 	for (;;) {
-		ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+		ssize_t n = recv(fd, b, bsize, MSG_PEEK | MSG_DONTWAIT);
 		if (n < 0 && errno == ENOTSOCK) {
-			n = pread(fd, b, sizeof(b), 0);
+			n = pread(fd, b, bsize, 0);
 			if (n < 0)
 				return 0;
 			size_t w = 0;
@@ -200,7 +218,7 @@ int ccs_core_signal_peek(int fd, int timeout_ms)
 		if (poll(&p, 1, timeout_ms) <= 0)
 			return 0;
 		if (n > 0 && (size_t)n < want) {
-			if ((p.revents & POLLHUP) && recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT) == n)
+			if ((p.revents & POLLHUP) && recv(fd, b, bsize, MSG_PEEK | MSG_DONTWAIT) == n)
 				return 0;
 			if (++spins > 2000)
 				return 0;
@@ -263,6 +281,11 @@ pid_t ccs_spawn_detached(const char *path, char *const argv[], int ready_fd)
 	return n == sizeof(daemon) ? daemon : -1;
 }
 
+int ccs_grow_pipe(int fd, int size)
+{
+	return fcntl(fd, F_SETPIPE_SZ, size);
+}
+
 int ccs_set_nondumpable(void)
 {
 	return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -270,11 +293,24 @@ int ccs_set_nondumpable(void)
 
 /* Read/write fallback from src to dst (dst < 0: discard), up to *left bytes
  * kept, the rest drained. */
+static int copy_rw_buf(int src, int dst, uint64_t *left, uint64_t *written, char *buf);
+
 static int copy_rw(int src, int dst, uint64_t *left, uint64_t *written)
 {
-	static __thread char buf[1 << 16];
+	char *buf = malloc(CCS_COPY_BUF);
+	if (!buf)
+		return -1;
+	int rc = copy_rw_buf(src, dst, left, written, buf);
+	int saved = errno;
+	free(buf);
+	errno = saved;
+	return rc;
+}
+
+static int copy_rw_buf(int src, int dst, uint64_t *left, uint64_t *written, char *buf)
+{
 	for (;;) {
-		ssize_t n = read(src, buf, sizeof(buf));
+		ssize_t n = read(src, buf, CCS_COPY_BUF);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -304,7 +340,7 @@ static int drain_pipe(int pr, int dst, size_t n, uint64_t *left, uint64_t *writt
 			continue;
 		if (m <= 0) {
 			/* dst cannot take a splice: copy what is left in the pipe by hand. */
-			static __thread char buf[1 << 16];
+			char buf[4096];
 			while (n > 0) {
 				ssize_t r = read(pr, buf, n < sizeof(buf) ? n : sizeof(buf));
 				if (r < 0 && errno == EINTR)
@@ -337,23 +373,24 @@ int ccs_copy_stream(int src, int dst, uint64_t limit, uint64_t *written)
 	*written = 0;
 	uint64_t left = limit;
 	struct stat st;
-	if (dst < 0 || fstat(src, &st) < 0)
+	/* From a pipe (pipe mode), read/write: splicing out of the kernel's
+	 * core pipe holds its lock while the file is written, and the dumping
+	 * task could not refill it meanwhile. */
+	if (dst < 0 || fstat(src, &st) < 0 || S_ISFIFO(st.st_mode))
 		return copy_rw(src, dst, &left, written);
+	/* A socket (or a file): through a pipe of our own, so the kernel moves
+	 * the pages instead of copying them through us twice. */
 	int pr = -1, pw = -1, fallback = 0;
-	if (!S_ISFIFO(st.st_mode)) {
-		/* A socket (or a file): through a pipe of our own, so the kernel
-		 * moves the pages instead of copying them through us twice. */
-		int p[2];
-		if (pipe2(p, O_CLOEXEC) < 0)
-			return copy_rw(src, dst, &left, written);
-		pr = p[0];
-		pw = p[1];
-		(void)fcntl(pw, F_SETPIPE_SZ, 1 << 18);
-	}
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return copy_rw(src, dst, &left, written);
+	pr = p[0];
+	pw = p[1];
+	(void)fcntl(pw, F_SETPIPE_SZ, 1 << 18);
 	int rc = 0;
 	while (left > 0 && !fallback) {
 		size_t want = left < (1u << 20) ? (size_t)left : (1u << 20);
-		ssize_t n = splice(src, NULL, pw >= 0 ? pw : dst, NULL, want, SPLICE_F_MOVE);
+		ssize_t n = splice(src, NULL, pw, NULL, want, SPLICE_F_MOVE);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EINVAL || errno == ENOSYS)) {
@@ -366,11 +403,6 @@ int ccs_copy_stream(int src, int dst, uint64_t limit, uint64_t *written)
 		}
 		if (n == 0)
 			break;
-		if (pw < 0) {
-			left -= (uint64_t)n;
-			*written += (uint64_t)n;
-			continue;
-		}
 		int d = drain_pipe(pr, dst, (size_t)n, &left, written);
 		if (d < 0) {
 			rc = -1;
@@ -380,10 +412,8 @@ int ccs_copy_stream(int src, int dst, uint64_t limit, uint64_t *written)
 			fallback = 1;
 	}
 	int saved = errno;
-	if (pr >= 0) {
-		close(pr);
-		close(pw);
-	}
+	close(pr);
+	close(pw);
 	if (rc < 0) {
 		errno = saved;
 		return -1;

@@ -32,6 +32,10 @@ if args[0].hasSuffix("/modprobe") {
     exit(ModprobeHelper.run(stateDir: parts.joined(separator: "/"), arguments: Array(args.dropFirst()), environment: env))
 }
 
+// Pipe mode: the kernel blocks on a full core pipe (64 KiB) until we read;
+// a larger one lets it write on while we find out where the core goes.
+if args[1] == "core" || args[1] == "corefd" { _ = ccs_grow_pipe(0, 1 << 20) }
+
 switch args[1] {
 case "core":
     guard args.count >= 10, let pid = pid_t(args[3]), let uid = uid_t(args[4]), let gid = gid_t(args[5]),
