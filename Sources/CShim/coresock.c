@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -264,6 +265,9 @@ pid_t ccs_spawn_detached(const char *path, char *const argv[], int ready_fd)
 		} else if (ready_fd == 3) {
 			fcntl(3, F_SETFD, 0);
 		}
+		/* A daemon keeps nothing of its starter's: no inherited fd (a pipe,
+		 * a namespace) stays open for as long as it runs. */
+		syscall(SYS_close_range, ready_fd >= 0 ? 4 : 3, ~0U, 0);
 		char *envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
 		execve(path, argv, envp);
 		_exit(127);
