@@ -345,6 +345,12 @@ struct UpcallTests {
                     usleep(10_000)
                 }
                 #expect(again != nil, "ctrobjd restarts the core server within its half-second housekeeping")
+                if let again {
+                    // A daemon that outlives ctrobjd keeps nothing of ctrobjd's: stdio and its socket.
+                    let fds = Sys.listDirectory("/proc/\(again)/fd").compactMap { Int($0) }.sorted()
+                    let links = fds.map { readlinkText("/proc/\(again)/fd/\($0)") }
+                    #expect(fds.count == 4 && links.filter { $0.hasPrefix("socket:") }.count == 1, "fds \(fds): \(links)")
+                }
                 let (c, p) = try crashable("supervised")
                 try crash(c)
                 #expect(waitForCores(c, count: 1).count == 1)
@@ -389,6 +395,13 @@ struct UpcallTests {
             }
         }
     }
+}
+
+/// readlink(2) ("" when it fails).
+func readlinkText(_ path: String) -> String {
+    var buf = [CChar](repeating: 0, count: 256)
+    let n = readlink(path, &buf, buf.count - 1)
+    return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
 }
 
 let allModes: [UpcallInstaller.CoreMode] = [.pipe, .socketRequest, .socket]
