@@ -22,9 +22,7 @@ let package = Package(
         // libudev, for ctrobjd's uevent monitor.
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .target(name: "ContainerABI", dependencies: ["CShim"], cSettings: cSettings),
-        .target(name: "ContainerSystem", dependencies: [
-            "CShim", .product(name: "Logging", package: "swift-log"),
-        ]),
+        .target(name: "ContainerSystem", dependencies: ["CShim"]),
         .target(name: "ContainerWire", dependencies: ["ContainerSystem", "CShim"]),
         .target(name: "ContainerObject", dependencies: ["ContainerWire", "ContainerSystem", "CShim"]),
         .target(name: "ContainerObjectC", dependencies: ["ContainerObject", "ContainerABI", "CShim"]),
