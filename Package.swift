@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "ctrobjd", targets: ["ctrobjd"]),
         .executable(name: "ctrobj", targets: ["ctrobj"]),
         .executable(name: "ctrobj-upcall", targets: ["ctrobj-upcall"]),
+        .executable(name: "ctrobj-upcall-pipe", targets: ["ctrobj-upcall-pipe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -39,6 +40,10 @@ let package = Package(
         // Statically linked Swift runtime: the kernel execs it for every upcall,
         // and dynamic loading of the runtime was most of its startup.
         .executableTarget(name: "ctrobj-upcall", dependencies: ["ContainerWire", "ContainerSystem"],
+                          linkerSettings: [.unsafeFlags(["-static-executable"])]),
+        // Pipe mode's per-core helper: a static C program that hands the core to
+        // the core server (ctrobj-upcall serve) and exits.
+        .executableTarget(name: "ctrobj-upcall-pipe", cSettings: cSettings,
                           linkerSettings: [.unsafeFlags(["-static-executable"])]),
         .executableTarget(name: "ctrobj", dependencies: [
             "ContainerObject", "CShim",

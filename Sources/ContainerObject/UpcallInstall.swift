@@ -121,13 +121,21 @@ public struct UpcallInstaller {
 
     /// The pipe-mode pattern. The kernel splits it at spaces; %e comes last
     /// because a comm may hold spaces.
-    public var corePattern: String { "|\(helperLink) core \(stateDir) %P %u %g %s %t %d %e" }
+    public var corePattern: String { "|\(pipeProgram) core \(stateDir) %P %u %g %s %t %d %e" }
 
     /// The pipe-mode pattern with %F (a pidfd of the dumping task at fd 3),
     /// for kernels that have it: %F came with socket mode in 6.16, and an
     /// older kernel would expand it to nothing, so it is used only where the
     /// socket-mode probe said yes.
-    public var corePatternWithPidfd: String { "|\(helperLink) corefd \(stateDir) %F %P %u %g %s %t %d %e" }
+    public var corePatternWithPidfd: String { "|\(pipeProgram) corefd \(stateDir) %F %P %u %g %s %t %d %e" }
+
+    /// What the kernel runs per core in pipe mode: <state>/upcall-pipe (the
+    /// small C helper that hands the core to the core server) when it was
+    /// installed beside the helper, else the helper itself.
+    var pipeProgram: String { Sys.exists(pipeLink) ? pipeLink : helperLink }
+    /// <state>/upcall-pipe, a symlink to ctrobj-upcall-pipe beside the helper.
+    public var pipeLink: String { "\(stateDir)/upcall-pipe" }
+    var pipeHelper: String { (helper.split(separator: "/", omittingEmptySubsequences: false).dropLast() + ["ctrobj-upcall-pipe"]).joined(separator: "/") }
 
     /// The pattern of a mode other than auto.
     public func corePattern(_ mode: CoreMode, pidfd: Bool = false) -> String {
@@ -156,8 +164,9 @@ public struct UpcallInstaller {
             throw ContainerError(.exists, "install: already installed for \(stateDir) (\(savedPath) exists); run `ctrobj uninstall` first")
         }
         guard Sys.exists(helper) else { throw ContainerError(.notFound, "install: no helper at \(helper)") }
-        guard corePatternWithPidfd.utf8.count < 128 else {
-            throw ContainerError(.invalidArgument, "install: core_pattern would be \(corePatternWithPidfd.utf8.count) bytes, the kernel takes 127: use a shorter state directory")
+        let longest = "|\(pipeLink) corefd \(stateDir) %F %P %u %g %s %t %d %e"
+        guard longest.utf8.count < 128 else {
+            throw ContainerError(.invalidArgument, "install: core_pattern would be \(longest.utf8.count) bytes, the kernel takes 127: use a shorter state directory")
         }
         guard coreMode == .pipe || CoreServer.socketPath(stateDir: stateDir).utf8.count < 108 else {
             throw ContainerError(.invalidArgument, "install: \(CoreServer.socketPath(stateDir: stateDir)) is too long for a socket address: use a shorter state directory or --core-mode pipe")
@@ -179,6 +188,8 @@ public struct UpcallInstaller {
             if symlink(helper, modprobeLink) < 0 { throw ContainerError.sys("symlink \(modprobeLink)") }
             unlink(helperLink)
             if symlink(helper, helperLink) < 0 { throw ContainerError.sys("symlink \(helperLink)") }
+            unlink(pipeLink)
+            if Sys.exists(pipeHelper), symlink(pipeHelper, pipeLink) < 0 { throw ContainerError.sys("symlink \(pipeLink)") }
             if previous.modprobe != nil { try Sys.writeFile(KernelSettings.modprobePath, modprobeLink) }
             let candidates: [CoreMode]
             switch coreMode {
@@ -193,7 +204,13 @@ public struct UpcallInstaller {
             var chosen: CoreMode?
             for mode in candidates {
                 if mode == .pipe {
-                    CoreServerControl.stop(stateDir: stateDir)
+                    // The C pipe helper hands cores to the core server; without
+                    // it the Swift helper does the work and no server is needed.
+                    if Sys.exists(pipeLink) {
+                        try CoreServerControl.start(stateDir: stateDir, helper: helperLink)
+                    } else {
+                        CoreServerControl.stop(stateDir: stateDir)
+                    }
                     // A pipe helper is only safe by pid while the kernel waits for it.
                     if previous.corePipeLimit.trimmingSuffixNewline() == "0" {
                         try Sys.writeFile(KernelSettings.corePipeLimitPath, "64")
@@ -220,6 +237,7 @@ public struct UpcallInstaller {
             if Sys.exists(requestKeySaved) { uninstallRequestKey() }
             unlink(modprobeLink)
             unlink(helperLink)
+            unlink(pipeLink)
             unlink(UpcallConfig.path(stateDir: stateDir))
             unlink(savedPath)
             throw error
@@ -238,6 +256,7 @@ public struct UpcallInstaller {
         uninstallRequestKey()
         unlink(modprobeLink)
         unlink(helperLink)
+        unlink(pipeLink)
         unlink(UpcallConfig.path(stateDir: stateDir))
         unlink(savedPath)
         return saved

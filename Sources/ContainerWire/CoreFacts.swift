@@ -33,6 +33,27 @@ public struct CoreFacts: Sendable, Equatable {
         self.comm = comm
     }
 
+    /// The pipe helper's arguments, as core_pattern gives them:
+    ///   core   STATE %P %u %g %s %t %d %e...
+    ///   corefd STATE %F %P %u %g %s %t %d %e...   (%F: the fd number of a pidfd)
+    /// nil if they do not parse.
+    public static func pipeArguments(_ a: [String]) -> (state: String, facts: CoreFacts, pidfdNumber: CInt?)? {
+        guard a.count >= 2 else { return nil }
+        let withFD = a[0] == "corefd"
+        guard a[0] == "core" || withFD else { return nil }
+        let at = withFD ? 3 : 2
+        guard a.count >= at + 7, let pid = pid_t(a[at]), let uid = uid_t(a[at + 1]), let gid = gid_t(a[at + 2]),
+              let sig = Int32(a[at + 3]), let time = Int(a[at + 4]), let mode = Int32(a[at + 5]) else { return nil }
+        var fdNumber: CInt?
+        if withFD {
+            guard let n = CInt(a[2]) else { return nil }
+            fdNumber = n
+        }
+        let facts = CoreFacts(pid: pid, uid: uid, gid: gid, signal: sig, time: time, dumpMode: mode,
+                              comm: a[(at + 6)...].joined(separator: " "))
+        return (a[1], facts, fdNumber)
+    }
+
     /// Read the namespace inodes, cgroup and NSpid of `pid` from /proc.
     /// Parsed as bytes: this runs for every core and key request, and
     /// line-splitting Strings costs more than the reads.

@@ -37,20 +37,11 @@ if args[0].hasSuffix("/modprobe") {
 if args[1] == "core" || args[1] == "corefd" { _ = ccs_grow_pipe(0, 1 << 20) }
 
 switch args[1] {
-case "core":
-    guard args.count >= 10, let pid = pid_t(args[3]), let uid = uid_t(args[4]), let gid = gid_t(args[5]),
-          let sig = Int32(args[6]), let time = Int(args[7]), let mode = Int32(args[8]) else { usage() }
-    let facts = CoreFacts(pid: pid, uid: uid, gid: gid, signal: sig, time: time, dumpMode: mode,
-                          comm: args[9...].joined(separator: " "))
-    exit(CoreHelper.run(stateDir: args[2], facts: facts))
-case "corefd":
+case "core", "corefd":
+    guard let (state, facts, fdNumber) = CoreFacts.pipeArguments(Array(args.dropFirst())) else { usage() }
     // %F: the kernel put a pidfd of the dumping task at this fd number.
-    guard args.count >= 11, let fdNumber = CInt(args[3]), let pid = pid_t(args[4]), let uid = uid_t(args[5]),
-          let gid = gid_t(args[6]), let sig = Int32(args[7]), let time = Int(args[8]), let mode = Int32(args[9]) else { usage() }
-    let facts = CoreFacts(pid: pid, uid: uid, gid: gid, signal: sig, time: time, dumpMode: mode,
-                          comm: args[10...].joined(separator: " "))
-    let pidfd = ccs_pidfd_pid(fdNumber) == pid ? OwnedFD(fdNumber) : nil
-    exit(CoreHelper.run(stateDir: args[2], facts: facts, pidfd: pidfd))
+    let pidfd = fdNumber.flatMap { ccs_pidfd_pid($0) == facts.pid ? OwnedFD($0) : nil }
+    exit(CoreHelper.run(stateDir: state, facts: facts, pidfd: pidfd))
 case "key":
     guard args.count >= 11, let key = Int32(args[3]) else { usage() }
     var desc = args[10]

@@ -259,7 +259,7 @@ func runUpcalls(_ uo: UpcallOptions, daemon: PrivateDaemon, name: String, work: 
     }
 
     let socketLabel = "library, socket mode (`\(socketPattern?.prefix(2) == "@@" ? "@@" : "@")`): crash inside a container → core inside it"
-    let pipeLabel = "library, pipe mode (`|ctrobj-upcall`): crash inside a container → core inside it"
+    let pipeLabel = "library, pipe mode (`|\(pipePattern.hasPrefix("|" + installer.pipeLink) ? "ctrobj-upcall-pipe" : "ctrobj-upcall")`): crash inside a container → core inside it"
     let refLabel = "reference: the same crash inside the same kind of container, plain pipe helper (`corecopy DIR %P`) writes a host file"
     var coreTables: [Table] = []
     for mib in [1, 64] {
