@@ -43,7 +43,6 @@ public enum CoreServer {
             // processes are the only others that can.
             listener = try Sys.listenUnix(path, type: SOCK_STREAM, mode: 0o600, backlog: 4096)
             relay = try Sys.listenUnix(relayPath(stateDir: stateDir), type: SOCK_SEQPACKET, mode: 0o600, backlog: 4096)
-            try Sys.writeFileAtomically(pidPath(stateDir: stateDir), "\(getpid())\n", mode: 0o644)
         } catch {
             CoreHelper.log("core server for \(stateDir) could not start: \(error)")
             exit(1)
@@ -51,6 +50,13 @@ public enum CoreServer {
         warmUp(stateDir: stateDir)
         guard startDetachedThread({ serveRelay(relay, stateDir: stateDir) }) else {
             CoreHelper.log("core server for \(stateDir) could not start its relay thread")
+            exit(1)
+        }
+        // The pid file says "ready": written once everything above is done.
+        do {
+            try Sys.writeFileAtomically(pidPath(stateDir: stateDir), "\(getpid())\n", mode: 0o644)
+        } catch {
+            CoreHelper.log("core server for \(stateDir) could not write its pid file: \(error)")
             exit(1)
         }
         if let readyFD {
