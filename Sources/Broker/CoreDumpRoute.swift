@@ -100,20 +100,15 @@ extension Broker {
         }
     }
 
-    /// In socket mode the kernel's cores go to the core server (and in pipe
-    /// mode the C helper's): if it is gone while core_pattern still names it,
-    /// start it again. A socket-mode crash in between finds no listener and
-    /// its core is lost (the kernel logs that); the pipe helper does the work
-    /// itself meanwhile.
+    /// In socket mode the kernel's cores go to the core server: if it is
+    /// gone while core_pattern still names its socket, start it again (a
+    /// crash in between finds no listener and its core is lost; the kernel
+    /// logs that).
     func superviseCoreServer() {
-        guard let conf = UpcallConfig.load(stateDir: config.stateDir) else { return }
+        guard let conf = UpcallConfig.load(stateDir: config.stateDir), conf.mode.hasPrefix("socket") else { return }
         let sock = CoreServer.socketPath(stateDir: config.stateDir)
-        guard let pattern = try? Sys.readFile(KernelSettings.corePatternPath).trimmingSuffixNewline() else { return }
-        // Socket mode: the kernel connects to it. Pipe mode with the C helper:
-        // the helper hands cores to it (and does the work itself without it).
-        let needed = conf.mode.hasPrefix("socket") ? (pattern == "@" + sock || pattern == "@@" + sock)
-            : pattern.hasPrefix("|\(config.stateDir)/upcall-pipe ")
-        guard needed else { return }
+        guard let pattern = try? Sys.readFile(KernelSettings.corePatternPath).trimmingSuffixNewline(),
+              pattern == "@" + sock || pattern == "@@" + sock else { return }
         guard CoreServerControl.running(stateDir: config.stateDir) == nil else { return }
         do {
             let pid = try CoreServerControl.start(stateDir: config.stateDir, helper: "\(config.stateDir)/upcall")

@@ -85,15 +85,18 @@ extension Broker {
                 reply(conn.fd, .error(ContainerError(.invalidArgument, "core: facts and the core pipe are required")))
                 return
             }
-            // The helper leaves the namespaces out: the cgroup places a core
-            // of ours without them. Otherwise read them here, from the task
-            // the pidfd names (checked after reading).
-            if facts.namespaces.isEmpty && byCgroup[facts.cgroupKey] == nil {
-                facts.gatherNamespaces()
-                guard got.fds.count > 1, ccs_pidfd_pid(got.fds[1].raw) == facts.pid else {
-                    reply(conn.fd, .error(ContainerError(.dead, "core of pid \(facts.pid): the task is gone")))
-                    return
-                }
+            // The C pipe helper sends only what the kernel told it: the cgroup
+            // and the pid inside are read here. The namespaces are read only
+            // when the cgroup does not place the core. Either way from the
+            // task the pidfd names, checked after reading (without %F the
+            // pidfd is opened by pid: the kernel keeps the task while the
+            // helper holds the pipe, waiting for this answer).
+            let pidfd = got.fds.count > 1 ? got.fds[1] : try? Sys.pidfdOpen(facts.pid)
+            if msg["cgroup"] == nil { facts.gatherCgroupAndPid() }
+            if facts.namespaces.isEmpty && byCgroup[facts.cgroupKey] == nil { facts.gatherNamespaces() }
+            guard let pidfd, ccs_pidfd_pid(pidfd.raw) == facts.pid else {
+                reply(conn.fd, .error(ContainerError(.dead, "core of pid \(facts.pid): the task is gone")))
+                return
             }
             routeCore(facts, core: core, early: true, reply: { [fd = conn.fd] m in reply(fd, m) })
         case "key":

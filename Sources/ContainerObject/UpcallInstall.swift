@@ -130,8 +130,8 @@ public struct UpcallInstaller {
     public var corePatternWithPidfd: String { "|\(pipeProgram) corefd \(stateDir) %F %P %u %g %s %t %d %e" }
 
     /// What the kernel runs per core in pipe mode: <state>/upcall-pipe (the
-    /// small C helper that hands the core to the core server) when it was
-    /// installed beside the helper, else the helper itself.
+    /// small C helper that hands the core to ctrobjd) when it was installed
+    /// beside the helper, else the helper itself.
     var pipeProgram: String { Sys.exists(pipeLink) ? pipeLink : helperLink }
     /// <state>/upcall-pipe, a symlink to ctrobj-upcall-pipe beside the helper.
     public var pipeLink: String { "\(stateDir)/upcall-pipe" }
@@ -204,13 +204,7 @@ public struct UpcallInstaller {
             var chosen: CoreMode?
             for mode in candidates {
                 if mode == .pipe {
-                    // The C pipe helper hands cores to the core server; without
-                    // it the Swift helper does the work and no server is needed.
-                    if Sys.exists(pipeLink) {
-                        try CoreServerControl.start(stateDir: stateDir, helper: helperLink)
-                    } else {
-                        CoreServerControl.stop(stateDir: stateDir)
-                    }
+                    CoreServerControl.stop(stateDir: stateDir)
                     // A pipe helper is only safe by pid while the kernel waits for it.
                     if previous.corePipeLimit.trimmingSuffixNewline() == "0" {
                         try Sys.writeFile(KernelSettings.corePipeLimitPath, "64")

@@ -19,10 +19,6 @@ import Glibc
 public enum CoreServer {
     public static func socketPath(stateDir: String) -> String { "\(stateDir)/core.sock" }
     public static func pidPath(stateDir: String) -> String { "\(stateDir)/core-server.pid" }
-    /// Pipe mode's relay: the C helper the kernel runs (ctrobj-upcall-pipe)
-    /// hands its core pipe here and exits, so the work runs in this warm
-    /// process instead of a freshly exec'd Swift one.
-    public static func relayPath(stateDir: String) -> String { "\(stateDir)/core-relay.sock" }
 
     /// PIDFD_COREDUMPED and PIDFD_COREDUMP_ROOT in pidfd_info.coredump_mask.
     static let coredumped: UInt32 = 1, dumpRoot: UInt32 = 8
@@ -37,22 +33,17 @@ public enum CoreServer {
         signal(SIGCHLD, SIG_IGN)
         signal(SIGPIPE, SIG_IGN)
         let path = socketPath(stateDir: stateDir)
-        let listener: OwnedFD, relay: OwnedFD
+        let listener: OwnedFD
         do {
             // Only the kernel connects: its lookup ignores the mode, root's
             // processes are the only others that can.
             listener = try Sys.listenUnix(path, type: SOCK_STREAM, mode: 0o600, backlog: 4096)
-            relay = try Sys.listenUnix(relayPath(stateDir: stateDir), type: SOCK_SEQPACKET, mode: 0o600, backlog: 4096)
         } catch {
             CoreHelper.log("core server for \(stateDir) could not start: \(error)")
             exit(1)
         }
         warmUp(stateDir: stateDir)
-        guard startDetachedThread({ serveRelay(relay, stateDir: stateDir) }) else {
-            CoreHelper.log("core server for \(stateDir) could not start its relay thread")
-            exit(1)
-        }
-        // The pid file says "ready": written once everything above is done.
+        // The pid file says "ready": written once the warm-up is done.
         do {
             try Sys.writeFileAtomically(pidPath(stateDir: stateDir), "\(getpid())\n", mode: 0o644)
         } catch {
@@ -81,36 +72,6 @@ public enum CoreServer {
                 _ = handle(connection: c, stateDir: stateDir)
                 close(c)
             }
-        }
-    }
-
-    /// Pipe mode: one message per core from ctrobj-upcall-pipe, the pipe
-    /// helper's arguments (NUL-separated) with the core pipe and the %F pidfd.
-    /// The answer ("ok") lets the helper exit; this process keeps the pipe,
-    /// so the kernel (core_pipe_limit) waits for us as it waited for it.
-    static func serveRelay(_ relay: OwnedFD, stateDir: String) -> Never {
-        while true {
-            let c = ccs_accept(relay.raw)
-            if c < 0 {
-                if errno != EINTR && errno != ECONNABORTED { usleep(10_000) }
-                continue
-            }
-            let conn = OwnedFD(c)
-            guard let cred = try? Sys.peerCred(c), cred.uid == 0,
-                  let got = try? FDPassing.receive(c, maxFDs: 2), let core = got.fds.first else { continue }
-            let words = got.bytes.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
-            guard let (state, facts, fdNumber) = CoreFacts.pipeArguments(words), state == stateDir else {
-                CoreHelper.log("core relay: arguments it cannot use: \(words)")
-                continue
-            }
-            let pidfd = fdNumber != nil && got.fds.count > 1 && ccs_pidfd_pid(got.fds[1].raw) == facts.pid ? got.fds[1] : nil
-            let started = startDetachedThread {
-                _ = withExtendedLifetime(core) {
-                    CoreHelper.run(stateDir: stateDir, facts: facts, coreFD: core.raw, pidfd: pidfd, inPlace: false)
-                }
-            }
-            // Only once it is ours: otherwise the helper does it all itself.
-            if started { _ = try? Sys.write(conn.raw, "ok") }
         }
     }
 
@@ -220,7 +181,6 @@ public enum CoreServerControl {
             if poll(&pfd, 1, 2000) != 1 { try? Sys.pidfdSendSignal(pidfd.raw, SIGKILL) }
         }
         unlink(CoreServer.socketPath(stateDir: stateDir))
-        unlink(CoreServer.relayPath(stateDir: stateDir))
         unlink(CoreServer.pidPath(stateDir: stateDir))
     }
 }

@@ -2,15 +2,16 @@
  * pipe mode.
  *
  *   core_pattern = |<state>/upcall-pipe corefd <state> %F %P %u %g %s %t %d %e
+ *   core_pattern = |<state>/upcall-pipe core <state> %P %u %g %s %t %d %e
  *
- * It hands the core pipe (its stdin), the %F pidfd and its arguments to the
- * core server (<state>/core-relay.sock), which does the work in a process
- * that is already running, and exits once the server says "ok"; the server
- * keeps the pipe, so the kernel waits for it as it would for us. Anything
- * else (no server, no answer) and it becomes the full helper,
- * <state>/upcall, with the same arguments and fds. Small and in C because the
- * kernel execs it for every core. */
-
+ * It hands the core pipe (its stdin), the %F pidfd and what the kernel told it
+ * to ctrobjd (<state>/upcall.sock, a "core" message, docs/upcalls.md), which
+ * reads the rest of what it needs from /proc, and exits once ctrobjd has taken
+ * the core ("ok"): ctrobjd holds the pipe, so the kernel waits for it as it
+ * would for us. Anything else (ctrobjd down, a host process's core, an error)
+ * and it becomes the full helper, <state>/upcall, with the same arguments and
+ * fds: that one spools, or does what the previous core_pattern did. Small and
+ * in C because the kernel execs it for every core. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,6 +22,10 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#ifndef F_SETPIPE_SZ
+#define F_SETPIPE_SZ 1031
+#endif
 
 static void become_full_helper(const char *state, char **argv)
 {
@@ -33,58 +38,101 @@ static void become_full_helper(const char *state, char **argv)
 	_exit(1);
 }
 
+/* Append "key=value\n", the value escaped as ContainerWire's Message does
+ * ("%" as "%25", "\n" as "%0A"). 0, or -1 when it does not fit. */
+static int field(char *buf, size_t size, size_t *len, const char *key, const char *value)
+{
+	size_t n = *len;
+	for (const char *p = key; *p; p++) {
+		if (n + 1 >= size)
+			return -1;
+		buf[n++] = *p;
+	}
+	if (n + 1 >= size)
+		return -1;
+	buf[n++] = '=';
+	for (const char *p = value; *p; p++) {
+		const char *esc = *p == '%' ? "%25" : *p == '\n' ? "%0A" : NULL;
+		size_t k = esc ? 3 : 1;
+		if (n + k + 1 >= size)
+			return -1;
+		if (esc) {
+			memcpy(buf + n, esc, 3);
+		} else {
+			buf[n] = *p;
+		}
+		n += k;
+	}
+	buf[n++] = '\n';
+	*len = n;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
 		return 2;
 	const char *state = argv[2];
-	/* The kernel blocks on a full core pipe (64 KiB): let it write on. */
+	int withfd = strcmp(argv[1], "corefd") == 0;
+	int at = withfd ? 4 : 3; /* %P ... */
+	if ((strcmp(argv[1], "core") != 0 && !withfd) || argc < at + 7)
+		become_full_helper(state, argv);
+
+	/* The kernel blocks on a full core pipe (64 KiB): let it write on while
+	 * ctrobjd finds out where the core goes. */
 	(void)fcntl(0, F_SETPIPE_SZ, 1 << 20);
 
+	/* The core message: the kernel's facts; comm is every word after %d. */
+	char comm[256] = "";
+	size_t cl = 0;
+	for (int i = at + 6; i < argc; i++) {
+		int w = snprintf(comm + cl, sizeof(comm) - cl, "%s%s", i > at + 6 ? " " : "", argv[i]);
+		if (w < 0 || (size_t)w >= sizeof(comm) - cl)
+			become_full_helper(state, argv);
+		cl += (size_t)w;
+	}
+	char msg[1024] = "core\n";
+	size_t len = strlen(msg);
+	if (field(msg, sizeof(msg), &len, "comm", comm) < 0 || field(msg, sizeof(msg), &len, "dump_mode", argv[at + 5]) < 0 ||
+	    field(msg, sizeof(msg), &len, "gid", argv[at + 2]) < 0 || field(msg, sizeof(msg), &len, "pid", argv[at]) < 0 ||
+	    field(msg, sizeof(msg), &len, "signal", argv[at + 3]) < 0 || field(msg, sizeof(msg), &len, "time", argv[at + 4]) < 0 ||
+	    field(msg, sizeof(msg), &len, "uid", argv[at + 1]) < 0)
+		become_full_helper(state, argv);
+
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	if (snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/core-relay.sock", state) >= (int)sizeof(addr.sun_path))
+	if (snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/upcall.sock", state) >= (int)sizeof(addr.sun_path))
 		become_full_helper(state, argv);
 	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof(addr)) < 0)
 		become_full_helper(state, argv);
 
-	/* The arguments after argv[0], NUL-separated. */
-	char buf[8192];
-	size_t len = 0;
-	for (int i = 1; i < argc; i++) {
-		size_t n = strlen(argv[i]);
-		if (len + n + 1 > sizeof(buf))
-			become_full_helper(state, argv);
-		memcpy(buf + len, argv[i], n);
-		len += n;
-		if (i + 1 < argc)
-			buf[len++] = 0;
-	}
 	int fds[2] = { 0, -1 };
 	int nfds = 1;
-	if (strcmp(argv[1], "corefd") == 0) {
+	if (withfd) {
 		int n = atoi(argv[3]);
 		if (n > 2 && fcntl(n, F_GETFD) >= 0)
 			fds[nfds++] = n;
 	}
 	char control[CMSG_SPACE(sizeof(fds))];
 	memset(control, 0, sizeof(control));
-	struct iovec iov = { .iov_base = buf, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
-			      .msg_controllen = CMSG_SPACE(sizeof(int) * nfds) };
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	struct iovec iov = { .iov_base = msg, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+			     .msg_controllen = CMSG_SPACE(sizeof(int) * nfds) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
 	memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	if (sendmsg(s, &msg, MSG_NOSIGNAL) < 0)
+	if (sendmsg(s, &mh, MSG_NOSIGNAL) < 0)
 		become_full_helper(state, argv);
 
-	/* "ok": the server has it. Anything else: do it all ourselves (the
-	 * pipe is untouched until the server's thread starts reading it). */
+	/* "ok": ctrobjd has taken it. Anything else ("fallthrough", an error, no
+	 * answer): the full helper decides; nothing has been read from the pipe
+	 * yet (ctrobjd reads only cores it has taken). */
 	struct pollfd p = { .fd = s, .events = POLLIN };
-	char answer[8];
-	if (poll(&p, 1, 10000) == 1 && recv(s, answer, sizeof(answer), 0) == 2 && memcmp(answer, "ok", 2) == 0)
+	char answer[64];
+	ssize_t n = poll(&p, 1, 600000) == 1 ? recv(s, answer, sizeof(answer), 0) : -1;
+	if (n >= 3 && memcmp(answer, "ok\n", 3) == 0)
 		return 0;
 	close(s);
 	become_full_helper(state, argv);
