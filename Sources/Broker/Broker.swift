@@ -70,8 +70,7 @@ public final class Broker {
         removeOrphans()
         try listen()
         try listenUpcalls()
-        drainSpool()
-        superviseCoreServer()
+        upcallHousekeeping()
         for r in byID.values { learnDevicePaths(r.grantedDevices) }
         updateUeventMonitor()
         let sig = try SignalWatch([SIGTERM, SIGINT, SIGHUP])
@@ -95,8 +94,7 @@ public final class Broker {
             lastTick = now
             self.retryPendingExitStatus()
             self.retryPendingCgroups()
-            self.drainSpool()
-            self.superviseCoreServer()
+            self.upcallHousekeeping()
         }
         shutdown()
     }

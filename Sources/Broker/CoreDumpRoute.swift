@@ -104,8 +104,16 @@ extension Broker {
     /// gone while core_pattern still names its socket, start it again (a
     /// crash in between finds no listener and its core is lost; the kernel
     /// logs that).
-    func superviseCoreServer() {
-        guard let conf = UpcallConfig.load(stateDir: config.stateDir), conf.mode.hasPrefix("socket") else { return }
+    /// Upcall housekeeping (at start and twice a second): upcall.conf read
+    /// once for both jobs.
+    func upcallHousekeeping() {
+        let conf = UpcallConfig.load(stateDir: config.stateDir)
+        drainSpool(dir: conf?.spoolDir ?? config.spoolDir)
+        if let conf { superviseCoreServer(conf) }
+    }
+
+    func superviseCoreServer(_ conf: UpcallConfig) {
+        guard conf.mode.hasPrefix("socket") else { return }
         let sock = CoreServer.socketPath(stateDir: config.stateDir)
         guard let pattern = try? Sys.readFile(KernelSettings.corePatternPath).trimmingSuffixNewline(),
               pattern == "@" + sock || pattern == "@@" + sock else { return }
@@ -119,8 +127,7 @@ extension Broker {
     }
 
     /// Deliver what the helper spooled while ctrobjd was down.
-    func drainSpool() {
-        let dir = UpcallConfig.load(stateDir: config.stateDir)?.spoolDir ?? config.spoolDir
+    func drainSpool(dir: String) {
         for (name, facts) in Spool.pending(dir: dir) where !spoolInFlight.contains(name) {
             guard let core = try? Sys.open("\(dir)/\(name).core", O_RDONLY) else { continue }
             spoolInFlight.insert(name)
