@@ -297,6 +297,27 @@ struct UpcallTests {
         }
     }
 
+    @Test("pipe mode: the C helper hands a container's core to ctrobjd itself, without the full helper")
+    func pipeHelperDirect() throws {
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let inst = installer(d, .pipe)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                try #require(Sys.exists(inst.pipeLink), "ctrobj-upcall-pipe is built beside ctrobj-upcall")
+                // Take the full helper away: only the C helper's own path can deliver now.
+                unlink(inst.helperLink)
+                #expect(symlink("/nonexistent/ctrobj-upcall", inst.helperLink) == 0)
+                let (c, p) = try crashable("direct")
+                try crash(c)
+                let found = waitForCores(c, count: 1)
+                #expect(found.count == 1, "delivered through ctrobjd by the C helper: \(found)")
+                try p.signal(SIGKILL)
+                _ = try? p.waitCode()
+            }
+        }
+    }
+
     @Test("a core that cannot be written inside its container is kept on the host, root's only, not lost")
     func undeliverableKept() throws {
         try preservingKernelSettings {
