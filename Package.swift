@@ -12,7 +12,6 @@ let package = Package(
         .executable(name: "ctrobjd", targets: ["ctrobjd"]),
         .executable(name: "ctrobj", targets: ["ctrobj"]),
         .executable(name: "ctrobj-upcall", targets: ["ctrobj-upcall"]),
-        .executable(name: "ctrobj-upcall-pipe", targets: ["ctrobj-upcall-pipe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -41,10 +40,9 @@ let package = Package(
         // and dynamic loading of the runtime was most of its startup.
         .executableTarget(name: "ctrobj-upcall", dependencies: ["ContainerWire", "ContainerSystem"],
                           linkerSettings: [.unsafeFlags(["-static-executable"])]),
-        // Pipe mode's per-core helper: a static C program that hands the core to
-        // the core server (ctrobj-upcall serve) and exits.
-        .executableTarget(name: "ctrobj-upcall-pipe", cSettings: cSettings,
-                          linkerSettings: [.unsafeFlags(["-static-executable"])]),
+        // The per-upcall C helpers (ctrobj-upcall-pipe, ctrobj-upcall-key) are
+        // not SwiftPM targets: scripts/build-c-helpers.sh builds them static
+        // against musl, without the Swift runtime SwiftPM would link in.
         .executableTarget(name: "ctrobj", dependencies: [
             "ContainerObject", "CShim",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

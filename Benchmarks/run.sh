@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 scratch=.build-bench
 swift build -c release --scratch-path "$scratch" --product ctrobjd
 swift build -c release --scratch-path "$scratch" --product ctrobj-upcall
-swift build -c release --scratch-path "$scratch" --product ctrobj-upcall-pipe
+bash scripts/build-c-helpers.sh "$scratch/release"
 swift build -c release --scratch-path "$scratch" --product ctrobj-bench
 exec "$scratch/release/ctrobj-bench" \
     --daemon "$scratch/release/ctrobjd" \

@@ -3,7 +3,7 @@
  * Protocol on the control socket (SOCK_SEQPACKET, one struct ccs_report a message):
  *   holder -> parent  'U'          user namespace unshared; waiting for id maps
  *   parent -> holder  'M'          maps written; go on
- *   holder -> parent  'R'          all namespaces made; /proc/PID/ns/* may be opened
+ *   holder -> parent  'R'          all namespaces made; the files in /proc/PID/ns may be opened
  *   parent -> holder  'X' or EOF   exit now
  *   holder -> parent  'E' stage errno   a step failed; the holder exits
  */

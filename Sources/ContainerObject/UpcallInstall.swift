@@ -13,6 +13,9 @@ import Glibc
 ///   request-key.saved       whether /etc/request-key.d existed before
 ///   request-key-host/       the host's request-key configuration minus ours
 ///   core.sock, core-server.pid   the core server (socket modes)
+///   upcall, upcall-pipe, upcall-key, modprobe   symlinks to the programs the
+///                           kernel (or request-key) runs: ctrobj-upcall and
+///                           the C helpers beside it, when they are there
 /// and /etc/request-key.d/ctrobj.conf.
 public struct UpcallInstaller {
     /// How the kernel hands over cores.
@@ -78,7 +81,7 @@ public struct UpcallInstaller {
             }
         }
         if !selectors.contains("create * * *") { selectors.append("create * * *") }
-        let program = "\(helperLink) key \(stateDir) %k %t %u %g %T %P %S %d"
+        let program = "\(keyProgram) key \(stateDir) %k %t %u %g %T %P %S %d"
         return "# Written by `ctrobj install`; removed by `ctrobj uninstall`.\n"
             + selectors.map { "\($0) \(program)" }.joined(separator: "\n") + "\n"
     }
@@ -135,7 +138,20 @@ public struct UpcallInstaller {
     var pipeProgram: String { Sys.exists(pipeLink) ? pipeLink : helperLink }
     /// <state>/upcall-pipe, a symlink to ctrobj-upcall-pipe beside the helper.
     public var pipeLink: String { "\(stateDir)/upcall-pipe" }
-    var pipeHelper: String { (helper.split(separator: "/", omittingEmptySubsequences: false).dropLast() + ["ctrobj-upcall-pipe"]).joined(separator: "/") }
+    var pipeHelper: String { sibling("ctrobj-upcall-pipe") }
+
+    /// What request-key runs per key request: <state>/upcall-key (the small C
+    /// helper, ctrobj-upcall-key) when it was installed beside the helper,
+    /// else the helper itself.
+    var keyProgram: String { Sys.exists(keyLink) ? keyLink : helperLink }
+    /// <state>/upcall-key, a symlink to ctrobj-upcall-key beside the helper.
+    public var keyLink: String { "\(stateDir)/upcall-key" }
+    var keyHelper: String { sibling("ctrobj-upcall-key") }
+
+    /// A program installed beside the helper.
+    func sibling(_ name: String) -> String {
+        (helper.split(separator: "/", omittingEmptySubsequences: false).dropLast() + [Substring(name)]).joined(separator: "/")
+    }
 
     /// The pattern of a mode other than auto.
     public func corePattern(_ mode: CoreMode, pidfd: Bool = false) -> String {
@@ -183,6 +199,8 @@ public struct UpcallInstaller {
                                       previousModprobe: previous.modprobe?.trimmingSuffixNewline() ?? fallbackModprobe, mode: "pipe",
                                       keyTimeoutSeconds: keyTimeoutSeconds)
             try Sys.writeFileAtomically(UpcallConfig.path(stateDir: stateDir), config.encoded, mode: 0o644)
+            unlink(keyLink)
+            if Sys.exists(keyHelper), symlink(keyHelper, keyLink) < 0 { throw ContainerError.sys("symlink \(keyLink)") }
             try installRequestKey()
             unlink(modprobeLink)
             if symlink(helper, modprobeLink) < 0 { throw ContainerError.sys("symlink \(modprobeLink)") }
@@ -232,6 +250,7 @@ public struct UpcallInstaller {
             unlink(modprobeLink)
             unlink(helperLink)
             unlink(pipeLink)
+            unlink(keyLink)
             unlink(UpcallConfig.path(stateDir: stateDir))
             unlink(savedPath)
             throw error
@@ -251,6 +270,7 @@ public struct UpcallInstaller {
         unlink(modprobeLink)
         unlink(helperLink)
         unlink(pipeLink)
+        unlink(keyLink)
         unlink(UpcallConfig.path(stateDir: stateDir))
         unlink(savedPath)
         return saved

@@ -12,13 +12,26 @@ import Glibc
 @Suite("upcalls: key requests", .serialized,
        .enabled(if: isRoot && Sys.exists("/bin/keyctl") && Sys.exists("/sbin/request-key"), "needs root and keyutils"))
 struct KeyUpcallTests {
-    func installed(_ d: PrivateDaemon, timeout: Int = 10, _ body: () throws -> Void) throws {
+    /// With `cHelper: false` the helper is installed from a directory that
+    /// has only ctrobj-upcall, so request-key runs the full (Swift) helper.
+    func installed(_ d: PrivateDaemon, timeout: Int = 10, cHelper: Bool = true, _ body: () throws -> Void) throws {
         let before = try KernelSettings.read()
         let rkdBefore = Sys.listDirectory(KernelSettings.requestKeyDir).sorted()
         let rkdExisted = Sys.exists(KernelSettings.requestKeyDir)
-        let inst = UpcallInstaller(stateDir: d.stateDir, helper: "\(buildDir)/ctrobj-upcall", spoolDir: "\(d.stateDir)-spool",
+        var helper = upcallHelper
+        let lonely = "/tmp/ctrobj-lonely-helper-\(uniqueSuffix())"
+        if !cHelper {
+            try Sys.mkdirs(lonely, 0o755)
+            helper = "\(lonely)/ctrobj-upcall"
+            if symlink(upcallHelper, helper) < 0 { throw ContainerError.sys("symlink \(helper)") }
+        }
+        defer { unlink(helper == upcallHelper ? "" : helper); rmdir(lonely) }
+        let inst = UpcallInstaller(stateDir: d.stateDir, helper: helper, spoolDir: "\(d.stateDir)-spool",
                                    keyTimeoutSeconds: timeout)
         _ = try inst.install()
+        // request-key runs the C helper when it is beside ctrobj-upcall.
+        let rule = (try? Sys.readFile("\(KernelSettings.requestKeyDir)/ctrobj.conf")) ?? ""
+        #expect(rule.contains(cHelper ? "/upcall-key key " : "/upcall key "), "\(rule)")
         defer {
             _ = try? inst.uninstall()
             try? before.restore()
@@ -61,10 +74,11 @@ struct KeyUpcallTests {
         return (code, (try? Sys.readFile(out)) ?? "")
     }
 
-    @Test("a user key requested inside a container gets its payload from the container's own request-key.conf")
-    func userKey() throws {
+    @Test("a user key requested inside a container gets its payload from the container's own request-key.conf",
+          arguments: [true, false])
+    func userKey(cHelper: Bool) throws {
         try withDaemon { d in
-            try installed(d) {
+            try installed(d, cHelper: cHelper) {
                 let (c, p, files) = try keyContainer("keys", conf: "create user ctrobjtest:* * /bin/keyctl instantiate %k inside-payload %S\n")
                 defer { files.forEach { unlink($0) }; try? p.signal(SIGKILL); _ = try? p.waitCode() }
                 let (code, out) = try requestInside(c, "keyctl print $(keyctl request2 user ctrobjtest:1 hello @s)")

@@ -20,7 +20,7 @@ struct ModprobeUpcallTests {
             let fake = "/tmp/ctrobj-fake-modprobe-\(getpid())"
             try Sys.writeFileAtomically(fake, "#!/bin/sh\necho \"$@\" >> \(log)\n", mode: 0o755)
             defer { unlink(fake); unlink(log) }
-            var inst = UpcallInstaller(stateDir: d.stateDir, helper: "\(buildDir)/ctrobj-upcall", spoolDir: "\(d.stateDir)-spool")
+            var inst = UpcallInstaller(stateDir: d.stateDir, helper: upcallHelper, spoolDir: "\(d.stateDir)-spool")
             inst.fallbackModprobe = fake
             _ = try inst.install()
             defer { _ = try? inst.uninstall() }

@@ -19,6 +19,18 @@ let repoRoot: String = {
 /// The build products (ctrobjd, ctrobj, libcontainerobject.so) sit beside the test bundle.
 let buildDir: String = executableDirectory()
 
+/// ctrobj-upcall, for the upcall suites' installers, with the per-upcall C
+/// helpers beside it (ctrobj-upcall-pipe, ctrobj-upcall-key): scripts/setup.sh
+/// builds them after `swift build`; a bare `swift build` leaves them out, so
+/// they are built here then, and the suites exercise what an install uses.
+let upcallHelper: String = {
+    let dir = buildDir
+    if !Sys.exists("\(dir)/ctrobj-upcall-pipe") || !Sys.exists("\(dir)/ctrobj-upcall-key") {
+        _ = try? runProgram(["/bin/bash", "\(repoRoot)/scripts/build-c-helpers.sh", dir], timeoutSeconds: 120)
+    }
+    return "\(dir)/ctrobj-upcall"
+}()
+
 private var counter = 0
 private let counterLock = NSLockish()
 

@@ -22,7 +22,7 @@ struct UpcallTests {
     }
 
     func installer(_ d: PrivateDaemon, _ mode: UpcallInstaller.CoreMode = .auto) -> UpcallInstaller {
-        UpcallInstaller(stateDir: d.stateDir, helper: "\(buildDir)/ctrobj-upcall", spoolDir: "\(d.stateDir)-spool", coreMode: mode)
+        UpcallInstaller(stateDir: d.stateDir, helper: upcallHelper, spoolDir: "\(d.stateDir)-spool", coreMode: mode)
     }
 
     /// An empty-root container with busybox whose init sleeps.

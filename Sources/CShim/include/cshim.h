@@ -65,6 +65,17 @@ ssize_t ccs_peek_size(int sock);
 /* Like recv but gives up after timeout_ms (-1: wait forever): ETIMEDOUT. */
 int ccs_wait_readable(int fd, int timeout_ms);
 
+/* ---- ContainerWire messages, for the C helpers (wire.c) ---------------
+ * Message.swift's encoding: "op\n" then "key=value\n" lines, "%" and "\n"
+ * in values escaped as "%25" and "%0A". */
+/* Append key=value (escaped) at buf+*len: 0, or -1 when it does not fit. */
+int ccs_msg_add(char *buf, size_t size, size_t *len, const char *key, const char *value);
+/* 1 when the message's op line is op. */
+int ccs_msg_op_is(const char *msg, size_t len, const char *op);
+/* The unescaped value of key into out (NUL-terminated): 1 found, 0 absent,
+ * -1 longer than size-1. */
+int ccs_msg_get(const char *msg, size_t len, const char *key, char *out, size_t size);
+
 /* ---- namespaces: the holder (holder.c) --------------------------------
  * container_create's short-lived process: optionally becomes the
  * unprivileged creator, unshares the user namespace (the parent writes the

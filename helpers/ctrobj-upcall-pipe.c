@@ -12,6 +12,8 @@
  * and it becomes the full helper, <state>/upcall, with the same arguments and
  * fds: that one spools, or does what the previous core_pattern did. Small and
  * in C because the kernel execs it for every core. */
+#include "cshim.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -36,36 +38,6 @@ static void become_full_helper(const char *state, char **argv)
 	char *envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
 	execve(path, argv, envp);
 	_exit(1);
-}
-
-/* Append "key=value\n", the value escaped as ContainerWire's Message does
- * ("%" as "%25", "\n" as "%0A"). 0, or -1 when it does not fit. */
-static int field(char *buf, size_t size, size_t *len, const char *key, const char *value)
-{
-	size_t n = *len;
-	for (const char *p = key; *p; p++) {
-		if (n + 1 >= size)
-			return -1;
-		buf[n++] = *p;
-	}
-	if (n + 1 >= size)
-		return -1;
-	buf[n++] = '=';
-	for (const char *p = value; *p; p++) {
-		const char *esc = *p == '%' ? "%25" : *p == '\n' ? "%0A" : NULL;
-		size_t k = esc ? 3 : 1;
-		if (n + k + 1 >= size)
-			return -1;
-		if (esc) {
-			memcpy(buf + n, esc, 3);
-		} else {
-			buf[n] = *p;
-		}
-		n += k;
-	}
-	buf[n++] = '\n';
-	*len = n;
-	return 0;
 }
 
 int main(int argc, char **argv)
@@ -93,10 +65,10 @@ int main(int argc, char **argv)
 	}
 	char msg[1024] = "core\n";
 	size_t len = strlen(msg);
-	if (field(msg, sizeof(msg), &len, "comm", comm) < 0 || field(msg, sizeof(msg), &len, "dump_mode", argv[at + 5]) < 0 ||
-	    field(msg, sizeof(msg), &len, "gid", argv[at + 2]) < 0 || field(msg, sizeof(msg), &len, "pid", argv[at]) < 0 ||
-	    field(msg, sizeof(msg), &len, "signal", argv[at + 3]) < 0 || field(msg, sizeof(msg), &len, "time", argv[at + 4]) < 0 ||
-	    field(msg, sizeof(msg), &len, "uid", argv[at + 1]) < 0)
+	if (ccs_msg_add(msg, sizeof(msg), &len, "comm", comm) < 0 || ccs_msg_add(msg, sizeof(msg), &len, "dump_mode", argv[at + 5]) < 0 ||
+	    ccs_msg_add(msg, sizeof(msg), &len, "gid", argv[at + 2]) < 0 || ccs_msg_add(msg, sizeof(msg), &len, "pid", argv[at]) < 0 ||
+	    ccs_msg_add(msg, sizeof(msg), &len, "signal", argv[at + 3]) < 0 || ccs_msg_add(msg, sizeof(msg), &len, "time", argv[at + 4]) < 0 ||
+	    ccs_msg_add(msg, sizeof(msg), &len, "uid", argv[at + 1]) < 0)
 		become_full_helper(state, argv);
 
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -113,17 +85,7 @@ int main(int argc, char **argv)
 		if (n > 2 && fcntl(n, F_GETFD) >= 0)
 			fds[nfds++] = n;
 	}
-	char control[CMSG_SPACE(sizeof(fds))];
-	memset(control, 0, sizeof(control));
-	struct iovec iov = { .iov_base = msg, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
-			     .msg_controllen = CMSG_SPACE(sizeof(int) * nfds) };
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-	memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	if (sendmsg(s, &mh, MSG_NOSIGNAL) < 0)
+	if (ccs_send_with_fds(s, msg, len, fds, nfds) < 0)
 		become_full_helper(state, argv);
 
 	/* "ok": ctrobjd has taken it. Anything else ("fallthrough", an error, no
