@@ -116,7 +116,7 @@ static pid_t requester_pid(const char *key)
 	int fd = open("/proc/keys", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	size_t cap = 1 << 16, len = 0;
+	size_t cap = 1 << 14, len = 0;
 	char *text = malloc(cap);
 	while (text) {
 		if (len + 4096 > cap) {

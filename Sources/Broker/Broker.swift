@@ -37,6 +37,9 @@ public final class Broker {
     var nextID: UInt64 = 1
     var connections: [CInt: ClientConnection] = [:]
     var ownNamespaceInodes: [NamespaceKind: UInt64?] = [:]
+    /// upcall.conf as last read, with the stat that says whether it changed
+    /// (KeyRoute.swift reads it per key request).
+    var upcallConfigCache: (key: [Int], config: UpcallConfig?)?
     /// Granted devices' uevents into containers (UeventForwarding.swift).
     let uevents = UeventForwarding()
 

@@ -49,11 +49,28 @@ extension Broker {
             f["container"] = r.name
             // How long its request-key may take (upcall.conf, which `ctrobj
             // install` wrote into our state directory for the helper).
-            f["key_timeout"] = "\(UpcallConfig.load(stateDir: config.stateDir)?.keyTimeoutSeconds ?? 10)"
+            f["key_timeout"] = "\(currentUpcallConfig()?.keyTimeoutSeconds ?? 10)"
             return (.ok(f), fds)
         } catch {
             return (.error((error as? ContainerError) ?? ContainerError(.system, "\(error)")), [])
         }
+    }
+
+    /// upcall.conf, read again only when its inode, size or mtime changed
+    /// (`ctrobj install` replaces it atomically): a stat per key request
+    /// instead of a read and a parse.
+    func currentUpcallConfig() -> UpcallConfig? {
+        let path = UpcallConfig.path(stateDir: config.stateDir)
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            upcallConfigCache = nil
+            return nil
+        }
+        let key = [Int(st.st_ino), Int(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec]
+        if let cached = upcallConfigCache, cached.key == key { return cached.config }
+        let conf = UpcallConfig.load(stateDir: config.stateDir)
+        upcallConfigCache = (key, conf)
+        return conf
     }
 
     /// The "0::" line of /proc/PID/cgroup (the cgroup v2 path), "" if none.

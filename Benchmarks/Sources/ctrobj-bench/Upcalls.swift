@@ -34,12 +34,12 @@ struct UpcallOptions {
 
 /// The static C programs of Benchmarks/reference, built into the work directory.
 struct UpcallPrograms {
-    let crasher, corecopy, sleeper, exit2, keyreq: String
+    let crasher, corecopy, sleeper, exit2, keyreq, rkchain: String
 
     init(sourceDir: String, workDir: String) throws {
-        func build(_ name: String) throws -> String {
+        func build(_ name: String, cc: String = "/usr/bin/cc") throws -> String {
             let out = "\(workDir)/\(name)"
-            try Command("cc \(name)", ["/usr/bin/cc", "-O2", "-Wall", "-static", "-o", out, "\(sourceDir)/\(name).c"],
+            try Command("cc \(name)", [cc, "-O2", "-Wall", "-static", "-o", out, "\(sourceDir)/\(name).c"],
                         log: "\(workDir)/cc-\(name).log").check()
             return out
         }
@@ -48,6 +48,8 @@ struct UpcallPrograms {
         sleeper = try build("sleeper")
         exit2 = try build("exit2")
         keyreq = try build("keyreq")
+        // Built as the broker's C helpers are (scripts/build-c-helpers.sh).
+        rkchain = try build("rkchain", cc: Sys.exists("/usr/bin/musl-gcc") ? "/usr/bin/musl-gcc" : "/usr/bin/cc")
     }
 }
 
@@ -322,7 +324,13 @@ func runUpcalls(_ uo: UpcallOptions, daemon: PrivateDaemon, name: String, work: 
     if interrupted == 0 {
         log("upcalls: key requests: \(uo.keyRounds) rounds per variant, in blocks with and without the broker")
         if !rkdExisted { try Sys.mkdirs(requestKeyConfDir, 0o755) }
-        try Sys.writeFileAtomically(benchRuleFile, "# ctrobj-bench reference rule; removed when the run ends\ncreate user benchref:* * /bin/keyctl instantiate %k ref %S\n", mode: 0o644)
+        // The floor (rkchain.c): a second request-key reading floorDir's configuration.
+        let floorDir = "\(work)/floor"
+        try Sys.mkdirs("\(floorDir)/request-key.d", 0o755)
+        try Sys.writeFileAtomically("\(floorDir)/request-key.conf", "create user benchfloor:* * /bin/keyctl instantiate %k floor %S\n", mode: 0o644)
+        try Sys.writeFileAtomically(benchRuleFile, "# ctrobj-bench reference rules; removed when the run ends\n"
+            + "create user benchref:* * /bin/keyctl instantiate %k ref %S\n"
+            + "create user benchfloor:* * \(programs.rkchain) \(floorDir) %k %u %g %T %P %S\n", mode: 0o644)
         let confPath = "\(work)/request-key.conf"
         try Sys.writeFileAtomically(confPath, "create user benchlib:* * /bin/keyctl instantiate %k lib %S\n", mode: 0o644)
         let keyC = try daemon.with { () throws -> Container in
@@ -363,10 +371,12 @@ func runUpcalls(_ uo: UpcallOptions, daemon: PrivateDaemon, name: String, work: 
         let refLabel = "reference: host request_key → stock /sbin/request-key → request-key.d rule → keyctl instantiate (no broker)"
         let debugStock = "(breakdown) host `debug:*` request, /etc/request-key.conf's sh-script rule, no broker"
         let debugFall = "(breakdown) the same with the broker installed (host fall-through: helper → `request-key -l`)"
+        let floorLabel = "(breakdown) the design's floor, no broker: host request-key → a static program that only execs a second request-key (rkchain.c) → keyctl instantiate"
         // Label, needs the broker, run.
         let variants: [(String, Bool, (Int) throws -> (UInt64, UInt64))] = [
             (libLabel, true, { try containerRequest($0) }),
             (refLabel, false, { try hostRequest("benchref:\(me):\($0)", "ref") }),
+            (floorLabel, false, { try hostRequest("benchfloor:\(me):\($0)", "floor") }),
             (debugStock, false, { try hostRequest("debug:ctrobj-bench:\(me):\($0)", "Debug x") }),
             (debugFall, true, { try hostRequest("debug:ctrobj-bench:\(me):\($0)", "Debug x") }),
         ]
