@@ -88,13 +88,16 @@ struct KeyUpcallTests {
         }
     }
 
-    @Test("the container's request-key and its handler run inside: as the container's root, in its pid namespace")
+    @Test("the container's request-key and its handler run inside: as the container's root, in its pid namespace, with no host fds")
     func handlerRunsInside() throws {
         try withDaemon { d in
             try installed(d) {
                 // The handler reports who and where it is as the key's payload.
                 let script = "/tmp/ctrobj-rk-who-\(getpid()).sh"
-                try Sys.writeFileAtomically(script, "#!/bin/sh\nexec /bin/keyctl instantiate \"$1\" \"uid=$(id -u) $(readlink /proc/self/ns/pid)\" \"$2\"\n",
+                // ... and how many of its fds are namespaces, sockets or pidfds
+                // (what the broker holds): none may reach it.
+                let leaks = "$(for f in /proc/$$/fd/*; do readlink $f; done | grep -c -E '^(user|mnt|net|pid|uts|ipc|cgroup|time):|^socket:|^anon_inode:')"
+                try Sys.writeFileAtomically(script, "#!/bin/sh\nexec /bin/keyctl instantiate \"$1\" \"uid=$(id -u) $(readlink /proc/self/ns/pid) leaked=\(leaks)\" \"$2\"\n",
                                             mode: 0o755)
                 defer { unlink(script) }
                 let (c, p, files) = try keyContainer("who", conf: "create user ctrobjwho:* * \(script) %k %S\n")
@@ -103,6 +106,7 @@ struct KeyUpcallTests {
                 let (code, out) = try requestInside(c, "keyctl print $(keyctl request2 user ctrobjwho:1 x @s)")
                 #expect(code == 0, "\(out)")
                 #expect(out.contains("uid=0 pid:[\(pidNS)]"), "container pid ns \(pidNS): \(out)")
+                #expect(out.contains("leaked=0"), "the handler holds no namespace, socket or pidfd: \(out)")
             }
         }
     }

@@ -464,10 +464,18 @@ func runUpcalls(_ uo: UpcallOptions, daemon: PrivateDaemon, name: String, work: 
             guard s == 0x200 else { throw BenchError("\(c.label): \(waitStatusText(s)), expected exit 2") }
             return t
         }
-        let rows = interleave("startup", [
+        var variants = [
             Variant(label: "ctrobj-upcall (no arguments: usage, exit 2)") { _ in try expect2(upcall) },
-            Variant(label: "static C `int main(){return 2;}`") { _ in try expect2(exit2) },
-        ], rounds: uo.startupRuns, warmup: 10)
+            Variant(label: "static C `int main(){return 2;}` (glibc, cc -static)") { _ in try expect2(exit2) },
+        ]
+        // The per-upcall C helpers as built beside the helper (musl, scripts/build-c-helpers.sh):
+        // with fewer than two arguments each exits 2 at once.
+        let dir = String(helper[..<(helper.lastIndex(of: "/") ?? helper.startIndex)])
+        for name in ["ctrobj-upcall-key", "ctrobj-upcall-pipe"] where Sys.exists("\(dir)/\(name)") {
+            let c = Command(name, ["\(dir)/\(name)"], log: "/dev/null")
+            variants.append(Variant(label: "\(name) (the C helper as built, no arguments: exit 2)") { _ in try expect2(c) })
+        }
+        let rows = interleave("startup", variants, rounds: uo.startupRuns, warmup: 10)
         let t = Table(title: "exec + exit (posix_spawn + waitpid)", rows: rows, reference: rows[1].0)
         out += "### Helper startup: exec + exit\n\n" + t.markdown(refHeader: "× C") + "\n"
         out += "- ctrobj-upcall costs \(ms(t.rows[0].1.median - t.rows[1].1.median)) ms more than a static C program to start and exit "
