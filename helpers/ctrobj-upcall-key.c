@@ -177,76 +177,6 @@ static int host_process(pid_t pid)
 	return seen > 0;
 }
 
-static int ns_flag(const char *name, size_t n)
-{
-	static const struct { const char *name; int flag; } kinds[] = {
-		{ "user", CLONE_NEWUSER }, { "mnt", CLONE_NEWNS }, { "uts", CLONE_NEWUTS }, { "ipc", CLONE_NEWIPC },
-		{ "net", CLONE_NEWNET }, { "cgroup", CLONE_NEWCGROUP }, { "pid", CLONE_NEWPID }, { "time", CLONE_NEWTIME },
-	};
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-		if (strlen(kinds[i].name) == n && memcmp(kinds[i].name, name, n) == 0)
-			return kinds[i].flag;
-	return 0;
-}
-
-/* An fd index of the answer, or -1 when it is not one. */
-static int fd_index(const char *s, char **end, int nfds)
-{
-	long v = strtol(s, end, 10);
-	return *end != s && v >= 0 && v < nfds ? (int)v : -1;
-}
-
-/* JoinPlan.fields (JoinPlan.swift) into the C plan. 0, or -1 when malformed. */
-static int decode_plan(const char *msg, size_t len, const int *fds, int nfds, struct ccs_join_plan *p, int *pidns_fd)
-{
-	char v[512], *end;
-	memset(p, 0, sizeof(*p));
-	p->userns_fd = -1;
-	p->pidns_fd = -1;
-	p->keep_fd = -1;
-	p->gate_fd = -1;
-	p->stdio[0] = p->stdio[1] = p->stdio[2] = -1;
-	p->chdir_root = 1;
-	*pidns_fd = -1;
-	if (ccs_msg_get(msg, len, "userns", v, sizeof(v)) == 1 && strcmp(v, "-1") != 0) {
-		int i = fd_index(v, &end, nfds);
-		if (i < 0)
-			return -1;
-		p->userns_fd = fds[i];
-	}
-	if (ccs_msg_get(msg, len, "ns", v, sizeof(v)) < 0)
-		return -1;
-	for (char *item = v; *item; ) {       /* kind:index,kind:index */
-		char *colon = strchr(item, ':');
-		if (!colon || p->ns_count >= CCS_MAX_NS)
-			return -1;
-		int flag = ns_flag(item, (size_t)(colon - item));
-		int i = fd_index(colon + 1, &end, nfds);
-		if (!flag || i < 0 || (*end && *end != ','))
-			return -1;
-		p->ns_fds[p->ns_count] = fds[i];
-		p->ns_types[p->ns_count++] = flag;
-		item = *end ? end + 1 : end;
-	}
-	if (ccs_msg_get(msg, len, "pidns", v, sizeof(v)) == 1 && strcmp(v, "none") != 0) {
-		int i = fd_index(v, &end, nfds);
-		if (i < 0 || *end)
-			return -1;   /* "new" is for a container's init, never for a key */
-		*pidns_fd = fds[i];
-	}
-	if (ccs_msg_get(msg, len, "cgroups", v, sizeof(v)) < 0)
-		return -1;
-	for (char *item = v; *item; ) {
-		int i = fd_index(item, &end, nfds);
-		if (i < 0 || p->cgroup_count >= CCS_MAX_CGROUPS || (*end && *end != ','))
-			return -1;
-		p->cgroup_procs_fds[p->cgroup_count++] = fds[i];
-		item = *end ? end + 1 : end;
-	}
-	p->become_root = ccs_msg_get(msg, len, "root", v, sizeof(v)) == 1 && strcmp(v, "1") == 0;
-	return 0;
-}
-
 static uint64_t now_ms(void)
 {
 	struct timespec t;
@@ -261,7 +191,7 @@ static int run_in_container(struct request *r, const char *msg, size_t len, cons
 	(void)ccs_msg_get(msg, len, "key_timeout", timeout, sizeof(timeout));
 	struct ccs_join_plan plan;
 	int pidns_fd;
-	if (decode_plan(msg, len, fds, nfds, &plan, &pidns_fd) < 0)
+	if (ccs_msg_join_plan(msg, len, fds, nfds, &plan, &pidns_fd) < 0)
 		return negate(r, "ctrobjd's answer is malformed");
 	/* We only wait from here on: join the pid namespace for our children,
 	 * so the one child we fork is born in it. */

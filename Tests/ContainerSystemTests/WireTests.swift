@@ -1,3 +1,4 @@
+import CShim
 import ContainerSystem
 import ContainerWire
 import Testing
@@ -8,6 +9,38 @@ struct WireTests {
     func roundTrip() throws {
         let m = Message("create", ["name": "a%b\nc", "flags": "42", "empty": ""])
         #expect(try Message.decode(m.encoded()) == m)
+    }
+
+    @Test("the C helpers' encoding (CShim wire.c) and Message agree, both ways")
+    func cAgreesWithSwift() throws {
+        let fields = ["key_desc": "a%b\nc d%0A", "key_type": "user", "pid": "42", "empty": ""]
+        // C encodes, Swift decodes.
+        var buf = [CChar](repeating: 0, count: 512)
+        var len = 0
+        let op = "key\n"
+        for b in op.utf8 { buf[len] = CChar(bitPattern: b); len += 1 }
+        for key in fields.keys.sorted() {
+            #expect(ccs_msg_add(&buf, buf.count, &len, key, fields[key]!) == 0)
+        }
+        let bytes = buf[..<len].map { UInt8(bitPattern: $0) }
+        #expect(try Message.decode(bytes) == Message("key", fields))
+        // Swift encodes, C decodes.
+        let encoded = Message("ok", fields).encoded().map { CChar(bitPattern: $0) }
+        #expect(ccs_msg_op_is(encoded, encoded.count, "ok") == 1)
+        #expect(ccs_msg_op_is(encoded, encoded.count, "o") == 0)
+        for (key, value) in fields {
+            var out = [CChar](repeating: 0, count: 64)
+            #expect(ccs_msg_get(encoded, encoded.count, key, &out, out.count) == 1)
+            #expect(String(cString: out) == value, "\(key)")
+        }
+        var small = [CChar](repeating: 0, count: 4)
+        #expect(ccs_msg_get(encoded, encoded.count, "key_desc", &small, small.count) == -1)
+        #expect(ccs_msg_get(encoded, encoded.count, "missing", &small, small.count) == 0)
+        // Too long for the buffer: refused, nothing half-written counted.
+        var tiny = [CChar](repeating: 0, count: 8)
+        var tlen = 0
+        #expect(ccs_msg_add(&tiny, tiny.count, &tlen, "key_desc", "longer than eight") == -1)
+        #expect(tlen == 0)
     }
 
     @Test("malformed messages are errors, not crashes")
@@ -43,6 +76,37 @@ struct WireTests {
         let back = try JoinPlan(fields: Message("ok", plan.fields), fdCount: 5)
         #expect(back == plan)
         #expect(throws: ContainerError.self) { _ = try JoinPlan(fields: Message("ok", plan.fields), fdCount: 3) }
+    }
+
+    @Test("the key helper reads a join plan as JoinPlan writes it (CShim ccs_msg_join_plan)")
+    func joinPlanInC() throws {
+        let fds: [CInt] = [100, 101, 102, 103, 104, 105, 106]
+        func decode(_ plan: JoinPlan, fdCount: Int) -> (Int32, ccs_join_plan, CInt) {
+            let bytes = Message("ok", plan.fields).encoded().map { CChar(bitPattern: $0) }
+            var p = ccs_join_plan()
+            var pidns: CInt = 0
+            let r = ccs_msg_join_plan(bytes, bytes.count, fds, CInt(fdCount), &p, &pidns)
+            return (r, p, pidns)
+        }
+        let plan = JoinPlan(userns: 0, namespaces: [(.mnt, 1), (.uts, 2), (.net, 3)], pidns: .join(4), cgroups: [5, 6],
+                            becomeRoot: true)
+        let (r, p, pidns) = decode(plan, fdCount: fds.count)
+        #expect(r == 0)
+        #expect(p.userns_fd == 100)
+        #expect(p.ns_count == 3)
+        #expect(withUnsafeBytes(of: p.ns_fds) { Array($0.bindMemory(to: CInt.self).prefix(3)) } == [101, 102, 103])
+        #expect(withUnsafeBytes(of: p.ns_types) { Array($0.bindMemory(to: CInt.self).prefix(3)) }
+                == [NamespaceKind.mnt.cloneFlag, NamespaceKind.uts.cloneFlag, NamespaceKind.net.cloneFlag])
+        #expect(pidns == 104 && p.pidns_mode == 0 && p.pidns_fd == -1)
+        #expect(p.cgroup_count == 2)
+        #expect(withUnsafeBytes(of: p.cgroup_procs_fds) { Array($0.bindMemory(to: CInt.self).prefix(2)) } == [105, 106])
+        #expect(p.become_root == 1 && p.chdir_root == 1 && p.path == nil && p.keep_fd == -1 && p.gate_fd == -1)
+        // No user namespace, no pid namespace: nothing to join there.
+        let bare = decode(JoinPlan(userns: nil, namespaces: [], pidns: .none, cgroups: [], becomeRoot: false), fdCount: 0)
+        #expect(bare.0 == 0 && bare.1.userns_fd == -1 && bare.2 == -1 && bare.1.ns_count == 0 && bare.1.become_root == 0)
+        // An index beyond the fds that came, or a new pid namespace, is refused.
+        #expect(decode(plan, fdCount: 5).0 == -1)
+        #expect(decode(JoinPlan(userns: nil, namespaces: [], pidns: .new, cgroups: [], becomeRoot: false), fdCount: 0).0 == -1)
     }
 
     @Test("cgroup layout picks v2 per controller where v2 has it, v1 otherwise")

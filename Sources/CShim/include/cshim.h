@@ -138,6 +138,13 @@ enum ccs_stage {
  * parent (and 0 in the child when plan->path is NULL).  On failure returns
  * -1, errno, and *stage. */
 pid_t ccs_join_fork(const struct ccs_join_plan *plan, int *stage);
+/* JoinPlan.fields (ContainerWire's JoinPlan.swift) from a message into *p, the
+ * fd indexes resolved through fds[0..nfds), for ctrobj-upcall-key (wire.c).
+ * The pid namespace to join is left out of the plan and given in *pidns_fd
+ * (-1: none): the caller joins it itself, for its children.  Exec fields are
+ * left empty, chdir_root set.  0, or -1 when malformed ("new" pid namespace
+ * included: that is for a container's init only). */
+int ccs_msg_join_plan(const char *msg, size_t len, const int *fds, int nfds, struct ccs_join_plan *p, int *pidns_fd);
 
 /* ---- one-off jobs in a container's namespaces (nsjobs.c) -------------- */
 /* A socket in the network ns of netns_fd, made on a fresh pthread. */
