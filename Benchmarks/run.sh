@@ -13,7 +13,8 @@
 #
 # The upcall group changes core_pattern, core_pipe_limit and
 # /etc/request-key.d while it runs and restores them byte for byte (also on
-# SIGINT/SIGTERM); it needs keyutils and a static libc (libc6-dev).
+# SIGINT/SIGTERM); it needs keyutils and a static libc (libc6-dev), and builds the
+# per-upcall C helpers with musl-gcc where musl-tools is installed (scripts/setup.sh does).
 #
 # Extra arguments go to ctrobj-bench (see `ctrobj-bench --help`).
 set -eu
