@@ -13,12 +13,12 @@ if [ -x kernel-patch/ci.sh ]; then
 fi
 
 # Global kernel state the suites must leave untouched, checked at the end.
-before=$(cat /proc/sys/kernel/core_pattern /proc/sys/kernel/core_pipe_limit 2>/dev/null; ls /etc/request-key.d 2>/dev/null || true)
+before=$(cat /proc/sys/kernel/core_pattern /proc/sys/kernel/core_pipe_limit /proc/sys/fs/suid_dumpable 2>/dev/null; ls /etc/request-key.d 2>/dev/null || true)
 
 # One test at a time: suites share the machine's cgroup tree and kernel state.
 swift test --skip-build --no-parallel
 
-after=$(cat /proc/sys/kernel/core_pattern /proc/sys/kernel/core_pipe_limit 2>/dev/null; ls /etc/request-key.d 2>/dev/null || true)
+after=$(cat /proc/sys/kernel/core_pattern /proc/sys/kernel/core_pipe_limit /proc/sys/fs/suid_dumpable 2>/dev/null; ls /etc/request-key.d 2>/dev/null || true)
 if [ "$before" != "$after" ]; then
 	echo "test.sh: the tests left global kernel state changed" >&2
 	exit 1

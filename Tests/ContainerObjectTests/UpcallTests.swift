@@ -145,6 +145,66 @@ struct UpcallTests {
         }
     }
 
+    /// A program that drops from the container's root to uid/gid 1000 without
+    /// exec, so the kernel marks it non-dumpable (fs.suid_dumpable decides:
+    /// 2 is "root only"), then crashes: what a privileged program that gave
+    /// up its ids but still holds root's secrets in memory looks like.
+    static let dropperSource = """
+        #include <signal.h>
+        #include <sys/prctl.h>
+        #include <unistd.h>
+        int main(void)
+        {
+        	if (setresgid(1000, 1000, 1000) || setresuid(1000, 1000, 1000))
+        		return 3;
+        	if (prctl(PR_GET_DUMPABLE) != 2)
+        		return 4; /* not the case under test */
+        	raise(SIGSEGV);
+        	return 5;
+        }
+        """
+
+    @Test("dumpability: the core of a process that dropped root's ids goes to the container's root only, never to its user",
+          arguments: allModes)
+    func nonDumpableCoreIsRootOnly(mode: UpcallInstaller.CoreMode) throws {
+        let suidDumpable = "/proc/sys/fs/suid_dumpable"
+        let savedSuid = try Sys.readFile(suidDumpable)
+        let work = "/tmp/ctrobj-dropper-\(uniqueSuffix())"
+        try Sys.mkdirs(work, 0o700)
+        defer {
+            try? Sys.writeFile(suidDumpable, savedSuid)
+            #expect((try? Sys.readFile(suidDumpable)) == savedSuid, "fs.suid_dumpable restored")
+            unlink("\(work)/dropper.c"); unlink("\(work)/dropper"); rmdir(work)
+        }
+        try Sys.writeFileAtomically("\(work)/dropper.c", Self.dropperSource)
+        let (ccCode, ccOut) = try runProgram(["/usr/bin/cc", "-O2", "-static", "-o", "\(work)/dropper", "\(work)/dropper.c"])
+        try #require(ccCode == 0, "cc: \(ccOut)")
+        // 2: the kernel dumps non-dumpable processes, as root only (0 would not dump them at all).
+        try Sys.writeFile(suidDumpable, "2")
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let inst = installer(d, mode)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                let (c, p) = try crashable("dropper")
+                defer { try? p.signal(SIGKILL); _ = try? p.waitCode() }
+                try c.copyIn(hostPath: "\(work)/dropper", to: "/bin/dropper")
+                let code = try c.exec(ProcessSpec("/bin/dropper", ["dropper"])).waitCode(timeoutSeconds: 60)
+                try #require(code == 128 + SIGSEGV, "dropper exited \(code) (4: it was still dumpable)")
+                let found = waitForCores(c, count: 1)
+                try #require(found.count == 1, "cores: \(found)")
+                let f = try c.openFile("/var/lib/ctrobj/cores/\(found[0])", flags: O_RDONLY)
+                var st = stat()
+                fstat(f.raw, &st)
+                #expect(st.st_uid == 1_000_000 && st.st_gid == 1_000_000,
+                        "owned by the container's root (host 1000000), not by its uid 1000 (host 1001000): \(st.st_uid)")
+                #expect(st.st_mode & 0o777 == 0o600)
+                let end = try elfCoreEnd(f.raw)
+                #expect(end > 0 && UInt64(st.st_size) >= end, "the core is whole")
+            }
+        }
+    }
+
     @Test("a container's own core handler runs inside it with the core on stdin and its own view of the ids", arguments: allModes)
     func coreHandler(mode: UpcallInstaller.CoreMode) throws {
         try preservingKernelSettings {
