@@ -250,10 +250,11 @@ struct Kill: ParsableCommand {
 
 struct Policy: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Set a container's upcall policy: cores (file/drop), allowed modules and granted devices.")
+        abstract: "Set a container's upcall policy: cores (file/drop/handler), allowed modules and granted devices.")
     @Argument var name: String
-    @Option(help: "file (into the container's root) or drop.") var core: String?
-    @Option(help: "Comma-separated modules the container may cause to load (empty: none).") var modules: String?
+    @Option(help: "file (into the container's root, the default), drop, or handler:/PATH (PATH inside the container runs as its root with the core on stdin).")
+    var core: String?
+    @Option(help: "Comma-separated modules the container may cause to load (empty: none; root only).") var modules: String?
     @Option(help: "Comma-separated host devices (loop3, veth1) whose uevents go into its network namespace (empty: none; root only).")
     var devices: String?
     func run() throws {

@@ -145,6 +145,115 @@ struct UpcallTests {
         }
     }
 
+    @Test("an unprivileged owner's core handler runs inside its container as the owner's uid, never as host root; nobody else may set it")
+    func unprivilegedHandler() throws {
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let inst = installer(d)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                let env = ["CTROBJ_STATE_DIR=\(d.stateDir)", "PATH=/usr/bin:/bin"]
+                func ctrobj(_ uid: Int, _ args: [String]) throws -> (Int32, String) {
+                    try runProgram(["/usr/bin/setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "\(buildDir)/ctrobj"] + args, env: env)
+                }
+                let name = "uh-\(getpid())"
+                let (code, out) = try ctrobj(65534, ["create", name, "--flags", "NEW_USER_NS|NEW_FS_NS|NEW_PID_NS"])
+                try #require(code == 0, "\(out)")
+                let c = try Container.open(name)
+                defer { try? c.destroy() }
+                // The handler writes where the host can see who ran it.
+                let dir = "/tmp/ctrobj-uh-\(uniqueSuffix())"
+                try Sys.mkdirs(dir, 0o755)
+                chmod(dir, 0o777)
+                defer { unlink("\(dir)/handler"); unlink("\(dir)/ran"); rmdir(dir) }
+                try Sys.writeFileAtomically("\(dir)/handler", "#!/bin/sh\ncat > /dev/null\nid -u > \(dir)/ran\n", mode: 0o755)
+                // Another unprivileged user may not set it; the owner may; modules and devices are root's to grant.
+                let (c1, o1) = try ctrobj(65533, ["policy", name, "--core", "handler:\(dir)/handler"])
+                #expect(c1 == 1, "\(o1)")
+                let (c2, o2) = try ctrobj(65534, ["policy", name, "--core", "handler:\(dir)/handler"])
+                #expect(c2 == 0, "\(o2)")
+                let (c3, o3) = try ctrobj(65534, ["policy", name, "--modules", "fs-ctrobjtest"])
+                #expect(c3 == 1 && o3.contains("only root"), "\(o3)")
+                let (c4, o4) = try ctrobj(65534, ["policy", name, "--devices", "loop7"])
+                #expect(c4 == 1 && o4.contains("only root"), "\(o4)")
+                let initP = try c.spawnInit(sh("sleep 120"))
+                defer { try? initP.signal(SIGKILL); _ = try? initP.waitCode() }
+                _ = try c.exec(sh("sh -c 'kill -SEGV $$'; true")).waitCode(timeoutSeconds: 60)
+                var st = stat()
+                for _ in 0..<1500 where stat("\(dir)/ran", &st) != 0 || st.st_size == 0 { usleep(20_000) }
+                #expect(st.st_size > 0, "the handler ran")
+                #expect(st.st_uid == 65534, "it ran as the owner's uid on the host (65534), not as host root: \(st.st_uid)")
+                #expect((try? Sys.readFile("\(dir)/ran"))?.trimmingSuffixNewline() == "0", "and as root inside its container")
+            }
+        }
+    }
+
+    /// Connects to the upcall socket, sends a key request naming pid 1 (no
+    /// pidfd), and prints what came back: "reply OP", "eof", or "connect: ERR".
+    static let probeSource = """
+        #include <errno.h>
+        #include <poll.h>
+        #include <stdio.h>
+        #include <string.h>
+        #include <sys/socket.h>
+        #include <sys/un.h>
+        #include <unistd.h>
+        int main(int argc, char **argv)
+        {
+        	struct sockaddr_un a = { .sun_family = AF_UNIX };
+        	if (argc != 2 || strlen(argv[1]) >= sizeof(a.sun_path))
+        		return 2;
+        	strcpy(a.sun_path, argv[1]);
+        	int s = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        	if (connect(s, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        		printf("connect: %s\\n", strerror(errno));
+        		return 0;
+        	}
+        	const char msg[] = "key\\npid=1\\n";
+        	send(s, msg, sizeof(msg) - 1, MSG_NOSIGNAL);
+        	struct pollfd p = { .fd = s, .events = POLLIN };
+        	char buf[512];
+        	ssize_t n = poll(&p, 1, 10000) == 1 ? recv(s, buf, sizeof(buf) - 1, 0) : -1;
+        	if (n <= 0) {
+        		printf("eof\\n");
+        		return 0;
+        	}
+        	buf[n] = 0;
+        	*strchrnul(buf, '\\n') = 0;
+        	printf("reply %s\\n", buf);
+        	return 0;
+        }
+        """
+
+    @Test("the upcall socket serves only root outside every container: root in a container and other users are refused and logged")
+    func upcallSocketPeers() throws {
+        let work = "/tmp/ctrobj-probe-\(uniqueSuffix())"
+        try Sys.mkdirs(work, 0o755)
+        defer { unlink("\(work)/probe.c"); unlink("\(work)/probe"); unlink("\(work)/out"); rmdir(work) }
+        try Sys.writeFileAtomically("\(work)/probe.c", Self.probeSource)
+        let (ccCode, ccOut) = try runProgram(["/usr/bin/cc", "-D_GNU_SOURCE", "-O2", "-static", "-o", "\(work)/probe", "\(work)/probe.c"])
+        try #require(ccCode == 0, "cc: \(ccOut)")
+        try withDaemon { d in
+            let sock = "\(d.stateDir)/upcall.sock"
+            // Host root, our namespaces: served (an error answer: pid 1 came without a pidfd).
+            let (_, host) = try runProgram(["\(work)/probe", sock])
+            #expect(host.hasPrefix("reply error"), "\(host)")
+            // Another host user: the socket is root's (0600).
+            let (_, nobody) = try runProgram(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "\(work)/probe", sock])
+            #expect(nobody.hasPrefix("connect:") || nobody.hasPrefix("eof"), "\(nobody)")
+            // Host uid 0 inside a container (no user namespace: root's own mount and pid namespaces):
+            // it can reach the socket, and ctrobjd refuses it.
+            let c = try Container.create("peer-\(getpid())", options: [.newFSNS, .newPIDNS, .killOnClose])
+            defer { c.close() }
+            let out = try Sys.open("\(work)/out", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            let code = try c.spawnInit(ProcessSpec("\(work)/probe", ["probe", sock], stdio: (-1, out.raw, out.raw))).waitCode(timeoutSeconds: 30)
+            let inside = (try? Sys.readFile("\(work)/out")) ?? ""
+            #expect(code == 0 && inside.hasPrefix("eof"), "\(inside)")
+            let log = (try? Sys.readFile(d.logPath)) ?? ""
+            #expect(log.contains("upcall socket: refused peer"), "ctrobjd logs the refusal")
+        }
+    }
+
     /// A program that drops from the container's root to uid/gid 1000 without
     /// exec, so the kernel marks it non-dumpable (fs.suid_dumpable decides:
     /// 2 is "root only"), then crashes: what a privileged program that gave
