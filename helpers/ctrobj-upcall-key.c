@@ -259,9 +259,16 @@ int main(int argc, char **argv)
 		become_full_helper(&r);
 
 	pid_t pid = requester_pid(r.key);
-	int pidfd = pid > 0 ? ccs_pidfd_open(pid, 0) : -1;
-	if (pidfd < 0)
+	if (pid <= 0)
 		become_full_helper(&r);   /* it logs why, then the host configuration */
+	/* The requester may be a thread. A task we cannot open is not known to
+	 * be the host's: never the host's configuration for it. */
+	int pidfd = ccs_pidfd_open_task(pid);
+	if (pidfd < 0) {
+		char why[128];
+		snprintf(why, sizeof(why), "the requester %d cannot be opened: %s", (int)pid, strerror(errno));
+		return negate(&r, why);
+	}
 	int host = host_process(pid);
 	/* Still the same process: the pidfd pins it, the namespaces were read after. */
 	if (ccs_pidfd_pid(pidfd) != pid)

@@ -52,6 +52,15 @@ int ccs_pidfd_open(pid_t pid, unsigned int flags)
 	return (int)syscall(SYS_pidfd_open, pid, flags);
 }
 
+int ccs_pidfd_open_task(pid_t tid)
+{
+	/* PIDFD_THREAD is O_EXCL (6.9+): a pidfd of that very thread. */
+	int fd = (int)syscall(SYS_pidfd_open, tid, O_EXCL);
+	if (fd < 0 && errno == EINVAL)
+		fd = (int)syscall(SYS_pidfd_open, tid, 0);
+	return fd;
+}
+
 int ccs_pidfd_send_signal(int pidfd, int sig)
 {
 	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
@@ -122,12 +131,17 @@ int ccs_pidfd_exit_status(int pidfd, int *status)
 
 pid_t ccs_pidfd_pid(int pidfd)
 {
-	/* PIDFD_GET_INFO (6.13+) first: one ioctl, no /proc walk. */
+	/* PIDFD_GET_INFO (6.13+) first: one ioctl, no /proc walk. Not for a
+	 * thread's pidfd (PIDFD_THREAD, i.e. O_EXCL, in its flags): the ioctl
+	 * names the thread group's leader there, fdinfo the thread. */
+	int flags = fcntl(pidfd, F_GETFL);
 	struct ccs_core_info info;
-	if (ccs_pidfd_coredump_info(pidfd, &info) == 0)
-		return info.pid;
-	if (errno == ESRCH)
-		return -1;
+	if (flags >= 0 && !(flags & O_EXCL)) {
+		if (ccs_pidfd_coredump_info(pidfd, &info) == 0)
+			return info.pid;
+		if (errno == ESRCH)
+			return -1;
+	}
 	char path[64], buf[512];
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);

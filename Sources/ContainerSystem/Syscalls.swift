@@ -48,6 +48,12 @@ public enum Sys {
         OwnedFD(try retry("pidfd_open") { ccs_pidfd_open(pid, 0) })
     }
 
+    /// A pidfd of any task, a thread included (PIDFD_THREAD where the kernel
+    /// has it): the requester of a key may be a thread.
+    public static func pidfdOpenTask(_ tid: pid_t) throws -> OwnedFD {
+        OwnedFD(try retry("pidfd_open") { ccs_pidfd_open_task(tid) })
+    }
+
     public static func pidfdSendSignal(_ pidfd: CInt, _ sig: CInt) throws {
         _ = try retryAllowingEBADF("pidfd_send_signal") { ccs_pidfd_send_signal(pidfd, sig) }
     }

@@ -44,9 +44,13 @@ public enum KeyHelper {
             CoreHelper.log("key \(request.key): no requester pid in the authority key; host configuration")
             return hostRequestKey(stateDir: stateDir, request)
         }
-        guard let pidfd = try? Sys.pidfdOpen(pid) else {
-            CoreHelper.log("key \(request.key): requester \(pid) is gone; host configuration")
-            return hostRequestKey(stateDir: stateDir, request)
+        // The requester may be a thread. A task we cannot open is not known to
+        // be the host's: never the host's configuration for it.
+        let pidfd: OwnedFD
+        do {
+            pidfd = try Sys.pidfdOpenTask(pid)
+        } catch {
+            return negate(request, "the requester \(pid) cannot be opened: \(error)")
         }
         let host = sharesOurNamespaces(pid)
         // Still the same process (the pidfd pins it; the namespaces were read after).

@@ -88,6 +88,62 @@ struct KeyUpcallTests {
         }
     }
 
+    /// Requests a user key from a second thread (raw syscalls, no libkeyutils)
+    /// into a fresh session keyring and prints its payload, or the error.
+    static let threadedSource = """
+        #include <errno.h>
+        #include <pthread.h>
+        #include <stdio.h>
+        #include <string.h>
+        #include <sys/syscall.h>
+        #include <unistd.h>
+        static const char *desc;
+        static void *ask(void *unused)
+        {
+        	long key = syscall(SYS_request_key, "user", desc, "x", -3 /* session */);
+        	if (key < 0) {
+        		printf("error %s\\n", strerror(errno));
+        		return NULL;
+        	}
+        	char buf[256];
+        	long n = syscall(SYS_keyctl, 11 /* KEYCTL_READ */, key, buf, sizeof(buf) - 1);
+        	buf[n < 0 ? 0 : n] = 0;
+        	printf("payload %s\\n", buf);
+        	return NULL;
+        }
+        int main(int argc, char **argv)
+        {
+        	if (argc != 2 || syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0)
+        		return 2;
+        	desc = argv[1];
+        	pthread_t t;
+        	if (pthread_create(&t, NULL, ask, NULL) != 0)
+        		return 3;
+        	pthread_join(t, NULL);
+        	return 0;
+        }
+        """
+
+    @Test("a key requested by a thread other than the main one is answered inside its container too")
+    func threadRequester() throws {
+        let work = "/tmp/ctrobj-threaded-\(uniqueSuffix())"
+        try Sys.mkdirs(work, 0o755)
+        defer { unlink("\(work)/t.c"); unlink("\(work)/t"); unlink("\(work)/out"); rmdir(work) }
+        try Sys.writeFileAtomically("\(work)/t.c", Self.threadedSource)
+        let (ccCode, ccOut) = try runProgram(["/usr/bin/cc", "-O2", "-static", "-pthread", "-o", "\(work)/t", "\(work)/t.c"])
+        try #require(ccCode == 0, "cc: \(ccOut)")
+        try withDaemon { d in
+            try installed(d) {
+                let (c, p, files) = try keyContainer("thr", conf: "create user ctrobjthr:* * /bin/keyctl instantiate %k thread-inside %S\n")
+                defer { files.forEach { unlink($0) }; try? p.signal(SIGKILL); _ = try? p.waitCode() }
+                let out = try Sys.open("\(work)/out", O_WRONLY | O_CREAT | O_TRUNC, 0o666)
+                let code = try c.exec(ProcessSpec("\(work)/t", ["t", "ctrobjthr:1"], stdio: (-1, out.raw, out.raw))).waitCode(timeoutSeconds: 60)
+                let text = (try? Sys.readFile("\(work)/out")) ?? ""
+                #expect(code == 0 && text.contains("payload thread-inside"), "\(text)")
+            }
+        }
+    }
+
     @Test("the container's request-key and its handler run inside: as the container's root, in its pid namespace, with no host fds")
     func handlerRunsInside() throws {
         try withDaemon { d in

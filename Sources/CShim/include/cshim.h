@@ -21,6 +21,9 @@ extern "C" {
 
 /* ---- plain syscalls (syscalls.c) ------------------------------------- */
 int ccs_pidfd_open(pid_t pid, unsigned int flags);
+/* A pidfd of the task tid, a thread or a process (PIDFD_THREAD, 6.9+; before
+ * that only a thread-group leader can be opened: EINVAL for other threads). */
+int ccs_pidfd_open_task(pid_t tid);
 int ccs_pidfd_send_signal(int pidfd, int sig);
 int ccs_setns(int fd, int nstype);
 int ccs_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve);
@@ -33,7 +36,9 @@ int ccs_pidfd_wait(int pidfd, int options, int *status);
 /* PIDFD_GET_INFO (6.13+), exit code only (6.15+). Returns 1 and fills
  * *status when the kernel knows the exit status, 0 when not yet, -1 error. */
 int ccs_pidfd_exit_status(int pidfd, int *status);
-/* The pid of a pidfd in the caller's pid namespace (from fdinfo). */
+/* The pid of a pidfd in the caller's pid namespace (PIDFD_GET_INFO; fdinfo on
+ * older kernels and for a thread's pidfd, where it is the thread's id); -1 once
+ * the task is gone. */
 pid_t ccs_pidfd_pid(int pidfd);
 uint64_t ccs_socket_cookie(int fd);
 int ccs_peer_pidfd(int sockfd);
