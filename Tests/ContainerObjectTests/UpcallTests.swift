@@ -254,6 +254,58 @@ struct UpcallTests {
         }
     }
 
+    /// Crashes in its second thread (SIGSEGV sent to that thread only).
+    static let threadCrashSource = """
+        #include <pthread.h>
+        #include <signal.h>
+        #include <unistd.h>
+        static void *crash(void *unused)
+        {
+        	pthread_kill(pthread_self(), SIGSEGV);
+        	pause();
+        	return unused;
+        }
+        int main(void)
+        {
+        	pthread_t t;
+        	if (pthread_create(&t, NULL, crash, NULL) != 0)
+        		return 3;
+        	pthread_join(t, NULL);
+        	return 4;
+        }
+        """
+
+    @Test("a crash in a thread other than the main one is routed into its container like any other", arguments: allModes)
+    func threadCrash(mode: UpcallInstaller.CoreMode) throws {
+        let work = "/tmp/ctrobj-threadcrash-\(uniqueSuffix())"
+        try Sys.mkdirs(work, 0o700)
+        defer { unlink("\(work)/t.c"); unlink("\(work)/t"); rmdir(work) }
+        try Sys.writeFileAtomically("\(work)/t.c", Self.threadCrashSource)
+        let (ccCode, ccOut) = try runProgram(["/usr/bin/cc", "-O2", "-static", "-pthread", "-o", "\(work)/t", "\(work)/t.c"])
+        try #require(ccCode == 0, "cc: \(ccOut)")
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let inst = installer(d, mode)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                let (c, p) = try crashable("thread")
+                defer { try? p.signal(SIGKILL); _ = try? p.waitCode() }
+                try c.copyIn(hostPath: "\(work)/t", to: "/bin/threadcrash")
+                let code = try c.exec(ProcessSpec("/bin/threadcrash", ["threadcrash"])).waitCode(timeoutSeconds: 60)
+                try #require(code == 128 + SIGSEGV, "threadcrash exited \(code)")
+                let found = waitForCores(c, count: 1)
+                try #require(found.count == 1, "cores: \(found)")
+                #expect(found[0].hasPrefix("core.threadcrash."))
+                let f = try c.openFile("/var/lib/ctrobj/cores/\(found[0])", flags: O_RDONLY)
+                var st = stat()
+                fstat(f.raw, &st)
+                #expect(st.st_uid == 1_000_000 && st.st_mode & 0o777 == 0o600)
+                let end = try elfCoreEnd(f.raw)
+                #expect(end > 0 && UInt64(st.st_size) >= end, "the core is whole")
+            }
+        }
+    }
+
     /// A program that drops from the container's root to uid/gid 1000 without
     /// exec, so the kernel marks it non-dumpable (fs.suid_dumpable decides:
     /// 2 is "root only"), then crashes: what a privileged program that gave
