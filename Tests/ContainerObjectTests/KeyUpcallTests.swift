@@ -126,20 +126,16 @@ struct KeyUpcallTests {
 
     @Test("a key requested by a thread other than the main one is answered inside its container too")
     func threadRequester() throws {
-        let work = "/tmp/ctrobj-threaded-\(uniqueSuffix())"
-        try Sys.mkdirs(work, 0o755)
-        defer { unlink("\(work)/t.c"); unlink("\(work)/t"); unlink("\(work)/out"); rmdir(work) }
-        try Sys.writeFileAtomically("\(work)/t.c", Self.threadedSource)
-        let (ccCode, ccOut) = try runProgram(["/usr/bin/cc", "-O2", "-static", "-pthread", "-o", "\(work)/t", "\(work)/t.c"])
-        try #require(ccCode == 0, "cc: \(ccOut)")
-        try withDaemon { d in
-            try installed(d) {
-                let (c, p, files) = try keyContainer("thr", conf: "create user ctrobjthr:* * /bin/keyctl instantiate %k thread-inside %S\n")
-                defer { files.forEach { unlink($0) }; try? p.signal(SIGKILL); _ = try? p.waitCode() }
-                let out = try Sys.open("\(work)/out", O_WRONLY | O_CREAT | O_TRUNC, 0o666)
-                let code = try c.exec(ProcessSpec("\(work)/t", ["t", "ctrobjthr:1"], stdio: (-1, out.raw, out.raw))).waitCode(timeoutSeconds: 60)
-                let text = (try? Sys.readFile("\(work)/out")) ?? ""
-                #expect(code == 0 && text.contains("payload thread-inside"), "\(text)")
+        try withStaticProgram("threaded", Self.threadedSource) { program, work in
+            try withDaemon { d in
+                try installed(d) {
+                    let (c, p, files) = try keyContainer("thr", conf: "create user ctrobjthr:* * /bin/keyctl instantiate %k thread-inside %S\n")
+                    defer { files.forEach { unlink($0) }; try? p.signal(SIGKILL); _ = try? p.waitCode() }
+                    let out = try Sys.open("\(work)/out", O_WRONLY | O_CREAT | O_TRUNC, 0o666)
+                    let code = try c.exec(ProcessSpec(program, ["t", "ctrobjthr:1"], stdio: (-1, out.raw, out.raw))).waitCode(timeoutSeconds: 60)
+                    let text = (try? Sys.readFile("\(work)/out")) ?? ""
+                    #expect(code == 0 && text.contains("payload thread-inside"), "\(text)")
+                }
             }
         }
     }

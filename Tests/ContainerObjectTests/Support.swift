@@ -31,6 +31,22 @@ let upcallHelper: String = {
     return "\(dir)/ctrobj-upcall"
 }()
 
+/// A static C program built from `source` for one test: `body` gets its path
+/// and its directory (fresh, under /tmp, where the test may write too), which
+/// is removed afterwards.
+func withStaticProgram(_ name: String, _ source: String, _ body: (_ program: String, _ dir: String) throws -> Void) throws {
+    let dir = "/tmp/ctrobj-\(name)-\(uniqueSuffix())"
+    try Sys.mkdirs(dir, 0o755)
+    defer {
+        for f in Sys.listDirectory(dir) { unlink("\(dir)/\(f)") }
+        rmdir(dir)
+    }
+    try Sys.writeFileAtomically("\(dir)/\(name).c", source)
+    let (code, out) = try runProgram(["/usr/bin/cc", "-D_GNU_SOURCE", "-O2", "-static", "-pthread", "-o", "\(dir)/\(name)", "\(dir)/\(name).c"])
+    try #require(code == 0, "cc \(name): \(out)")
+    try body("\(dir)/\(name)", dir)
+}
+
 private var counter = 0
 private let counterLock = NSLockish()
 

@@ -227,30 +227,26 @@ struct UpcallTests {
 
     @Test("the upcall socket serves only root outside every container: root in a container and other users are refused and logged")
     func upcallSocketPeers() throws {
-        let work = "/tmp/ctrobj-probe-\(uniqueSuffix())"
-        try Sys.mkdirs(work, 0o755)
-        defer { unlink("\(work)/probe.c"); unlink("\(work)/probe"); unlink("\(work)/out"); rmdir(work) }
-        try Sys.writeFileAtomically("\(work)/probe.c", Self.probeSource)
-        let (ccCode, ccOut) = try runProgram(["/usr/bin/cc", "-D_GNU_SOURCE", "-O2", "-static", "-o", "\(work)/probe", "\(work)/probe.c"])
-        try #require(ccCode == 0, "cc: \(ccOut)")
-        try withDaemon { d in
-            let sock = "\(d.stateDir)/upcall.sock"
-            // Host root, our namespaces: served (an error answer: pid 1 came without a pidfd).
-            let (_, host) = try runProgram(["\(work)/probe", sock])
-            #expect(host.hasPrefix("reply error"), "\(host)")
-            // Another host user: the socket is root's (0600).
-            let (_, nobody) = try runProgram(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "\(work)/probe", sock])
-            #expect(nobody.hasPrefix("connect:") || nobody.hasPrefix("eof"), "\(nobody)")
-            // Host uid 0 inside a container (no user namespace: root's own mount and pid namespaces):
-            // it can reach the socket, and ctrobjd refuses it.
-            let c = try Container.create("peer-\(getpid())", options: [.newFSNS, .newPIDNS, .killOnClose])
-            defer { c.close() }
-            let out = try Sys.open("\(work)/out", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-            let code = try c.spawnInit(ProcessSpec("\(work)/probe", ["probe", sock], stdio: (-1, out.raw, out.raw))).waitCode(timeoutSeconds: 30)
-            let inside = (try? Sys.readFile("\(work)/out")) ?? ""
-            #expect(code == 0 && inside.hasPrefix("eof"), "\(inside)")
-            let log = (try? Sys.readFile(d.logPath)) ?? ""
-            #expect(log.contains("upcall socket: refused peer"), "ctrobjd logs the refusal")
+        try withStaticProgram("probe", Self.probeSource) { probe, work in
+            try withDaemon { d in
+                let sock = "\(d.stateDir)/upcall.sock"
+                // Host root, our namespaces: served (an error answer: pid 1 came without a pidfd).
+                let (_, host) = try runProgram([probe, sock])
+                #expect(host.hasPrefix("reply error"), "\(host)")
+                // Another host user: the socket is root's (0600).
+                let (_, nobody) = try runProgram(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", probe, sock])
+                #expect(nobody.hasPrefix("connect:") || nobody.hasPrefix("eof"), "\(nobody)")
+                // Host uid 0 inside a container (no user namespace: root's own mount and pid namespaces):
+                // it can reach the socket, and ctrobjd refuses it.
+                let c = try Container.create("peer-\(getpid())", options: [.newFSNS, .newPIDNS, .killOnClose])
+                defer { c.close() }
+                let out = try Sys.open("\(work)/out", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+                let code = try c.spawnInit(ProcessSpec(probe, ["probe", sock], stdio: (-1, out.raw, out.raw))).waitCode(timeoutSeconds: 30)
+                let inside = (try? Sys.readFile("\(work)/out")) ?? ""
+                #expect(code == 0 && inside.hasPrefix("eof"), "\(inside)")
+                let log = (try? Sys.readFile(d.logPath)) ?? ""
+                #expect(log.contains("upcall socket: refused peer"), "ctrobjd logs the refusal")
+            }
         }
     }
 
@@ -275,34 +271,40 @@ struct UpcallTests {
         }
         """
 
-    @Test("a crash in a thread other than the main one is routed into its container like any other", arguments: allModes)
-    func threadCrash(mode: UpcallInstaller.CoreMode) throws {
-        let work = "/tmp/ctrobj-threadcrash-\(uniqueSuffix())"
-        try Sys.mkdirs(work, 0o700)
-        defer { unlink("\(work)/t.c"); unlink("\(work)/t"); rmdir(work) }
-        try Sys.writeFileAtomically("\(work)/t.c", Self.threadCrashSource)
-        let (ccCode, ccOut) = try runProgram(["/usr/bin/cc", "-O2", "-static", "-pthread", "-o", "\(work)/t", "\(work)/t.c"])
-        try #require(ccCode == 0, "cc: \(ccOut)")
+    /// With the broker installed in `mode`: run `program` as /bin/NAME in a
+    /// crashable container, as its root; it must die of SIGSEGV. Returns the
+    /// one core it left: its file name, its stat, and whether it is whole.
+    func coreOf(program: String, name: String, mode: UpcallInstaller.CoreMode) throws -> (String, stat, Bool) {
+        var result: (String, stat, Bool)?
         try preservingKernelSettings {
             try withDaemon { d in
                 let inst = installer(d, mode)
                 _ = try inst.install()
                 defer { _ = try? inst.uninstall() }
-                let (c, p) = try crashable("thread")
+                let (c, p) = try crashable(name)
                 defer { try? p.signal(SIGKILL); _ = try? p.waitCode() }
-                try c.copyIn(hostPath: "\(work)/t", to: "/bin/threadcrash")
-                let code = try c.exec(ProcessSpec("/bin/threadcrash", ["threadcrash"])).waitCode(timeoutSeconds: 60)
-                try #require(code == 128 + SIGSEGV, "threadcrash exited \(code)")
+                try c.copyIn(hostPath: program, to: "/bin/\(name)")
+                let code = try c.exec(ProcessSpec("/bin/\(name)", [name])).waitCode(timeoutSeconds: 60)
+                try #require(code == 128 + SIGSEGV, "\(name) exited \(code)")
                 let found = waitForCores(c, count: 1)
                 try #require(found.count == 1, "cores: \(found)")
-                #expect(found[0].hasPrefix("core.threadcrash."))
                 let f = try c.openFile("/var/lib/ctrobj/cores/\(found[0])", flags: O_RDONLY)
                 var st = stat()
                 fstat(f.raw, &st)
-                #expect(st.st_uid == 1_000_000 && st.st_mode & 0o777 == 0o600)
                 let end = try elfCoreEnd(f.raw)
-                #expect(end > 0 && UInt64(st.st_size) >= end, "the core is whole")
+                result = (found[0], st, end > 0 && UInt64(st.st_size) >= end)
             }
+        }
+        return try #require(result)
+    }
+
+    @Test("a crash in a thread other than the main one is routed into its container like any other", arguments: allModes)
+    func threadCrash(mode: UpcallInstaller.CoreMode) throws {
+        try withStaticProgram("threadcrash", Self.threadCrashSource) { program, _ in
+            let (name, st, whole) = try coreOf(program: program, name: "threadcrash", mode: mode)
+            #expect(name.hasPrefix("core.threadcrash."))
+            #expect(st.st_uid == 1_000_000 && st.st_mode & 0o777 == 0o600)
+            #expect(whole, "the core is whole")
         }
     }
 
@@ -330,39 +332,19 @@ struct UpcallTests {
     func nonDumpableCoreIsRootOnly(mode: UpcallInstaller.CoreMode) throws {
         let suidDumpable = "/proc/sys/fs/suid_dumpable"
         let savedSuid = try Sys.readFile(suidDumpable)
-        let work = "/tmp/ctrobj-dropper-\(uniqueSuffix())"
-        try Sys.mkdirs(work, 0o700)
         defer {
             try? Sys.writeFile(suidDumpable, savedSuid)
             #expect((try? Sys.readFile(suidDumpable)) == savedSuid, "fs.suid_dumpable restored")
-            unlink("\(work)/dropper.c"); unlink("\(work)/dropper"); rmdir(work)
         }
-        try Sys.writeFileAtomically("\(work)/dropper.c", Self.dropperSource)
-        let (ccCode, ccOut) = try runProgram(["/usr/bin/cc", "-O2", "-static", "-o", "\(work)/dropper", "\(work)/dropper.c"])
-        try #require(ccCode == 0, "cc: \(ccOut)")
-        // 2: the kernel dumps non-dumpable processes, as root only (0 would not dump them at all).
-        try Sys.writeFile(suidDumpable, "2")
-        try preservingKernelSettings {
-            try withDaemon { d in
-                let inst = installer(d, mode)
-                _ = try inst.install()
-                defer { _ = try? inst.uninstall() }
-                let (c, p) = try crashable("dropper")
-                defer { try? p.signal(SIGKILL); _ = try? p.waitCode() }
-                try c.copyIn(hostPath: "\(work)/dropper", to: "/bin/dropper")
-                let code = try c.exec(ProcessSpec("/bin/dropper", ["dropper"])).waitCode(timeoutSeconds: 60)
-                try #require(code == 128 + SIGSEGV, "dropper exited \(code) (4: it was still dumpable)")
-                let found = waitForCores(c, count: 1)
-                try #require(found.count == 1, "cores: \(found)")
-                let f = try c.openFile("/var/lib/ctrobj/cores/\(found[0])", flags: O_RDONLY)
-                var st = stat()
-                fstat(f.raw, &st)
-                #expect(st.st_uid == 1_000_000 && st.st_gid == 1_000_000,
-                        "owned by the container's root (host 1000000), not by its uid 1000 (host 1001000): \(st.st_uid)")
-                #expect(st.st_mode & 0o777 == 0o600)
-                let end = try elfCoreEnd(f.raw)
-                #expect(end > 0 && UInt64(st.st_size) >= end, "the core is whole")
-            }
+        try withStaticProgram("dropper", Self.dropperSource) { program, _ in
+            // 2: the kernel dumps non-dumpable processes, as root only (0 would not dump them at all).
+            try Sys.writeFile(suidDumpable, "2")
+            // (The dropper exits 4 instead of crashing if it is still dumpable.)
+            let (_, st, whole) = try coreOf(program: program, name: "dropper", mode: mode)
+            #expect(st.st_uid == 1_000_000 && st.st_gid == 1_000_000,
+                    "owned by the container's root (host 1000000), not by its uid 1000 (host 1001000): \(st.st_uid)")
+            #expect(st.st_mode & 0o777 == 0o600)
+            #expect(whole, "the core is whole")
         }
     }
 
