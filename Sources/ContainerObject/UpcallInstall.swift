@@ -245,14 +245,9 @@ public struct UpcallInstaller {
             return Report(mode: chosen.rawValue, corePattern: corePattern(chosen, pidfd: socketOK), socketModeSupported: socketOK, previous: previous)
         } catch {
             try? previous.restore()
-            CoreServerControl.stop(stateDir: stateDir)
-            if Sys.exists(requestKeySaved) { uninstallRequestKey() }
-            unlink(modprobeLink)
-            unlink(helperLink)
-            unlink(pipeLink)
-            unlink(keyLink)
-            unlink(UpcallConfig.path(stateDir: stateDir))
-            unlink(savedPath)
+            // Our request-key rule only if we got as far as writing it (a
+            // ctrobj.conf that was there before is someone else's).
+            removeInstalled(requestKey: Sys.exists(requestKeySaved))
             throw error
         }
     }
@@ -264,15 +259,17 @@ public struct UpcallInstaller {
             throw ContainerError(.notFound, "uninstall: nothing installed for \(stateDir) (no \(savedPath))")
         }
         try saved.restore()
-        // After the restore: no new connection can come.
-        CoreServerControl.stop(stateDir: stateDir)
-        uninstallRequestKey()
-        unlink(modprobeLink)
-        unlink(helperLink)
-        unlink(pipeLink)
-        unlink(keyLink)
-        unlink(UpcallConfig.path(stateDir: stateDir))
-        unlink(savedPath)
+        removeInstalled(requestKey: true)
         return saved
+    }
+
+    /// After the kernel settings are back (so no new upcall can come): stop
+    /// the core server and remove what install wrote, kernel-settings.saved last.
+    func removeInstalled(requestKey: Bool) {
+        CoreServerControl.stop(stateDir: stateDir)
+        if requestKey { uninstallRequestKey() }
+        for path in [modprobeLink, helperLink, pipeLink, keyLink, UpcallConfig.path(stateDir: stateDir), savedPath] {
+            unlink(path)
+        }
     }
 }
