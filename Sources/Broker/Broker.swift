@@ -38,7 +38,7 @@ public final class Broker {
     var connections: [CInt: ClientConnection] = [:]
     var ownNamespaceInodes: [NamespaceKind: UInt64?] = [:]
     /// upcall.conf as last read, with the stat that says whether it changed
-    /// (KeyRoute.swift reads it per key request).
+    /// (read per key request and per housekeeping tick: KeyRoute.swift).
     var upcallConfigCache: (key: [Int], config: UpcallConfig?)?
     /// Granted devices' uevents into containers (UeventForwarding.swift).
     let uevents = UeventForwarding()

@@ -107,7 +107,7 @@ extension Broker {
     /// Upcall housekeeping (at start and twice a second): upcall.conf read
     /// once for both jobs.
     func upcallHousekeeping() {
-        let conf = UpcallConfig.load(stateDir: config.stateDir)
+        let conf = currentUpcallConfig()
         drainSpool(dir: conf?.spoolDir ?? config.spoolDir)
         if let conf { superviseCoreServer(conf) }
     }
