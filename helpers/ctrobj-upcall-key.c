@@ -38,6 +38,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -204,6 +205,7 @@ static int run_in_container(struct request *r, const char *msg, size_t len, cons
 	plan.argv = argv;
 	plan.envp = envp;
 	plan.die_with_parent = 1;
+	plan.new_pgrp = 1;
 	int stage = 0;
 	pid_t child = ccs_join_fork(&plan, &stage);
 	int cfd = child > 0 ? ccs_pidfd_open(child, 0) : -1;
@@ -224,11 +226,15 @@ static int run_in_container(struct request *r, const char *msg, size_t len, cons
 				return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 1;
 		}
 	}
+	/* Its process group first (what the handler started), while the
+	 * unreaped child keeps the group's id from being reused. */
+	(void)kill(-child, SIGKILL);
 	(void)ccs_pidfd_send_signal(cfd, SIGKILL);
 	int status;
 	(void)ccs_pidfd_wait(cfd, 0, &status);
 	char why[320];
-	snprintf(why, sizeof(why), "container \"%s\": request-key took longer than %ld s and was killed", container, seconds);
+	snprintf(why, sizeof(why), "container \"%s\": request-key took longer than %ld s and was killed, with its process group",
+		 container, seconds);
 	return negate(r, why);
 }
 

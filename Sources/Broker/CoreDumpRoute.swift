@@ -228,6 +228,7 @@ extension Broker {
             p.argv = UnsafePointer(argv.pointers)
             p.envp = UnsafePointer(envp.pointers)
             p.stdio = (core.raw, devnull, devnull)
+            p.new_pgrp = 1
             var stage: CInt = 0
             // Everything the plan points into lives until the fork returned.
             let pid = withExtendedLifetime((fds, argv, envp, core)) { ccs_join_fork(&p, &stage) }
@@ -246,9 +247,12 @@ extension Broker {
                 status = try? Sys.pidfdWait(pidfd.raw, nohang: true) ?? nil
             }
             if status == nil {
+                // Its process group first (what the handler started), while
+                // the unreaped handler keeps the group's id from being reused.
+                kill(-pid, SIGKILL)
                 try? Sys.pidfdSendSignal(pidfd.raw, SIGKILL)
                 _ = try? Sys.pidfdWait(pidfd.raw)
-                logger.warning("container \"\(name)\": core handler \(path) killed after \(coreHandlerTimeoutSeconds) s")
+                logger.warning("container \"\(name)\": core handler \(path) killed after \(coreHandlerTimeoutSeconds) s, with its process group")
                 finished(.error(ContainerError(.timeout, "core handler timed out")))
                 return
             }

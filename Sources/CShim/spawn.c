@@ -111,6 +111,8 @@ static int become_target(const struct ccs_join_plan *p, int rep)
 		if (n != 1)
 			_exit(127);
 	}
+	if (p->new_pgrp)
+		(void)setpgid(0, 0);
 	reset_signals();
 	execve(p->path, p->argv, p->envp);
 	ccs_child_report(rep, 'E', CCS_STAGE_EXEC, errno);

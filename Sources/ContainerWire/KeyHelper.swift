@@ -98,6 +98,7 @@ public enum KeyHelper {
         p.argv = UnsafePointer(argv.pointers)
         p.envp = UnsafePointer(envp.pointers)
         p.die_with_parent = 1
+        p.new_pgrp = 1
         var stage: CInt = 0
         let child = withExtendedLifetime((fds, argv, envp)) { ccs_join_fork(&p, &stage) }
         guard child > 0, let cfd = try? Sys.pidfdOpen(child) else {
@@ -114,9 +115,12 @@ public enum KeyHelper {
                 return status & 0x7f == 0 ? (status >> 8) & 0xff : 1
             }
         }
+        // Its process group first (what the handler started), while the
+        // unreaped child keeps the group's id from being reused.
+        kill(-child, SIGKILL)
         try? Sys.pidfdSendSignal(cfd.raw, SIGKILL)
         _ = try? Sys.pidfdWait(cfd.raw)
-        return negate(request, "container \"\(container)\": request-key took longer than \(timeoutSeconds) s and was killed")
+        return negate(request, "container \"\(container)\": request-key took longer than \(timeoutSeconds) s and was killed, with its process group")
     }
 
     /// A negative key for 30 s: the requester gets an error at once, never a hang.

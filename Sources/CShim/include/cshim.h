@@ -129,6 +129,8 @@ struct ccs_join_plan {
 	int die_with_parent;        /* PR_SET_PDEATHSIG SIGKILL */
 	int gate_fd;                /* >= 0: read one byte from it before exec
 	                               (EOF without a byte: _exit(127)) */
+	int new_pgrp;               /* setpgid(0, 0) before exec, so that a timeout
+	                               can kill what the program started too */
 };
 /* Steps reported on failure (the child's stage, with its errno). */
 enum ccs_stage {
