@@ -21,6 +21,19 @@ struct UpcallTests {
         try body()
     }
 
+    /// The broker installed in `mode` for a private daemon, around body;
+    /// uninstalled and every kernel setting checked back afterwards.
+    func withBroker(_ mode: UpcallInstaller.CoreMode = .auto, _ body: (PrivateDaemon, UpcallInstaller) throws -> Void) throws {
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let inst = installer(d, mode)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                try body(d, inst)
+            }
+        }
+    }
+
     func installer(_ d: PrivateDaemon, _ mode: UpcallInstaller.CoreMode = .auto) -> UpcallInstaller {
         UpcallInstaller(stateDir: d.stateDir, helper: upcallHelper, spoolDir: "\(d.stateDir)-spool", coreMode: mode)
     }
@@ -122,69 +135,59 @@ struct UpcallTests {
 
     @Test("a crash inside a container leaves a whole core inside its root, owned by its root", arguments: allModes)
     func coreInsideContainer(mode: UpcallInstaller.CoreMode) throws {
-        try preservingKernelSettings {
-            try withDaemon { d in
-                let inst = installer(d, mode)
-                _ = try inst.install()
-                defer { _ = try? inst.uninstall() }
-                let (c, p) = try crashable("crash")
-                try crash(c)
-                let found = waitForCores(c, count: 1)
-                try #require(found.count == 1, "cores: \(found)")
-                #expect(found[0].hasPrefix("core.busybox."))
-                let f = try c.openFile("/var/lib/ctrobj/cores/\(found[0])", flags: O_RDONLY)
-                var st = stat()
-                fstat(f.raw, &st)
-                #expect(st.st_uid == 1_000_000 && st.st_gid == 1_000_000, "owned by the container's root (host id 1000000)")
-                #expect(st.st_mode & 0o777 == 0o600)
-                let end = try elfCoreEnd(f.raw)
-                #expect(end > 0 && UInt64(st.st_size) >= end, "the core is whole: \(st.st_size) bytes, segments end at \(end)")
-                try p.signal(SIGKILL)
-                _ = try? p.waitCode()
-            }
+        try withBroker(mode) { d, inst in
+            let (c, p) = try crashable("crash")
+            try crash(c)
+            let found = waitForCores(c, count: 1)
+            try #require(found.count == 1, "cores: \(found)")
+            #expect(found[0].hasPrefix("core.busybox."))
+            let f = try c.openFile("/var/lib/ctrobj/cores/\(found[0])", flags: O_RDONLY)
+            var st = stat()
+            fstat(f.raw, &st)
+            #expect(st.st_uid == 1_000_000 && st.st_gid == 1_000_000, "owned by the container's root (host id 1000000)")
+            #expect(st.st_mode & 0o777 == 0o600)
+            let end = try elfCoreEnd(f.raw)
+            #expect(end > 0 && UInt64(st.st_size) >= end, "the core is whole: \(st.st_size) bytes, segments end at \(end)")
+            try p.signal(SIGKILL)
+            _ = try? p.waitCode()
         }
     }
 
     @Test("an unprivileged owner's core handler runs inside its container as the owner's uid, never as host root; nobody else may set it")
     func unprivilegedHandler() throws {
-        try preservingKernelSettings {
-            try withDaemon { d in
-                let inst = installer(d)
-                _ = try inst.install()
-                defer { _ = try? inst.uninstall() }
-                let env = ["CTROBJ_STATE_DIR=\(d.stateDir)", "PATH=/usr/bin:/bin"]
-                func ctrobj(_ uid: Int, _ args: [String]) throws -> (Int32, String) {
-                    try runProgram(["/usr/bin/setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "\(buildDir)/ctrobj"] + args, env: env)
-                }
-                let name = "uh-\(getpid())"
-                let (code, out) = try ctrobj(65534, ["create", name, "--flags", "NEW_USER_NS|NEW_FS_NS|NEW_PID_NS"])
-                try #require(code == 0, "\(out)")
-                let c = try Container.open(name)
-                defer { try? c.destroy() }
-                // The handler writes where the host can see who ran it.
-                let dir = "/tmp/ctrobj-uh-\(uniqueSuffix())"
-                try Sys.mkdirs(dir, 0o755)
-                chmod(dir, 0o777)
-                defer { unlink("\(dir)/handler"); unlink("\(dir)/ran"); rmdir(dir) }
-                try Sys.writeFileAtomically("\(dir)/handler", "#!/bin/sh\ncat > /dev/null\nid -u > \(dir)/ran\n", mode: 0o755)
-                // Another unprivileged user may not set it; the owner may; modules and devices are root's to grant.
-                let (c1, o1) = try ctrobj(65533, ["policy", name, "--core", "handler:\(dir)/handler"])
-                #expect(c1 == 1, "\(o1)")
-                let (c2, o2) = try ctrobj(65534, ["policy", name, "--core", "handler:\(dir)/handler"])
-                #expect(c2 == 0, "\(o2)")
-                let (c3, o3) = try ctrobj(65534, ["policy", name, "--modules", "fs-ctrobjtest"])
-                #expect(c3 == 1 && o3.contains("only root"), "\(o3)")
-                let (c4, o4) = try ctrobj(65534, ["policy", name, "--devices", "loop7"])
-                #expect(c4 == 1 && o4.contains("only root"), "\(o4)")
-                let initP = try c.spawnInit(sh("sleep 120"))
-                defer { try? initP.signal(SIGKILL); _ = try? initP.waitCode() }
-                _ = try c.exec(sh("sh -c 'kill -SEGV $$'; true")).waitCode(timeoutSeconds: 60)
-                var st = stat()
-                for _ in 0..<1500 where stat("\(dir)/ran", &st) != 0 || st.st_size == 0 { usleep(20_000) }
-                #expect(st.st_size > 0, "the handler ran")
-                #expect(st.st_uid == 65534, "it ran as the owner's uid on the host (65534), not as host root: \(st.st_uid)")
-                #expect((try? Sys.readFile("\(dir)/ran"))?.trimmingSuffixNewline() == "0", "and as root inside its container")
+        try withBroker() { d, inst in
+            let env = ["CTROBJ_STATE_DIR=\(d.stateDir)", "PATH=/usr/bin:/bin"]
+            func ctrobj(_ uid: Int, _ args: [String]) throws -> (Int32, String) {
+                try runProgram(["/usr/bin/setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "\(buildDir)/ctrobj"] + args, env: env)
             }
+            let name = "uh-\(getpid())"
+            let (code, out) = try ctrobj(65534, ["create", name, "--flags", "NEW_USER_NS|NEW_FS_NS|NEW_PID_NS"])
+            try #require(code == 0, "\(out)")
+            let c = try Container.open(name)
+            defer { try? c.destroy() }
+            // The handler writes where the host can see who ran it.
+            let dir = "/tmp/ctrobj-uh-\(uniqueSuffix())"
+            try Sys.mkdirs(dir, 0o755)
+            chmod(dir, 0o777)
+            defer { unlink("\(dir)/handler"); unlink("\(dir)/ran"); rmdir(dir) }
+            try Sys.writeFileAtomically("\(dir)/handler", "#!/bin/sh\ncat > /dev/null\nid -u > \(dir)/ran\n", mode: 0o755)
+            // Another unprivileged user may not set it; the owner may; modules and devices are root's to grant.
+            let (c1, o1) = try ctrobj(65533, ["policy", name, "--core", "handler:\(dir)/handler"])
+            #expect(c1 == 1, "\(o1)")
+            let (c2, o2) = try ctrobj(65534, ["policy", name, "--core", "handler:\(dir)/handler"])
+            #expect(c2 == 0, "\(o2)")
+            let (c3, o3) = try ctrobj(65534, ["policy", name, "--modules", "fs-ctrobjtest"])
+            #expect(c3 == 1 && o3.contains("only root"), "\(o3)")
+            let (c4, o4) = try ctrobj(65534, ["policy", name, "--devices", "loop7"])
+            #expect(c4 == 1 && o4.contains("only root"), "\(o4)")
+            let initP = try c.spawnInit(sh("sleep 120"))
+            defer { try? initP.signal(SIGKILL); _ = try? initP.waitCode() }
+            _ = try c.exec(sh("sh -c 'kill -SEGV $$'; true")).waitCode(timeoutSeconds: 60)
+            var st = stat()
+            for _ in 0..<1500 where stat("\(dir)/ran", &st) != 0 || st.st_size == 0 { usleep(20_000) }
+            #expect(st.st_size > 0, "the handler ran")
+            #expect(st.st_uid == 65534, "it ran as the owner's uid on the host (65534), not as host root: \(st.st_uid)")
+            #expect((try? Sys.readFile("\(dir)/ran"))?.trimmingSuffixNewline() == "0", "and as root inside its container")
         }
     }
 
@@ -276,24 +279,19 @@ struct UpcallTests {
     /// one core it left: its file name, its stat, and whether it is whole.
     func coreOf(program: String, name: String, mode: UpcallInstaller.CoreMode) throws -> (String, stat, Bool) {
         var result: (String, stat, Bool)?
-        try preservingKernelSettings {
-            try withDaemon { d in
-                let inst = installer(d, mode)
-                _ = try inst.install()
-                defer { _ = try? inst.uninstall() }
-                let (c, p) = try crashable(name)
-                defer { try? p.signal(SIGKILL); _ = try? p.waitCode() }
-                try c.copyIn(hostPath: program, to: "/bin/\(name)")
-                let code = try c.exec(ProcessSpec("/bin/\(name)", [name])).waitCode(timeoutSeconds: 60)
-                try #require(code == 128 + SIGSEGV, "\(name) exited \(code)")
-                let found = waitForCores(c, count: 1)
-                try #require(found.count == 1, "cores: \(found)")
-                let f = try c.openFile("/var/lib/ctrobj/cores/\(found[0])", flags: O_RDONLY)
-                var st = stat()
-                fstat(f.raw, &st)
-                let end = try elfCoreEnd(f.raw)
-                result = (found[0], st, end > 0 && UInt64(st.st_size) >= end)
-            }
+        try withBroker(mode) { d, inst in
+            let (c, p) = try crashable(name)
+            defer { try? p.signal(SIGKILL); _ = try? p.waitCode() }
+            try c.copyIn(hostPath: program, to: "/bin/\(name)")
+            let code = try c.exec(ProcessSpec("/bin/\(name)", [name])).waitCode(timeoutSeconds: 60)
+            try #require(code == 128 + SIGSEGV, "\(name) exited \(code)")
+            let found = waitForCores(c, count: 1)
+            try #require(found.count == 1, "cores: \(found)")
+            let f = try c.openFile("/var/lib/ctrobj/cores/\(found[0])", flags: O_RDONLY)
+            var st = stat()
+            fstat(f.raw, &st)
+            let end = try elfCoreEnd(f.raw)
+            result = (found[0], st, end > 0 && UInt64(st.st_size) >= end)
         }
         return try #require(result)
     }
@@ -350,69 +348,59 @@ struct UpcallTests {
 
     @Test("a container's own core handler runs inside it with the core on stdin and its own view of the ids", arguments: allModes)
     func coreHandler(mode: UpcallInstaller.CoreMode) throws {
-        try preservingKernelSettings {
-            try withDaemon { d in
-                let inst = installer(d, mode)
-                _ = try inst.install()
-                defer { _ = try? inst.uninstall() }
-                let (c, p) = try crashable("handled")
-                try c.mkdirs("/cores")
-                try c.writeFile("/bin/handler", "#!/bin/busybox sh\nbusybox cat > /cores/core.$1\necho \"$@\" > /cores/args\nbusybox id -u >> /cores/args\n", mode: 0o755)
-                try c.setPolicy(core: "handler:/bin/handler")
-                #expect(throws: ContainerError.self) { try c.setPolicy(core: "handler:relative") }
-                try crash(c)
-                var args = ""
-                for _ in 0..<500 { args = (try? c.readFile("/cores/args")) ?? ""; if args.contains("\n0") { break }; usleep(10_000) }
-                let words = args.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
-                // PID UID GID SIGNAL TIME COMM, then the handler's own uid.
-                #expect(words.count >= 7, "\(args)")
-                if words.count >= 7 {
-                    #expect(words[1] == "0" && words[2] == "0", "the crashing root's ids as the container sees them: \(args)")
-                    #expect(words[3] == "11")
-                    #expect(words.last == "0", "the handler runs as the container's root")
-                    let core = try c.openFile("/cores/core.\(words[0])", flags: O_RDONLY)
-                    #expect(try elfCoreEnd(core.raw) > 0)
-                }
-                #expect(cores(c).isEmpty, "the handler, not the default file route, got it")
-                try p.signal(SIGKILL)
-                _ = try? p.waitCode()
+        try withBroker(mode) { d, inst in
+            let (c, p) = try crashable("handled")
+            try c.mkdirs("/cores")
+            try c.writeFile("/bin/handler", "#!/bin/busybox sh\nbusybox cat > /cores/core.$1\necho \"$@\" > /cores/args\nbusybox id -u >> /cores/args\n", mode: 0o755)
+            try c.setPolicy(core: "handler:/bin/handler")
+            #expect(throws: ContainerError.self) { try c.setPolicy(core: "handler:relative") }
+            try crash(c)
+            var args = ""
+            for _ in 0..<500 { args = (try? c.readFile("/cores/args")) ?? ""; if args.contains("\n0") { break }; usleep(10_000) }
+            let words = args.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+            // PID UID GID SIGNAL TIME COMM, then the handler's own uid.
+            #expect(words.count >= 7, "\(args)")
+            if words.count >= 7 {
+                #expect(words[1] == "0" && words[2] == "0", "the crashing root's ids as the container sees them: \(args)")
+                #expect(words[3] == "11")
+                #expect(words.last == "0", "the handler runs as the container's root")
+                let core = try c.openFile("/cores/core.\(words[0])", flags: O_RDONLY)
+                #expect(try elfCoreEnd(core.raw) > 0)
             }
+            #expect(cores(c).isEmpty, "the handler, not the default file route, got it")
+            try p.signal(SIGKILL)
+            _ = try? p.waitCode()
         }
     }
 
     @Test("a container made by unshare(1) and adopted gets its cores like our own")
     func adoptedUnshare() throws {
-        try preservingKernelSettings {
-            try withDaemon { d in
-                let inst = installer(d)
-                _ = try inst.install()
-                defer { _ = try? inst.uninstall() }
-                // unshare's child: new user (root mapped), pid, mount, uts, net namespaces,
-                // with a private tmpfs over /var/lib so nothing lands on the host.
-                let u = try spawn(["/usr/bin/unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child", "--mount",
-                                   "--uts", "--net", "/bin/sh", "-c", "mount -t tmpfs none /var/lib && exec sleep 60"])
-                let unshareFD = try Sys.pidfdOpen(u)
-                defer { try? Sys.pidfdSendSignal(unshareFD.raw, SIGKILL); _ = try? Sys.pidfdWait(unshareFD.raw) }
-                var child: pid_t = 0
-                for _ in 0..<500 {
-                    let kids = ((try? Sys.readFile("/proc/\(u)/task/\(u)/children")) ?? "").split(separator: " ").compactMap { pid_t($0) }
-                    if let k = kids.first, ProcInfo.comm(pid: k) == "sleep" { child = k; break }
-                    usleep(10_000)
-                }
-                try #require(child > 0, "unshare's child did not start")
-                let c = try Container.adopt("adopted", pid: child)
-                let st = try c.status()
-                #expect(st.namespaceInodes["net"] == Namespaces.inode(pid: child, kind: .net))
-                #expect(st.namespaceInodes["pid"] == Namespaces.inode(pid: child, kind: .pid))
-                #expect(st.state == .running && st.initPid == child)
-                let (code, _) = try runProgram(["/usr/bin/nsenter", "-t", "\(child)", "-U", "-m", "-p", "-u", "-n", "--preserve-credentials",
-                                                "/bin/sh", "-c", "sh -c 'kill -SEGV $$'; true"])
-                #expect(code == 0)
-                let found = waitForCores(c, count: 1)
-                #expect(found.count == 1 && found.first?.hasPrefix("core.sh.") == true, "\(found)")
-                try c.destroy()
-                #expect(try Sys.pidfdWait(unshareFD.raw, nohang: true) == nil, "forgetting an adopted container does not kill it")
+        try withBroker() { d, inst in
+            // unshare's child: new user (root mapped), pid, mount, uts, net namespaces,
+            // with a private tmpfs over /var/lib so nothing lands on the host.
+            let u = try spawn(["/usr/bin/unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child", "--mount",
+                               "--uts", "--net", "/bin/sh", "-c", "mount -t tmpfs none /var/lib && exec sleep 60"])
+            let unshareFD = try Sys.pidfdOpen(u)
+            defer { try? Sys.pidfdSendSignal(unshareFD.raw, SIGKILL); _ = try? Sys.pidfdWait(unshareFD.raw) }
+            var child: pid_t = 0
+            for _ in 0..<500 {
+                let kids = ((try? Sys.readFile("/proc/\(u)/task/\(u)/children")) ?? "").split(separator: " ").compactMap { pid_t($0) }
+                if let k = kids.first, ProcInfo.comm(pid: k) == "sleep" { child = k; break }
+                usleep(10_000)
             }
+            try #require(child > 0, "unshare's child did not start")
+            let c = try Container.adopt("adopted", pid: child)
+            let st = try c.status()
+            #expect(st.namespaceInodes["net"] == Namespaces.inode(pid: child, kind: .net))
+            #expect(st.namespaceInodes["pid"] == Namespaces.inode(pid: child, kind: .pid))
+            #expect(st.state == .running && st.initPid == child)
+            let (code, _) = try runProgram(["/usr/bin/nsenter", "-t", "\(child)", "-U", "-m", "-p", "-u", "-n", "--preserve-credentials",
+                                            "/bin/sh", "-c", "sh -c 'kill -SEGV $$'; true"])
+            #expect(code == 0)
+            let found = waitForCores(c, count: 1)
+            #expect(found.count == 1 && found.first?.hasPrefix("core.sh.") == true, "\(found)")
+            try c.destroy()
+            #expect(try Sys.pidfdWait(unshareFD.raw, nohang: true) == nil, "forgetting an adopted container does not kill it")
         }
     }
 
@@ -475,150 +463,125 @@ struct UpcallTests {
 
     @Test("50 concurrent crashes across 5 containers: 50 cores, each in its own container", arguments: pipeAndRequest)
     func concurrentCrashes(mode: UpcallInstaller.CoreMode) throws {
-        try preservingKernelSettings {
-            try withDaemon { d in
-                let inst = installer(d, mode)
-                _ = try inst.install()
-                defer { _ = try? inst.uninstall() }
-                var boxes: [(Container, ContainerProcess)] = []
-                for i in 0..<5 { boxes.append(try crashable("many\(i)")) }
-                var crashers: [ContainerProcess] = []
-                for (c, _) in boxes {
-                    for _ in 0..<10 {
-                        crashers.append(try c.exec(ProcessSpec("/bin/busybox", ["busybox", "sh", "-c", "busybox kill -SEGV $$"])))
-                    }
+        try withBroker(mode) { d, inst in
+            var boxes: [(Container, ContainerProcess)] = []
+            for i in 0..<5 { boxes.append(try crashable("many\(i)")) }
+            var crashers: [ContainerProcess] = []
+            for (c, _) in boxes {
+                for _ in 0..<10 {
+                    crashers.append(try c.exec(ProcessSpec("/bin/busybox", ["busybox", "sh", "-c", "busybox kill -SEGV $$"])))
                 }
-                for p in crashers { _ = try? p.waitCode(timeoutSeconds: 120) }
-                for (i, (c, _)) in boxes.enumerated() {
-                    let found = waitForCores(c, count: 10, seconds: 60)
-                    #expect(found.count == 10, "container many\(i) has \(found.count) cores")
-                    // Each core names a pid of that container's own pid ns.
-                    #expect(Set(found).count == found.count)
-                }
-                for (_, p) in boxes { try? p.signal(SIGKILL); _ = try? p.waitCode() }
             }
+            for p in crashers { _ = try? p.waitCode(timeoutSeconds: 120) }
+            for (i, (c, _)) in boxes.enumerated() {
+                let found = waitForCores(c, count: 10, seconds: 60)
+                #expect(found.count == 10, "container many\(i) has \(found.count) cores")
+                // Each core names a pid of that container's own pid ns.
+                #expect(Set(found).count == found.count)
+            }
+            for (_, p) in boxes { try? p.signal(SIGKILL); _ = try? p.waitCode() }
         }
     }
 
     @Test("pipe mode: the C helper hands a container's core to ctrobjd itself, without the full helper")
     func pipeHelperDirect() throws {
-        try preservingKernelSettings {
-            try withDaemon { d in
-                let inst = installer(d, .pipe)
-                _ = try inst.install()
-                defer { _ = try? inst.uninstall() }
-                try #require(Sys.exists(inst.pipeLink), "ctrobj-upcall-pipe is built beside ctrobj-upcall")
-                // Take the full helper away: only the C helper's own path can deliver now.
-                unlink(inst.helperLink)
-                #expect(symlink("/nonexistent/ctrobj-upcall", inst.helperLink) == 0)
-                let (c, p) = try crashable("direct")
-                try crash(c)
-                let found = waitForCores(c, count: 1)
-                #expect(found.count == 1, "delivered through ctrobjd by the C helper: \(found)")
-                try p.signal(SIGKILL)
-                _ = try? p.waitCode()
-            }
+        try withBroker(.pipe) { d, inst in
+            try #require(Sys.exists(inst.pipeLink), "ctrobj-upcall-pipe is built beside ctrobj-upcall")
+            // Take the full helper away: only the C helper's own path can deliver now.
+            unlink(inst.helperLink)
+            #expect(symlink("/nonexistent/ctrobj-upcall", inst.helperLink) == 0)
+            let (c, p) = try crashable("direct")
+            try crash(c)
+            let found = waitForCores(c, count: 1)
+            #expect(found.count == 1, "delivered through ctrobjd by the C helper: \(found)")
+            try p.signal(SIGKILL)
+            _ = try? p.waitCode()
         }
     }
 
     @Test("a core that cannot be written inside its container is kept on the host, root's only, not lost")
     func undeliverableKept() throws {
-        try preservingKernelSettings {
-            try withDaemon { d in
-                let inst = installer(d)
-                _ = try inst.install()
-                defer { _ = try? inst.uninstall() }
-                let (c, p) = try crashable("nowhere")
-                // The core directory is taken by a file: nothing can be made there.
-                try c.mkdirs("/var/lib/ctrobj")
-                try c.writeFile("/var/lib/ctrobj/cores", "not a directory\n", mode: 0o644)
-                try crash(c)
-                let spool = "\(d.stateDir)-spool"
-                var kept: [String] = []
-                for _ in 0..<250 {
-                    kept = Sys.listDirectory(spool).filter { $0.hasSuffix(".undeliverable") }
-                    if !kept.isEmpty { break }
-                    usleep(20_000)
-                }
-                try #require(kept.count == 1, "spool: \(Sys.listDirectory(spool))")
-                let core = try Sys.open("\(spool)/\(kept[0].dropLast(".undeliverable".count)).core", O_RDONLY)
-                var st = stat()
-                fstat(core.raw, &st)
-                #expect(st.st_uid == 0 && st.st_mode & 0o777 == 0o600)
-                #expect(try elfCoreEnd(core.raw) > 0, "the whole core is kept")
-                var dirSt = stat()
-                #expect(stat(spool, &dirSt) == 0 && dirSt.st_mode & 0o777 == 0o700)
-                try p.signal(SIGKILL)
-                _ = try? p.waitCode()
-                removeTree(spool)
+        try withBroker() { d, inst in
+            let (c, p) = try crashable("nowhere")
+            // The core directory is taken by a file: nothing can be made there.
+            try c.mkdirs("/var/lib/ctrobj")
+            try c.writeFile("/var/lib/ctrobj/cores", "not a directory\n", mode: 0o644)
+            try crash(c)
+            let spool = "\(d.stateDir)-spool"
+            var kept: [String] = []
+            for _ in 0..<250 {
+                kept = Sys.listDirectory(spool).filter { $0.hasSuffix(".undeliverable") }
+                if !kept.isEmpty { break }
+                usleep(20_000)
             }
+            try #require(kept.count == 1, "spool: \(Sys.listDirectory(spool))")
+            let core = try Sys.open("\(spool)/\(kept[0].dropLast(".undeliverable".count)).core", O_RDONLY)
+            var st = stat()
+            fstat(core.raw, &st)
+            #expect(st.st_uid == 0 && st.st_mode & 0o777 == 0o600)
+            #expect(try elfCoreEnd(core.raw) > 0, "the whole core is kept")
+            var dirSt = stat()
+            #expect(stat(spool, &dirSt) == 0 && dirSt.st_mode & 0o777 == 0o700)
+            try p.signal(SIGKILL)
+            _ = try? p.waitCode()
+            removeTree(spool)
         }
     }
 
     @Test("socket mode: a core server that dies is started again by ctrobjd, and the next crash is delivered")
     func coreServerSupervised() throws {
-        try preservingKernelSettings {
-            try withDaemon { d in
-                let inst = installer(d, .socketRequest)
-                _ = try inst.install()
-                defer { _ = try? inst.uninstall() }
-                let first = try #require(CoreServerControl.running(stateDir: d.stateDir))
-                try Sys.pidfdSendSignal(first.pidfd.raw, SIGKILL)
-                var again: pid_t?
-                for _ in 0..<300 {
-                    if let r = CoreServerControl.running(stateDir: d.stateDir), r.pid != first.pid { again = r.pid; break }
-                    usleep(10_000)
-                }
-                #expect(again != nil, "ctrobjd restarts the core server within its half-second housekeeping")
-                if let again {
-                    // A daemon that outlives ctrobjd keeps nothing of ctrobjd's: stdio and its socket.
-                    let fds = Sys.listDirectory("/proc/\(again)/fd").compactMap { Int($0) }.sorted()
-                    let links = fds.map { readlinkText("/proc/\(again)/fd/\($0)") }
-                    #expect(fds.prefix(3) == [0, 1, 2] && links.dropFirst(3).allSatisfy { $0.hasPrefix("socket:") } && fds.count == 4,
-                            "stdio and core.sock only: fds \(fds): \(links)")
-                }
-                let (c, p) = try crashable("supervised")
-                try crash(c)
-                #expect(waitForCores(c, count: 1).count == 1)
-                try p.signal(SIGKILL)
-                _ = try? p.waitCode()
+        try withBroker(.socketRequest) { d, inst in
+            let first = try #require(CoreServerControl.running(stateDir: d.stateDir))
+            try Sys.pidfdSendSignal(first.pidfd.raw, SIGKILL)
+            var again: pid_t?
+            for _ in 0..<300 {
+                if let r = CoreServerControl.running(stateDir: d.stateDir), r.pid != first.pid { again = r.pid; break }
+                usleep(10_000)
             }
+            #expect(again != nil, "ctrobjd restarts the core server within its half-second housekeeping")
+            if let again {
+                // A daemon that outlives ctrobjd keeps nothing of ctrobjd's: stdio and its socket.
+                let fds = Sys.listDirectory("/proc/\(again)/fd").compactMap { Int($0) }.sorted()
+                let links = fds.map { readlinkText("/proc/\(again)/fd/\($0)") }
+                #expect(fds.prefix(3) == [0, 1, 2] && links.dropFirst(3).allSatisfy { $0.hasPrefix("socket:") } && fds.count == 4,
+                        "stdio and core.sock only: fds \(fds): \(links)")
+            }
+            let (c, p) = try crashable("supervised")
+            try crash(c)
+            #expect(waitForCores(c, count: 1).count == 1)
+            try p.signal(SIGKILL)
+            _ = try? p.waitCode()
         }
     }
 
     @Test("socket mode: a connection that is not the kernel dumping a task is refused, the server keeps serving")
     func coreServerRefusesOthers() throws {
-        try preservingKernelSettings {
-            try withDaemon { d in
-                let inst = installer(d, .socketRequest)
-                _ = try inst.install()
-                defer { _ = try? inst.uninstall() }
-                let path = CoreServer.socketPath(stateDir: d.stateDir)
-                var st = stat()
-                #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o600 && st.st_uid == 0, "only root (and the kernel) can connect")
-                // Root connecting by hand and sending an "ELF core": refused, nothing delivered.
-                let s = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
-                let fd = OwnedFD(s)
-                var addr = sockaddr_un()
-                addr.sun_family = sa_family_t(AF_UNIX)
-                withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in Array(path.utf8).enumerated() { p[i] = b } }
-                let r = withUnsafePointer(to: &addr) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd.raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-                }
-                try #require(r == 0)
-                try Sys.write(fd.raw, "\u{7f}ELF fake core")
-                var pfd = pollfd(fd: fd.raw, events: Int16(POLLIN), revents: 0)
-                #expect(poll(&pfd, 1, 5000) == 1)
-                var byte: UInt8 = 0
-                #expect(read(fd.raw, &byte, 1) <= 0, "the server hangs up on it (EOF or a reset: our bytes were left unread)")
-                #expect(Sys.listDirectory("\(d.stateDir)-spool").isEmpty)
-                // And real crashes still get through.
-                let (c, p) = try crashable("afterfake")
-                try crash(c)
-                #expect(waitForCores(c, count: 1).count == 1)
-                try p.signal(SIGKILL)
-                _ = try? p.waitCode()
+        try withBroker(.socketRequest) { d, inst in
+            let path = CoreServer.socketPath(stateDir: d.stateDir)
+            var st = stat()
+            #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o600 && st.st_uid == 0, "only root (and the kernel) can connect")
+            // Root connecting by hand and sending an "ELF core": refused, nothing delivered.
+            let s = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+            let fd = OwnedFD(s)
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in Array(path.utf8).enumerated() { p[i] = b } }
+            let r = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd.raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
             }
+            try #require(r == 0)
+            try Sys.write(fd.raw, "\u{7f}ELF fake core")
+            var pfd = pollfd(fd: fd.raw, events: Int16(POLLIN), revents: 0)
+            #expect(poll(&pfd, 1, 5000) == 1)
+            var byte: UInt8 = 0
+            #expect(read(fd.raw, &byte, 1) <= 0, "the server hangs up on it (EOF or a reset: our bytes were left unread)")
+            #expect(Sys.listDirectory("\(d.stateDir)-spool").isEmpty)
+            // And real crashes still get through.
+            let (c, p) = try crashable("afterfake")
+            try crash(c)
+            #expect(waitForCores(c, count: 1).count == 1)
+            try p.signal(SIGKILL)
+            _ = try? p.waitCode()
         }
     }
 }
