@@ -95,6 +95,17 @@ int ref_cgroups_open(const struct ref_cgroups *c, int *v2dir, int *procs)
 	return k;
 }
 
+pid_t ref_clone3(unsigned long long flags, int v2dir, int *pidfd)
+{
+	struct clone_args a;
+	memset(&a, 0, sizeof(a));
+	a.flags = flags | CLONE_PIDFD | (v2dir >= 0 ? CLONE_INTO_CGROUP : 0);
+	a.pidfd = (uint64_t)(uintptr_t)pidfd;
+	a.exit_signal = SIGCHLD;
+	a.cgroup = v2dir >= 0 ? (uint64_t)v2dir : 0;
+	return (pid_t)syscall(SYS_clone3, &a, sizeof(a));
+}
+
 int ref_pwrite_zero(const int *fds, int n)
 {
 	for (int i = 0; i < n; i++)
@@ -156,13 +167,7 @@ int ref_create_fork(unsigned long long nsflags, const char *path, long seq)
 		r = -errno;
 		goto out;
 	}
-	struct clone_args a;
-	memset(&a, 0, sizeof(a));
-	a.flags = nsflags | CLONE_PIDFD | (v2dir >= 0 ? CLONE_INTO_CGROUP : 0);
-	a.pidfd = (uint64_t)(uintptr_t)&pidfd;
-	a.exit_signal = SIGCHLD;
-	a.cgroup = v2dir >= 0 ? (uint64_t)v2dir : 0;
-	pid_t pid = (pid_t)syscall(SYS_clone3, &a, sizeof(a));
+	pid_t pid = ref_clone3(nsflags, v2dir, &pidfd);
 	if (pid < 0) {
 		r = -errno;
 		goto out;

@@ -33,13 +33,7 @@ int ref_enter_start(unsigned long long nsflags)
 	int userns = (nsflags & CLONE_NEWUSER) != 0, sync[2];
 	if (pipe2(sync, O_CLOEXEC) < 0)
 		return -errno;
-	struct clone_args a;
-	memset(&a, 0, sizeof(a));
-	a.flags = nsflags | CLONE_PIDFD | (e_v2dir >= 0 ? CLONE_INTO_CGROUP : 0);
-	a.pidfd = (uint64_t)(uintptr_t)&e_pidfd;
-	a.exit_signal = SIGCHLD;
-	a.cgroup = e_v2dir >= 0 ? (uint64_t)e_v2dir : 0;
-	pid_t pid = (pid_t)syscall(SYS_clone3, &a, sizeof(a));
+	pid_t pid = ref_clone3(nsflags, e_v2dir, &e_pidfd);
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
@@ -70,13 +64,7 @@ int ref_enter_init_pid(void) { return e_pid; }
 int ref_enter_once(const char *path)
 {
 	int pidfd = -1;
-	struct clone_args a;
-	memset(&a, 0, sizeof(a));
-	a.flags = CLONE_PIDFD | (e_v2dir >= 0 ? CLONE_INTO_CGROUP : 0);
-	a.pidfd = (uint64_t)(uintptr_t)&pidfd;
-	a.exit_signal = SIGCHLD;
-	a.cgroup = e_v2dir >= 0 ? (uint64_t)e_v2dir : 0;
-	pid_t mid = (pid_t)syscall(SYS_clone3, &a, sizeof(a));
+	pid_t mid = ref_clone3(0, e_v2dir, &pidfd);
 	if (mid < 0)
 		return -errno;
 	if (mid == 0) {

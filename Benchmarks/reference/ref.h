@@ -65,6 +65,9 @@ void ref_cgroups_remove(const struct ref_cgroups *c);
 int ref_cgroups_open(const struct ref_cgroups *c, int *v2dir, int *procs);
 int ref_write_maps(pid_t pid);
 int ref_pwrite_zero(const int *fds, int n);
+/* clone3 with CLONE_PIDFD (into *pidfd) and, when v2dir >= 0,
+ * CLONE_INTO_CGROUP of that cgroup2 directory; like fork() otherwise. */
+pid_t ref_clone3(unsigned long long flags, int v2dir, int *pidfd);
 int ref_become_root(void);
 
 #endif
