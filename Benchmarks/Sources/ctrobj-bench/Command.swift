@@ -58,3 +58,24 @@ struct BenchError: Error, CustomStringConvertible {
 func shell(_ line: String, log: String) -> Int32 {
     Command("sh", ["/bin/sh", "-c", line], log: log).run()
 }
+
+/// A C shared library built by the harness from `sources` into the work
+/// directory (`lib<name>.so`, cc's output in `cc-<name>.log`) and loaded with
+/// dlopen, so its code runs in this process.
+struct LoadedCLibrary {
+    let handle: UnsafeMutableRawPointer
+
+    init(name: String, sources: [String], workDir: String) throws {
+        let lib = "\(workDir)/lib\(name).so"
+        try Command("cc \(name)", ["/usr/bin/cc", "-O2", "-Wall", "-shared", "-fPIC", "-o", lib] + sources,
+                    log: "\(workDir)/cc-\(name).log").check()
+        guard let h = dlopen(lib, RTLD_NOW | RTLD_LOCAL) else { throw BenchError("dlopen \(lib): \(String(cString: dlerror()))") }
+        handle = h
+    }
+
+    /// A function of the library, as the C type it has.
+    func sym<T>(_ name: String, _: T.Type) throws -> T {
+        guard let p = dlsym(handle, name) else { throw BenchError("dlsym \(name)") }
+        return unsafeBitCast(p, to: T.self)
+    }
+}

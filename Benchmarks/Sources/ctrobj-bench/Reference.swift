@@ -24,25 +24,16 @@ final class Reference {
     let enterStopFn: Void0
 
     init(sourceDir: String, workDir: String) throws {
-        let lib = "\(workDir)/libref.so"
-        let sources = ["create_fork.c", "enter.c"].map { "\(sourceDir)/\($0)" }
-        let cc = Command("cc", ["/usr/bin/cc", "-O2", "-Wall", "-shared", "-fPIC", "-o", lib] + sources, log: "\(workDir)/cc.log")
-        try cc.check()
-        guard let h = dlopen(lib, RTLD_NOW | RTLD_LOCAL) else {
-            throw BenchError("dlopen \(lib): \(String(cString: dlerror()))")
-        }
-        handle = h
-        func sym<T>(_ name: String, _: T.Type) throws -> T {
-            guard let p = dlsym(h, name) else { throw BenchError("dlsym \(name)") }
-            return unsafeBitCast(p, to: T.self)
-        }
-        setupFn = try sym("ref_setup", Setup.self)
-        teardownFn = try sym("ref_teardown", Void0.self)
-        createForkFn = try sym("ref_create_fork", CreateFork.self)
-        enterStartFn = try sym("ref_enter_start", EnterStart.self)
-        enterOnceFn = try sym("ref_enter_once", EnterOnce.self)
-        enterPidFn = try sym("ref_enter_init_pid", Int0.self)
-        enterStopFn = try sym("ref_enter_stop", Void0.self)
+        let lib = try LoadedCLibrary(name: "ref", sources: ["create_fork.c", "enter.c"].map { "\(sourceDir)/\($0)" },
+                                     workDir: workDir)
+        handle = lib.handle
+        setupFn = try lib.sym("ref_setup", Setup.self)
+        teardownFn = try lib.sym("ref_teardown", Void0.self)
+        createForkFn = try lib.sym("ref_create_fork", CreateFork.self)
+        enterStartFn = try lib.sym("ref_enter_start", EnterStart.self)
+        enterOnceFn = try lib.sym("ref_enter_once", EnterOnce.self)
+        enterPidFn = try lib.sym("ref_enter_init_pid", Int0.self)
+        enterStopFn = try lib.sym("ref_enter_stop", Void0.self)
     }
 
     func setup(hierarchies: [String], parent: String) throws {

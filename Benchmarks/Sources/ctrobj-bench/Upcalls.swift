@@ -63,19 +63,12 @@ final class KernelStateGuard {
     let arm: Arm, unlinkFn: Path, rmdirFn: Path, restoreFn: Void0, disarmFn: Void0
 
     init(sourceDir: String, workDir: String, saved: KernelSettings) throws {
-        let lib = "\(workDir)/libguard.so"
-        try Command("cc guard", ["/usr/bin/cc", "-O2", "-Wall", "-shared", "-fPIC", "-o", lib, "\(sourceDir)/guard.c"],
-                    log: "\(workDir)/cc-guard.log").check()
-        guard let h = dlopen(lib, RTLD_NOW | RTLD_LOCAL) else { throw BenchError("dlopen \(lib): \(String(cString: dlerror()))") }
-        func sym<T>(_ name: String, _: T.Type) throws -> T {
-            guard let p = dlsym(h, name) else { throw BenchError("dlsym \(name)") }
-            return unsafeBitCast(p, to: T.self)
-        }
-        arm = try sym("guard_arm", Arm.self)
-        unlinkFn = try sym("guard_unlink", Path.self)
-        rmdirFn = try sym("guard_rmdir", Path.self)
-        restoreFn = try sym("guard_restore", Void0.self)
-        disarmFn = try sym("guard_disarm", Void0.self)
+        let lib = try LoadedCLibrary(name: "guard", sources: ["\(sourceDir)/guard.c"], workDir: workDir)
+        arm = try lib.sym("guard_arm", Arm.self)
+        unlinkFn = try lib.sym("guard_unlink", Path.self)
+        rmdirFn = try lib.sym("guard_rmdir", Path.self)
+        restoreFn = try lib.sym("guard_restore", Void0.self)
+        disarmFn = try lib.sym("guard_disarm", Void0.self)
         let p = Array(saved.corePattern.utf8).map { CChar(bitPattern: $0) }
         let l = Array(saved.corePipeLimit.utf8).map { CChar(bitPattern: $0) }
         if arm(p, p.count, l, l.count) < 0 { throw BenchError("guard_arm: saved settings too long") }
