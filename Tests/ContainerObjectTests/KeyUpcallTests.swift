@@ -19,13 +19,18 @@ struct KeyUpcallTests {
         let rkdBefore = Sys.listDirectory(KernelSettings.requestKeyDir).sorted()
         let rkdExisted = Sys.exists(KernelSettings.requestKeyDir)
         var helper = upcallHelper
-        let lonely = "/tmp/ctrobj-lonely-helper-\(uniqueSuffix())"
         if !cHelper {
+            let lonely = "/tmp/ctrobj-lonely-helper-\(uniqueSuffix())"
             try Sys.mkdirs(lonely, 0o755)
             helper = "\(lonely)/ctrobj-upcall"
             if symlink(upcallHelper, helper) < 0 { throw ContainerError.sys("symlink \(helper)") }
         }
-        defer { unlink(helper == upcallHelper ? "" : helper); rmdir(lonely) }
+        defer {
+            if !cHelper {
+                unlink(helper)
+                rmdir(String(helper.dropLast("/ctrobj-upcall".count)))
+            }
+        }
         let inst = UpcallInstaller(stateDir: d.stateDir, helper: helper, spoolDir: "\(d.stateDir)-spool",
                                    keyTimeoutSeconds: timeout)
         _ = try inst.install()
