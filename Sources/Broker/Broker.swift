@@ -37,6 +37,9 @@ public final class Broker {
     var nextID: UInt64 = 1
     /// Container ids in order, for list's pages; emptied when the table changes.
     var listOrder: [UInt64] = []
+    /// Containers whose namespace and root fds are open, least recently used
+    /// first (touchFDCache): at most fdCacheContainers of them.
+    var fdCache: [UInt64] = []
     /// Records per owner, for --max-containers-per-uid.
     var containersPerUID: [uid_t: Int] = [:]
     var connections: [CInt: ClientConnection] = [:]
@@ -179,6 +182,7 @@ public final class Broker {
         r.pins[kind] = pinName
         r.namespaces[kind] = fd
         r.namespaceInodes[kind] = ino
+        touchFDCache(r)
         // A shared namespace (a pod's net) attributes to its first owner.
         if byNamespace[ino] == nil { byNamespace[ino] = r }
         if kind == .net && !r.grantedDevices.isEmpty {
@@ -191,7 +195,10 @@ public final class Broker {
     /// its own. After a restart the pins are opened on first use, so a
     /// daemon with many recorded containers starts without an fd for each.
     func namespaceFD(_ r: ContainerRecord, _ kind: NamespaceKind) throws -> OwnedFD? {
-        if let fd = r.namespaces[kind] { return fd }
+        if let fd = r.namespaces[kind] {
+            touchFDCache(r)
+            return fd
+        }
         guard let pinName = r.pins[kind] else { return nil }
         let fd: OwnedFD
         do {
@@ -203,7 +210,30 @@ public final class Broker {
             throw r.err(.system, "its \(kind.rawValue) namespace", "the pin \(pinName) holds another namespace", errno: ESTALE)
         }
         r.namespaces[kind] = fd
+        touchFDCache(r)
         return fd
+    }
+
+    /// How many containers keep their namespace and root fds open between
+    /// requests. Every other container costs ctrobjd no fd of its own but
+    /// its daemon ends (one per open container fd) and a running init's
+    /// pidfd; its namespaces are opened again from the pins (one openat
+    /// each) and its root through its mount namespace when next needed.
+    static let fdCacheContainers = 128
+
+    /// `r` was just used: keep its fds, and close those of the container
+    /// used longest ago when more than fdCacheContainers have them open.
+    func touchFDCache(_ r: ContainerRecord) {
+        if let last = fdCache.last, last == r.id { return }
+        if let i = fdCache.lastIndex(of: r.id) { fdCache.remove(at: i) }
+        fdCache.append(r.id)
+        while fdCache.count > Self.fdCacheContainers {
+            let old = fdCache.removeFirst()
+            if let o = byID[old], o !== r {
+                o.namespaces.removeAll()
+                o.root = nil
+            }
+        }
     }
 
     /// The container's "/" (O_PATH): its mount namespace's root, or the host's.
@@ -212,8 +242,12 @@ public final class Broker {
             let root = ccs_open_root_of_mntns(mnt.raw)
             if root < 0 { throw r.err(ContainerError.codeFor(errno), "its root", "opening the root of its mount namespace: \(errnoDescription(errno))") }
             r.root = OwnedFD(root)
+            touchFDCache(r)
         }
-        if let root = r.root { return try root.duplicate() }
+        if let root = r.root {
+            touchFDCache(r)
+            return try root.duplicate()
+        }
         return try Sys.open("/", O_PATH | O_DIRECTORY)
     }
 

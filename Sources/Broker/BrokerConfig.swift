@@ -50,4 +50,6 @@ public struct BrokerConfig: Sendable {
     public var socketPath: String { "\(stateDir)/ctrobjd.sock" }
     public var containersDir: String { "\(stateDir)/containers" }
     public var lockPath: String { "\(stateDir)/ctrobjd.lock" }
+    /// The pin namespace's nsfs file, bind-mounted on the host (PinNamespace.swift).
+    public var pinNamespacePath: String { "\(stateDir)/mntns" }
 }

@@ -13,10 +13,12 @@ import Glibc
 /// before the record leaves a directory without one, which the next start
 /// removes with its cgroup.
 extension Broker {
-    /// fds a container may hold here: namespaces (up to 8), its root, its
-    /// cgroup.procs files (one per hierarchy), daemon ends, init's pidfd.
-    /// Creates are refused while fewer than this many fds (and a reserve for
-    /// connections and work) are left under RLIMIT_NOFILE.
+    /// fds one create may open here for a while: namespaces (up to 8), its
+    /// root, its cgroup.procs files (one per hierarchy, for one join), a
+    /// daemon end, init's pidfd. Creates are refused while fewer than this
+    /// many fds (and a reserve for connections and work) are left under
+    /// RLIMIT_NOFILE. Between requests a container keeps only its daemon
+    /// ends and init's pidfd (Broker.touchFDCache).
     static let fdsPerContainer = 24
     static let fdReserve = 64
 
@@ -109,6 +111,7 @@ extension Broker {
         }
         r.pins = s.pins
         r.root = s.root
+        touchFDCache(r)
         crashPoint("create")
         do {
             return try finishCreate(r, conn: conn)

@@ -21,8 +21,9 @@ public final class ContainerRecord {
     /// What the container has is what is pinned here.
     public var pins: [NamespaceKind: String] = [:]
     public var namespaceInodes: [NamespaceKind: UInt64] = [:]
-    /// Open namespace fds: made at create, opened from the pins on first use
-    /// after a restart (Broker.namespaceFD), closed when init exits.
+    /// Open namespace fds: made at create, opened from the pins on use
+    /// (Broker.namespaceFD), closed when init exits or when the container
+    /// falls out of the broker's fd cache (Broker.touchFDCache).
     var namespaces: [NamespaceKind: OwnedFD] = [:]
     /// Pins replaced by set_ns: unmounted once the record naming their
     /// successors is on disk (Persistence.save).
@@ -72,10 +73,6 @@ public final class ContainerRecord {
     public var grantedDevices: [String] = []
     /// The connection that is starting init, if any.
     public var forkingConnection: ObjectIdentifier?
-    /// cgroup.procs of each of its cgroup directories, opened (with ctrobjd's
-    /// rights) at the first join plan and duplicated for every later one: a
-    /// plan goes out for each exec, and for each key request from inside.
-    var procsFiles: [OwnedFD] = []
 
     public init(id: UInt64, name: String, flags: UInt32, owner: uid_t, ownerGid: gid_t,
                 createdAt: Int, cgroup: CgroupSet) {
@@ -90,14 +87,15 @@ public final class ContainerRecord {
 
     public var directoryName: String { "c\(id)" }
 
-    /// Fresh fds on its cgroup.procs files, for one join plan. An adopted
-    /// container's cgroups belong to another runtime, which may remove and
-    /// remake them: those are opened anew each time.
+    /// Fresh fds on its cgroup.procs files, for one join plan, opened anew
+    /// each time (a plan goes out for each exec, and for each key request
+    /// from inside): keeping them open would cost one fd per hierarchy per
+    /// container, which at thousands of containers is more than
+    /// RLIMIT_NOFILE allows (docs/architecture.md, "Node scale").
     func procsFilesForJoin() throws -> [OwnedFD] {
-        if adopted { return try cgroup.procsFiles() }
-        if procsFiles.isEmpty { procsFiles = try cgroup.procsFiles() }
-        return try procsFiles.map { try $0.duplicate() }
+        try cgroup.procsFiles()
     }
+
     public var killOnClose: Bool { flags & ContainerFlags.killOnClose != 0 }
 
     /// The state a caller sees (frozen is read from the cgroup).

@@ -9,9 +9,13 @@ import Glibc
 /// kill -9) loses nothing:
 ///
 ///   <state>/containers/c<id>/record          fields of ContainerRecord.persistedFields
-///   <state>/containers/c<id>/ns/<kind>-<ino> a bind mount of the namespace's nsfs file
+///   <state>/containers/c<id>/ns/<kind>-<ino> a bind mount of the namespace's nsfs
+///                                            file, made in the pin namespace
+///   <state>/mntns                            the pin namespace, pinned once on the host
 ///
 /// The bind mounts keep the namespaces alive without any process in them.
+/// They live in the pin namespace (PinNamespace.swift), not in the host's
+/// mount table: on the host the pin files are empty.
 ///
 /// Crash consistency: a record file is only ever replaced whole (write to
 /// record.tmp, rename), and it names only pins that exist when it is
@@ -21,13 +25,58 @@ import Glibc
 /// pins no record names are removed, a directory without a record is a
 /// creation that never finished (removed with its cgroup), and a record
 /// whose pins are missing is torn (Broker.restore removes it).
-struct Persistence {
+///
+/// Migration from the layout before the pin namespace (pins in the host's
+/// table): at every start, each host mount below <state>/containers is
+/// pinned again inside, and only then unmounted on the host; a crash in
+/// between leaves both, and the next start finishes. A mount namespace
+/// older than the pin namespace cannot be pinned in it (the kernel refuses,
+/// ELOOP: mnt_ns_loop), so such a pin stays on the host until its container
+/// goes; `hostPins` names those.
+final class Persistence {
     let config: BrokerConfig
+    private(set) var pins: PinNamespace?
+    /// Pins (paths below containersDir) still mounted in the host's table.
+    private(set) var hostPins: Set<String> = []
+
+    init(config: BrokerConfig) { self.config = config }
 
     func dir(_ r: ContainerRecord) -> String { "\(config.containersDir)/\(r.directoryName)" }
 
     func prepare() throws {
         try Sys.mkdirs(config.containersDir, 0o700)
+        pins = try PinNamespace(pinPath: config.pinNamespacePath, rootDir: config.containersDir)
+        migrateHostPins()
+    }
+
+    private var pinNS: PinNamespace {
+        guard let pins else { preconditionFailure("Persistence.prepare() was not called") }
+        return pins
+    }
+
+    /// Pins of the old layout (host mounts below containersDir) move into
+    /// the pin namespace: pinned inside first, then unmounted on the host.
+    func migrateHostPins() {
+        let prefix = config.containersDir + "/"
+        let mounts = ((try? Sys.readFile("/proc/self/mountinfo")) ?? "").split(separator: "\n").compactMap { line -> String? in
+            let f = line.split(separator: " ")
+            guard f.count > 4 else { return nil }
+            let point = String(f[4])
+            return point.hasPrefix(prefix) && !point.contains("\\") ? point : nil
+        }
+        for path in mounts {
+            let rel = String(path.dropFirst(prefix.count))
+            guard let fd = try? Sys.open(path, O_RDONLY), let ino = try? Namespaces.inode(of: fd.raw) else { continue }
+            if (try? pinNS.inode(rel)) != ino {
+                do {
+                    try pinNS.bind(fd.raw, rel)
+                } catch {
+                    hostPins.insert(rel) // ELOOP: a mount namespace older than the pin namespace
+                    continue
+                }
+            }
+            _ = ccs_umount_detach(path)
+        }
     }
 
     /// The record is not fsync'd: it describes namespace bind mounts that
@@ -56,31 +105,43 @@ struct Persistence {
     func pin(directory name: String, _ kind: NamespaceKind, _ fd: CInt) throws -> String {
         let ino = try Namespaces.inode(of: fd)
         let pinName = "\(kind.rawValue)-\(ino)"
-        let path = "\(config.containersDir)/\(name)/ns/\(pinName)"
+        let rel = "\(name)/ns/\(pinName)"
+        let path = "\(config.containersDir)/\(rel)"
         if Sys.exists(path) {
-            if (try? Namespaces.inode(ofPath: path)) == ino { return pinName } // pinned already
-            _ = ccs_umount_detach(path)
+            if (try? inode(rel)) == ino { return pinName } // pinned already
+            pinNS.umount(rel)
         } else {
             let f = try Sys.open(path, O_WRONLY | O_CREAT, 0o600)
             f.close()
         }
-        if ccs_bind_mount_fd(fd, path) < 0 {
-            let e = errno
+        do {
+            try pinNS.bind(fd, rel)
+        } catch let e as ContainerError {
             unlink(path)
-            throw ContainerError.sys("mount --bind \(kind.rawValue) namespace to \(path)", e)
+            throw ContainerError.sys("mount --bind \(kind.rawValue) namespace to \(path) (in the pin namespace)", e.errno)
         }
         return pinName
     }
 
     func unpin(directory name: String, _ pinName: String) {
-        let path = "\(config.containersDir)/\(name)/ns/\(pinName)"
-        _ = ccs_umount_detach(path)
+        let rel = "\(name)/ns/\(pinName)"
+        let path = "\(config.containersDir)/\(rel)"
+        pinNS.umount(rel)
+        if hostPins.remove(rel) != nil { _ = ccs_umount_detach(path) }
         unlink(path)
     }
 
     /// The pinned namespace, opened.
     func open(directory name: String, _ pinName: String) throws -> OwnedFD {
-        try Sys.open("\(config.containersDir)/\(name)/ns/\(pinName)", O_RDONLY)
+        let rel = "\(name)/ns/\(pinName)"
+        if hostPins.contains(rel) { return try Sys.open("\(config.containersDir)/\(rel)", O_RDONLY) }
+        return try pinNS.open(rel)
+    }
+
+    /// The inode of the namespace a pin holds (ESTALE if it holds none).
+    func inode(_ rel: String) throws -> UInt64 {
+        if hostPins.contains(rel) { return try Namespaces.inode(ofPath: "\(config.containersDir)/\(rel)") }
+        return try pinNS.inode(rel)
     }
 
     /// Drop every pinned namespace and the record's directory.
@@ -120,7 +181,7 @@ struct Persistence {
                     problem = "bad namespace entry \"\(pinName)\""
                     continue
                 }
-                guard let ino = try? Namespaces.inode(ofPath: "\(d)/ns/\(pinName)") else {
+                guard let ino = try? inode("\(entry)/ns/\(pinName)") else {
                     problem = "its \(kind.rawValue) namespace pin \(pinName) is missing"
                     continue
                 }

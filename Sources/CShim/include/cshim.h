@@ -55,6 +55,21 @@ int ccs_bind_mount_fd(int fd, const char *target);
 /* statfs(2)'s f_type of path (NSFS_MAGIC, CGROUP2_SUPER_MAGIC, ...). */
 long ccs_statfs_type(const char *path);
 int ccs_umount_detach(const char *target);
+
+/* ---- the pin namespace (pinner.c) -------------------------------------- */
+/* A private mount namespace rooted at root_dir (<state>/containers), kept by
+ * one C pthread; pins (bind mounts of nsfs files) live in it, not in the
+ * host's mount table. Joins the namespace pinned at pin_path, or makes a new
+ * one: then *new_ns_fd is its nsfs fd, which the caller pins at pin_path
+ * (else -1). *view_fd: O_PATH fd of its root, for openat/fstatat of pins. */
+struct ccs_pinner;
+struct ccs_pinner *ccs_pinner_start(const char *pin_path, const char *root_dir, int *view_fd, int *new_ns_fd);
+/* Bind the nsfs fd onto relpath (an existing file) inside the pin namespace. */
+int ccs_pinner_bind(struct ccs_pinner *p, int nsfd, const char *relpath);
+int ccs_pinner_umount(struct ccs_pinner *p, const char *relpath);
+void ccs_pinner_stop(struct ccs_pinner *p);
+/* statfs(2)'s f_type of dirfd/path (not following a last symlink). */
+long ccs_statfs_type_at(int dirfd, const char *path);
 int ccs_write_all(int fd, const void *buf, size_t len);
 int ccs_set_cloexec(int fd, int on);
 int ccs_get_cloexec(int fd);
