@@ -10,6 +10,7 @@
 #   Benchmarks/run.sh --daemon-b /path/to/ctrobjd --daemon-b-label "with fix X"
 #   Benchmarks/run.sh --upcalls             # the full run, then the upcall group
 #   Benchmarks/run.sh --upcalls-only        # just the upcall group (about a minute)
+#   Benchmarks/run.sh --scale 10000         # just the node-scale group (a few minutes)
 #
 # The upcall group changes core_pattern, core_pipe_limit and
 # /etc/request-key.d while it runs and restores them byte for byte (also on
@@ -22,6 +23,8 @@ cd "$(dirname "$0")/.."
 scratch=.build-bench
 swift build -c release --scratch-path "$scratch" --product ctrobjd
 swift build -c release --scratch-path "$scratch" --product ctrobj-upcall
+swift build -c release --scratch-path "$scratch" --product ctrobj
+swift build -c release --scratch-path "$scratch" --product containerobject
 bash scripts/build-c-helpers.sh "$scratch/release"
 swift build -c release --scratch-path "$scratch" --product ctrobj-bench
 exec "$scratch/release/ctrobj-bench" \

@@ -12,11 +12,12 @@ final class Command {
     let cEnv: CStringArray
     let log: String
 
-    init(_ label: String, _ argv: [String], log: String) {
+    init(_ label: String, _ argv: [String], log: String,
+         env: [String] = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]) {
         self.label = label
         self.argv = argv
         cArgv = CStringArray(argv)
-        cEnv = CStringArray(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+        cEnv = CStringArray(env)
         self.log = log
     }
 

@@ -6,6 +6,10 @@
 //                [--daemon-b PATH --daemon-b-label TEXT]
 //                [--upcalls | --upcalls-only] [--upcall-helper PATH]
 //                [--core-rounds N] [--key-rounds N] [--startup-runs N]
+//                [--scale N [--scale-rounds N] [--cli PATH] [--cabi PATH]]
+//
+// --scale N runs only the node-scale group (Scale.swift): N live containers,
+// measured at 0, 1,000 and N (about 2 minutes for 10,000).
 //
 // --upcalls adds the upcall group (Upcalls.swift: core dumps, key requests,
 // helper startup) after the other scenarios; --upcalls-only runs just that
@@ -42,6 +46,8 @@ struct Options {
     /// The upcall group: nil (not run), "also" or "only".
     var upcalls: String?
     var upcall = UpcallOptions()
+    /// The node-scale group (Scale.swift): run alone when count > 0.
+    var scale = ScaleOptions()
 
     static func parse(_ args: [String]) throws -> Options {
         var o = Options()
@@ -69,8 +75,12 @@ struct Options {
             case "--core-rounds": o.upcall.coreRounds = Int(try value()) ?? o.upcall.coreRounds
             case "--key-rounds": o.upcall.keyRounds = Int(try value()) ?? o.upcall.keyRounds
             case "--startup-runs": o.upcall.startupRuns = Int(try value()) ?? o.upcall.startupRuns
+            case "--scale": o.scale.count = Int(try value()) ?? 0
+            case "--scale-rounds": o.scale.rounds = Int(try value()) ?? o.scale.rounds
+            case "--cli": o.scale.cli = try value()
+            case "--cabi": o.scale.cabi = try value()
             case "-h", "--help":
-                print("usage: ctrobj-bench [--daemon PATH] [--reference DIR] [--rounds N] [--enter-rounds N] [--containers N] [--output FILE] [--no-crun] [--keep-log] [--daemon-b PATH --daemon-b-label TEXT] [--upcalls | --upcalls-only] [--upcall-helper PATH] [--core-rounds N] [--key-rounds N] [--startup-runs N]")
+                print("usage: ctrobj-bench [--daemon PATH] [--reference DIR] [--rounds N] [--enter-rounds N] [--containers N] [--output FILE] [--no-crun] [--keep-log] [--daemon-b PATH --daemon-b-label TEXT] [--upcalls | --upcalls-only] [--upcall-helper PATH] [--core-rounds N] [--key-rounds N] [--startup-runs N] [--scale N [--scale-rounds N] [--cli PATH] [--cabi PATH]]")
                 exit(0)
             default: throw BenchError("unknown argument \(args[i])")
             }
@@ -183,6 +193,14 @@ func main() throws -> Int32 {
     defer {
         for c in cleanups.reversed() { c() }
         removeTree(work)
+    }
+
+    if o.scale.count > 0 {
+        log("node scale: \(o.scale.count) containers")
+        let out = try scaleSection(o, name: name, work: work)
+        print(out)
+        if let path = o.output { try writeResults(out, to: path, section: "scale") }
+        return 0
     }
 
     if o.upcalls == "only" {

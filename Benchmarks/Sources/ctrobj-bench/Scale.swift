@@ -1,0 +1,270 @@
+import CShim
+import ContainerObject
+import ContainerSystem
+import ContainerWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The scale group (`--scale N`, docs/benchmarks.md "Node scale"): one
+/// private ctrobjd fills up to N live containers with the CLI's usual flags
+/// (fs, uts, ipc, pid, net, cgroup, user) through the C ABI, and at 0, 1,000
+/// and N live containers measures side by side what a node pays for them:
+///
+/// - the host: `unshare -m /bin/true` (every mount-namespace creation on the
+///   host copies the host's mount table) and that table's size;
+/// - ctrobjd: create through the C ABI (`container_create`, median of the 100
+///   creates that follow the checkpoint; at N, of the last 100), exec into a
+///   running container, attribution of an upcall (a key request's route
+///   through `<state>/upcall.sock`, which looks the requester's container up
+///   and answers with the way in), `ctrobj ls`, `ctrobj ls --json` and the
+///   library's list of everything, VmRSS and open fds;
+/// - at N: restart after kill -9 (until the socket answers, and until a list
+///   of all N came back), opening and querying every container afterwards,
+///   then destroying all of them, and what is left (records, cgroups, pins,
+///   host mounts).
+///
+/// Nothing here asserts a time; the report says whether each target is met.
+struct ScaleOptions {
+    var count = 0
+    var cli = executableDirectory() + "/ctrobj"
+    var cabi = executableDirectory() + "/libcontainerobject.so"
+    var rounds = 30
+}
+
+typealias CreateFn = @convention(c) (UnsafePointer<CChar>, UInt32) -> CInt
+
+struct ScalePoint {
+    var live = 0
+    var hostMounts = 0
+    /// Host mount-table entries below ctrobjd's state directory.
+    var daemonHostMounts = 0
+    var unshare = Samples()
+    var create = Samples()
+    var exec = Samples()
+    var attribution = Samples()
+    var ls = Samples()
+    var lsJSON = Samples()
+    var libList = Samples()
+    var rssKiB = 0
+    var fds = 0
+    var pinNamespaceMounts = 0
+}
+
+/// usual CLI flags: NEW_FS|CGROUP|UTS|IPC|USER|PID|NET, FD_CLOEXEC
+let scaleFlags: UInt32 = 0x001 | 0x004 | 0x008 | 0x010 | 0x020 | 0x040 | 0x080 | 0x200
+
+func readLink(_ path: String) -> String? {
+    var buf = [CChar](repeating: 0, count: 256)
+    let n = readlink(path, &buf, buf.count - 1)
+    guard n > 0 else { return nil }
+    return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// Entries of this process's (the host's) mount table at or below `dir`.
+func mountsBelow(_ dir: String) -> Int {
+    ((try? Sys.readFile("/proc/self/mountinfo")) ?? "").split(separator: "\n").filter { line in
+        let f = line.split(separator: " ")
+        return f.count > 4 && (f[4] == dir || f[4].hasPrefix(dir + "/"))
+    }.count
+}
+
+func countLines(_ path: String) -> Int {
+    ((try? Sys.readFile(path)) ?? "").split(separator: "\n").count
+}
+
+/// Mount-table lines of ctrobjd's pin namespace: the thread whose mount
+/// namespace differs from the process's.
+func pinNamespaceMounts(_ pid: pid_t) -> Int {
+    let own = readLink("/proc/\(pid)/ns/mnt") ?? ""
+    for t in Sys.listDirectory("/proc/\(pid)/task") {
+        if let ns = readLink("/proc/\(pid)/task/\(t)/ns/mnt"), ns != own {
+            return countLines("/proc/\(pid)/task/\(t)/mountinfo")
+        }
+    }
+    return 0
+}
+
+func scaleSection(_ o: Options, name: String, work: String) throws -> String {
+    let s = o.scale
+    let n = s.count
+    let daemon = try PrivateDaemon(binary: o.daemon, name: "\(name)-scale", logLevel: "warning")
+    defer { daemon.stop(keepLog: o.keepLog) }
+    let hostMountsBefore = countLines("/proc/self/mountinfo")
+    setenv("CTROBJ_SOCKET", daemon.socket, 1)
+    defer { unsetenv("CTROBJ_SOCKET") }
+    guard let lib = dlopen(s.cabi, RTLD_NOW | RTLD_LOCAL), let sym = dlsym(lib, "container_create") else {
+        throw BenchError("dlopen \(s.cabi): \(String(cString: dlerror()))")
+    }
+    let create = unsafeBitCast(sym, to: CreateFn.self)
+    var daemonPid: pid_t { daemon.pidfd.map { ccs_pidfd_pid($0.raw) } ?? 0 }
+    let env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "CTROBJ_SOCKET=\(daemon.socket)"]
+    let ls = Command("ctrobj ls", [s.cli, "ls"], log: "\(work)/ls.out", env: env)
+    let lsJSON = Command("ctrobj ls --json", [s.cli, "ls", "--json"], log: "\(work)/ls-json.out", env: env)
+    let unshare = Command("unshare -m", ["/usr/bin/unshare", "-m", "/bin/true"], log: "\(work)/unshare.out")
+
+    // The container exec'd into and whose init asks for keys: made first.
+    let opts: ContainerOptions = [.newPIDNS, .newUTSNS, .newIPCNS, .newNetNS, .newCgroupNS, .newFSNS, .newUserNS]
+    let (target, initProc) = try LibraryRuns.startTarget(opts, name: "target")
+    defer { try? target.destroy() }
+
+    func attributeOnce() throws -> UInt64 {
+        let t0 = now()
+        let c = try Connection.connect("\(daemon.stateDir)/upcall.sock")
+        let pidfd = try Sys.pidfdOpen(initProc.pid)
+        try FDPassing.send(c.fd.raw, Message("key", ["pid": "\(initProc.pid)", "key_type": "user", "key_desc": "bench"]).encoded(),
+                           fds: [pidfd.raw])
+        guard let got = try FDPassing.receive(c.fd.raw, maxFDs: 16), let m = try? Message.decode(got.bytes) else {
+            throw BenchError("attribution: no answer")
+        }
+        let t = now() - t0
+        guard m.op == "ok", m["container"] == "target" else { throw BenchError("attribution: answer \(m.op) \(m.fields)") }
+        return t
+    }
+
+    func measure(_ live: Int) throws -> ScalePoint {
+        log("scale: measuring at \(live) live containers")
+        var p = ScalePoint()
+        p.live = live
+        p.hostMounts = countLines("/proc/self/mountinfo")
+        p.daemonHostMounts = mountsBelow(daemon.stateDir)
+        for _ in 0..<s.rounds {
+            p.unshare.add(try timedCommand(unshare))
+            p.exec.add(try LibraryRuns.enter(target))
+        }
+        for _ in 0..<(s.rounds * 4) { p.attribution.add(try attributeOnce()) }
+        for _ in 0..<max(3, s.rounds / 6) {
+            p.ls.add(try timedCommand(ls))
+            p.lsJSON.add(try timedCommand(lsJSON))
+            var all: [ContainerStatus] = []
+            p.libList.add(try timed { all = try Container.list() })
+            if all.count != live + 1 { throw BenchError("library list returned \(all.count) containers, \(live + 1) live") }
+        }
+        let lines = countLines(ls.log)
+        if lines != live + 2 { throw BenchError("ctrobj ls printed \(lines) lines for \(live + 1) containers") }
+        p.rssKiB = vmRSSKiB(daemonPid).rss
+        p.fds = Sys.listDirectory("/proc/\(daemonPid)/fd").count
+        p.pinNamespaceMounts = pinNamespaceMounts(daemonPid)
+        return p
+    }
+
+    var creates: [UInt64] = []
+    var points: [ScalePoint] = []
+    let checkpoints = Set([0, 1000, n].filter { $0 <= n })
+    var failures = 0
+    for i in 0..<n {
+        if interrupted != 0 { throw BenchError("interrupted") }
+        if checkpoints.contains(i) { points.append(try measure(i)) }
+        let t0 = now()
+        let fd = create("s\(i)", scaleFlags)
+        let t = now() - t0
+        if fd < 0 {
+            failures += 1
+            throw BenchError("container_create s\(i): \(String(cString: strerror(errno)))")
+        }
+        close(fd)
+        creates.append(t)
+        if (i + 1) % 1000 == 0 { log("scale: \(i + 1) containers") }
+    }
+    points.append(try measure(n))
+    // create latency per checkpoint: the 100 creates after it (at N: the last 100)
+    for k in points.indices {
+        let from = points[k].live == n ? max(0, n - 100) : points[k].live
+        for t in creates[from..<min(n, from + 100)] { points[k].create.add(t) }
+    }
+
+    // kill -9 and restart with N records
+    log("scale: kill -9 and restart with \(n + 1) records")
+    daemon.signal(SIGKILL)
+    let r0 = now()
+    try daemon.start()
+    let serving = now() - r0
+    var listed: [ContainerStatus] = []
+    for _ in 0..<100 {
+        if let l = try? Container.list(), l.count == n + 1 {
+            listed = l
+            break
+        }
+        usleep(2000)
+    }
+    let firstFullList = now() - r0
+    guard listed.count == n + 1 else { throw BenchError("after restart the list has \(listed.count) of \(n + 1) containers") }
+    let rssAfterRestart = vmRSSKiB(daemonPid).rss
+    let fdsAfterRestart = Sys.listDirectory("/proc/\(daemonPid)/fd").count
+    let usedAll = try timed {
+        for i in 0..<n {
+            let c = try Container.open("s\(i)")
+            _ = try c.status()
+            c.close()
+        }
+    }
+    let execAfter = try LibraryRuns.enter(target)
+
+    // destroy everything
+    log("scale: destroying \(n) containers")
+    let destroyAll = try timed {
+        for i in 0..<n {
+            let c = try Container.open("s\(i)")
+            try c.destroy()
+            c.close()
+        }
+        try target.destroy()
+    }
+    _ = try? initProc.wait()
+    // A cgroup whose last member is still going is removed on a later
+    // housekeeping tick (twice a second): give those a few seconds.
+    let layout = CgroupLayout.discover()
+    func cgroupsLeft() -> [String] {
+        layout.hierarchies.flatMap { h in Sys.listDirectory("\(h)/\(daemon.cgroupParent)").filter { $0.hasPrefix("c") && UInt64($0.dropFirst()) != nil }.map { "\(h)/\($0)" } }
+    }
+    let deadline = now() + 5_000_000_000
+    while !cgroupsLeft().isEmpty && now() < deadline { usleep(100_000) }
+    let leftCgroups = cgroupsLeft()
+    let recordsLeft = Sys.listDirectory("\(daemon.stateDir)/containers").filter {
+        Sys.exists("\(daemon.stateDir)/containers/\($0)/record")
+    }.count
+    let pinDirsLeft = Sys.listDirectory("\(daemon.stateDir)/containers").count
+    let pinsLeft = pinNamespaceMounts(daemonPid) - 1
+    let daemonMountsAfterDestroy = mountsBelow(daemon.stateDir)
+    let stateDir = daemon.stateDir
+    daemon.stop(keepLog: o.keepLog)
+    let daemonMountsAfterStop = mountsBelow(stateDir)
+
+    // report
+    var out = "### Node scale: \(n) live containers (run of \(isoDate()))\n\n"
+    out += "Machine: \(machineDescription(crunVersion: "crun not used")). Flags: NEW_FS_NS, NEW_UTS_NS, NEW_IPC_NS, NEW_PID_NS, "
+    out += "NEW_NET_NS, NEW_CGROUP_NS, NEW_USER_NS (created, not started; one more container, \"target\", runs `sleep` and is exec'd into and asks for keys). "
+    out += "Medians over \(s.rounds) runs (unshare, exec), \(s.rounds * 4) (attribution), \(max(3, s.rounds / 6)) (lists); create: the 100 creates after the checkpoint, at \(n) the last 100.\n\n"
+    let first = points.first, last = points.last
+    func ratio(_ a: Samples?, _ b: Samples?) -> Double { (b?.median ?? .nan) / (a?.median ?? .nan) }
+    let uRatio = ratio(first?.unshare, last?.unshare), cRatio = ratio(first?.create, last?.create)
+    func met(_ ok: Bool) -> String { ok ? "met" : "NOT met" }
+    out += "| target | measured | verdict |\n|---|---|---|\n"
+    let worstDaemonMounts = points.map(\.daemonHostMounts).max() ?? 0
+    out += "| host mount table grows by at most 1 | ctrobjd's entries in it: \(points.map { "\($0.daemonHostMounts)" }.joined(separator: ", ")) at \(points.map { "\($0.live)" }.joined(separator: ", ")) live (whole table: \(hostMountsBefore) lines before ctrobjd, \(last?.hostMounts ?? 0) at \(n); other users of this machine add and remove their own) | \(met(worstDaemonMounts <= 1)) |\n"
+    out += "| host `unshare -m /bin/true` at \(n) ≤ 1.1 × at 0 | \(ms(last?.unshare.median ?? .nan)) / \(ms(first?.unshare.median ?? .nan)) ms = \(fixed(uRatio, 2)) | \(met(uRatio <= 1.1)) |\n"
+    out += "| create (C ABI) last 100 ≤ 1.1 × first 100 | \(ms(last?.create.median ?? .nan)) / \(ms(first?.create.median ?? .nan)) ms = \(fixed(cRatio, 2)) | \(met(cRatio <= 1.1)) |\n"
+    let eRatio = ratio(first?.exec, last?.exec), aRatio = ratio(first?.attribution, last?.attribution)
+    out += "| exec independent of the count | \(ms(last?.exec.median ?? .nan)) / \(ms(first?.exec.median ?? .nan)) ms = \(fixed(eRatio, 2)) | \(met(eRatio <= 1.1)) |\n"
+    out += "| upcall attribution independent of the count | \(us(last?.attribution.median ?? .nan)) / \(us(first?.attribution.median ?? .nan)) µs = \(fixed(aRatio, 2)) | \(met(aRatio <= 1.1)) |\n"
+    let lsWorst = max(last?.ls.median ?? .nan, last?.lsJSON.median ?? .nan, last?.libList.median ?? .nan)
+    out += "| `ctrobj ls`, `ls --json`, library list of all \(n) < 200 ms | \(ms(last?.ls.median ?? .nan)), \(ms(last?.lsJSON.median ?? .nan)), \(ms(last?.libList.median ?? .nan)) ms | \(met(lsWorst < 200e6)) |\n"
+    out += "| restart after kill -9 serves within 2 s | socket answers after \(ms(Double(serving))) ms, full list of \(n + 1) after \(ms(Double(firstFullList))) ms | \(met(Double(firstFullList) < 2e9)) |\n"
+    out += "| VmRSS < 64 MiB | \(fixed(Double(last?.rssKiB ?? 0) / 1024, 1)) MiB at \(n) live, \(fixed(Double(rssAfterRestart) / 1024, 1)) MiB after restart | \(met(max(last?.rssKiB ?? 0, rssAfterRestart) < 64 * 1024)) |\n"
+    out += "| destroying all leaves nothing | \(recordsLeft) records, \(leftCgroups.count) cgroup directories\(leftCgroups.isEmpty ? "" : " (\(leftCgroups.prefix(3).joined(separator: ", ")) …)"), \(pinDirsLeft) record directories, \(pinsLeft) pins in the pin namespace; ctrobjd's host mounts \(daemonMountsAfterDestroy) (the pin namespace), \(daemonMountsAfterStop) after stop | \(met(recordsLeft == 0 && leftCgroups.isEmpty && pinDirsLeft == 0 && pinsLeft == 0 && daemonMountsAfterStop == 0)) |\n\n"
+    out += "After the restart: \(fdsAfterRestart) fds open in ctrobjd, opening and querying all \(n) took \(ms(Double(usedAll))) ms, an exec \(ms(Double(execAfter))) ms; destroying all took \(ms(Double(destroyAll))) ms.\n\n"
+    out += "| live containers | host mount lines (ctrobjd's) | host unshare -m ms | create ms | exec ms | attribution µs | ctrobj ls ms | ls --json ms | library list ms | ctrobjd VmRSS MiB | ctrobjd fds | pin ns mounts |\n"
+    out += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    var csv = "live,host_mount_lines,ctrobjd_host_mounts,unshare_ms,create_ms,exec_ms,attribution_us,ls_ms,ls_json_ms,library_list_ms,rss_mib,fds,pin_ns_mounts\n"
+    for p in points {
+        let cells = ["\(p.live)", "\(p.hostMounts) (\(p.daemonHostMounts))", ms(p.unshare.median), ms(p.create.median), ms(p.exec.median), us(p.attribution.median),
+                     ms(p.ls.median), ms(p.lsJSON.median), ms(p.libList.median), fixed(Double(p.rssKiB) / 1024, 1), "\(p.fds)", "\(p.pinNamespaceMounts)"]
+        out += "| " + cells.joined(separator: " | ") + " |\n"
+        var csvCells = cells
+        csvCells[1] = "\(p.hostMounts),\(p.daemonHostMounts)"
+        csv += csvCells.joined(separator: ",") + "\n"
+    }
+    out += "\nThe same, plot-ready:\n\n```csv\n\(csv)```\n"
+    if failures > 0 { out += "\n\(failures) creates failed.\n" }
+    return out
+}

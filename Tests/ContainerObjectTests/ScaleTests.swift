@@ -1,0 +1,140 @@
+import CShim
+import ContainerObject
+import ContainerSystem
+import ContainerWire
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Node scale, functionally (the timings are Benchmarks/run.sh --scale):
+/// thousands of live containers cost the host's mount table one entry,
+/// every one of them is listed, survives kill -9 of ctrobjd, and destroying
+/// them leaves nothing behind.
+@Suite("node scale", .serialized, .enabled(if: isRoot, rootOnly))
+struct ScaleTests {
+    /// The CLI's usual flags: fs, uts, ipc, pid, net, cgroup, user.
+    static let usual: ContainerOptions = [.newFSNS, .newUTSNS, .newIPCNS, .newPIDNS, .newNetNS, .newCgroupNS, .newUserNS]
+
+    /// Host mount-table entries at or below `dir` (this test runs in the host's mount namespace).
+    static func hostMounts(below dir: String) -> [String] {
+        ((try? Sys.readFile("/proc/self/mountinfo")) ?? "").split(separator: "\n").compactMap { line in
+            let f = line.split(separator: " ")
+            guard f.count > 4, f[4] == dir || f[4].hasPrefix(dir + "/") else { return nil }
+            return String(f[4])
+        }
+    }
+
+    /// The pinner thread of ctrobjd (the one in another mount namespace).
+    static func pinnerTask(_ d: TestDaemon) -> String? {
+        guard let p = d.pidfd else { return nil }
+        let pid = ccs_pidfd_pid(p.raw)
+        let own = readLinkText("/proc/\(pid)/ns/mnt")
+        for t in Sys.listDirectory("/proc/\(pid)/task") where readLinkText("/proc/\(pid)/task/\(t)/ns/mnt") != own {
+            return "/proc/\(pid)/task/\(t)"
+        }
+        return nil
+    }
+
+    static func readLinkText(_ path: String) -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        let n = readlink(path, &buf, buf.count - 1)
+        return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+    }
+
+    /// What a destroyed-everything daemon may still hold: its spares (a
+    /// record directory without a record, its cgroup, its pins).
+    static func spareDirectories(_ d: TestDaemon) -> [String] {
+        Sys.listDirectory("\(d.stateDir)/containers").filter { !Sys.exists("\(d.stateDir)/containers/\($0)/record") }
+    }
+
+    @Test("2,000 containers: one host mount entry, all listed, all back after kill -9, destroy leaves nothing")
+    func twoThousand() throws {
+        let count = 2000
+        try withDaemon { d in
+            for i in 0..<count {
+                let c = try Container.create("s\(i)", options: Self.usual)
+                c.close() // the container stays; its fd does not
+            }
+            #expect(Self.hostMounts(below: d.stateDir) == ["\(d.stateDir)/mntns"],
+                    "the host's mount table holds the pin namespace and nothing else of ctrobjd's")
+            let listed = try Container.list()
+            #expect(listed.count == count)
+            #expect(Set(listed.map(\.name)).count == count)
+            // fds: the containers used last keep theirs; the rest cost none.
+            if let p = d.pidfd {
+                let fds = Sys.listDirectory("/proc/\(ccs_pidfd_pid(p.raw))/fd").count
+                #expect(fds < 1200, "ctrobjd holds \(fds) fds for \(count) idle containers")
+            }
+            // kill -9: the namespaces stay pinned; the next start serves all.
+            d.kill9()
+            try d.start()
+            #expect(try Container.list().count == count)
+            let first = try Container.open("s0"), lastOne = try Container.open("s\(count - 1)")
+            for c in [first, lastOne] {
+                let p = try c.spawnInit(sh("[ \"$(hostname)\" != \"$(cat /proc/sys/kernel/hostname 2>/dev/null)\" ] || true; exit 7"))
+                #expect(try p.waitCode() == 7, "a container restored from its pins starts its init")
+                c.close()
+            }
+            for i in 0..<count {
+                let c = try Container.open("s\(i)")
+                try c.destroy()
+                c.close()
+            }
+            #expect(try Container.list().isEmpty)
+            let spares = Self.spareDirectories(d)
+            #expect(spares.count <= 4, "only spares are left: \(spares)")
+            if let task = Self.pinnerTask(d) {
+                let pinned = (try? Sys.readFile("\(task)/mountinfo"))?.split(separator: "\n").count ?? -1
+                let sparePins = spares.reduce(0) { $0 + Sys.listDirectory("\(d.stateDir)/containers/\($1)/ns").count }
+                #expect(pinned == 1 + sparePins, "the pin namespace holds its root and the spares' pins only")
+            }
+            let layout = CgroupLayout.discover()
+            for h in layout.hierarchies {
+                let left = Sys.listDirectory("\(h)/\(d.cgroupParent)").filter { $0.hasPrefix("c") && UInt64($0.dropFirst()) != nil && !spares.contains($0) }
+                #expect(left.isEmpty, "cgroups left in \(h): \(left.prefix(5))")
+            }
+            d.stop()
+            #expect(Self.hostMounts(below: d.stateDir).isEmpty)
+        }
+    }
+
+    @Test("pins of the old layout (in the host's mount table) move into the pin namespace at start")
+    func migration() throws {
+        try withDaemon { d in
+            let names = ["m0", "m1", "m2"]
+            for n in names { try Container.create(n, options: Self.usual).close() }
+            let task = try #require(Self.pinnerTask(d))
+            let root = "\(task)/root" // the pin namespace's root: <state>/containers
+            let pins = Sys.listDirectory(d.stateDir + "/containers").flatMap { dir in
+                Sys.listDirectory("\(d.stateDir)/containers/\(dir)/ns").map { "\(dir)/ns/\($0)" }
+            }
+            #expect(pins.count >= 15)
+            let held = try pins.map { try Sys.open("\(root)/\($0)", O_RDONLY) }
+            // The old layout: every pin a bind mount in the host's table, no pin namespace.
+            d.kill9()
+            for (p, fd) in zip(pins, held) {
+                let host = "\(d.stateDir)/containers/\(p)"
+                #expect(mount("/proc/self/fd/\(fd.raw)", host, nil, UInt(MS_BIND), nil) == 0, "bind \(p): \(errno)")
+            }
+            held.forEach { $0.close() }
+            _ = umount2("\(d.stateDir)/mntns", Int32(MNT_DETACH))
+            unlink("\(d.stateDir)/mntns")
+            try d.start()
+            // Moved inside, except mount namespaces older than the new pin
+            // namespace, which the kernel will not pin in it (ELOOP): those
+            // stay on the host until their container goes.
+            let left = Self.hostMounts(below: d.stateDir + "/containers")
+            #expect(left.allSatisfy { $0.contains("/ns/mnt-") }, "left on the host: \(left)")
+            #expect(left.count <= names.count)
+            for n in names {
+                let c = try Container.open(n)
+                let p = try c.spawnInit(sh("exit 3"))
+                #expect(try p.waitCode() == 3, "container \(n) works after the migration")
+                try c.destroy()
+                c.close()
+            }
+            #expect(Self.hostMounts(below: d.stateDir) == ["\(d.stateDir)/mntns"])
+        }
+    }
+}
