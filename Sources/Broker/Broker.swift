@@ -49,6 +49,7 @@ public final class Broker {
     var queuedBytesPerUID: [uid_t: Int] = [:]
     /// accept() ran out of fds: the listener is unwatched until the next tick.
     var acceptPaused = false
+    var upcallAcceptPaused = false
     /// Crash points passed in the request being handled (fault injection).
     var crashPointsPassed = 0
     var ownNamespaceInodes: [NamespaceKind: UInt64?] = [:]

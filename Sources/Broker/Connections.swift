@@ -36,8 +36,8 @@ extension Broker {
 
     /// Re-arm accept after a pause (called from the housekeeping tick).
     func resumeAcceptIfPaused() {
-        guard acceptPaused else { return }
-        try? watchListener()
+        if acceptPaused { try? watchListener() }
+        if upcallAcceptPaused { try? watchUpcallListener() }
     }
 
     func acceptAll() {
