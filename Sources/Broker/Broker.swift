@@ -42,6 +42,9 @@ public final class Broker {
     var fdCache: [UInt64] = []
     /// Records per owner, for --max-containers-per-uid.
     var containersPerUID: [uid_t: Int] = [:]
+    /// Names and per-uid counts of creates whose namespaces are being made on a worker.
+    var creating: Set<String> = []
+    var creatingPerUID: [uid_t: Int] = [:]
     var connections: [CInt: ClientConnection] = [:]
     /// Open client connections per uid, for --max-connections-per-uid.
     var connectionsPerUID: [uid_t: Int] = [:]
@@ -49,6 +52,7 @@ public final class Broker {
     var queuedBytesPerUID: [uid_t: Int] = [:]
     /// accept() ran out of fds: the listener is unwatched until the next tick.
     var acceptPaused = false
+    var upcallAcceptPaused = false
     /// Crash points passed in the request being handled (fault injection).
     var crashPointsPassed = 0
     var ownNamespaceInodes: [NamespaceKind: UInt64?] = [:]
