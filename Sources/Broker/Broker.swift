@@ -32,6 +32,9 @@ public final class Broker {
     var spares: [UInt32: Spare] = [:]
     var sparesInFlight: Set<UInt32> = []
     var reservedIDBases: Set<UInt32> = []
+    /// Id blocks of the records (allocateIDBase), and where its search resumes.
+    var idBasesInUse: Set<UInt32> = []
+    var idBaseCursor = 0
     /// Cgroups of dead containers still waiting for their last member to go.
     var pendingCgroups: [(CgroupSet, String, UInt64)] = []
     var nextID: UInt64 = 1
@@ -152,6 +155,7 @@ public final class Broker {
             containersPerUID[r.owner, default: 0] += 1
             listOrder.removeAll()
         }
+        if let b = r.idBase { idBasesInUse.insert(b) }
         byName[r.name] = r
         byID[r.id] = r
         // An adopted container's cgroup may hold host processes too: it is
@@ -169,6 +173,7 @@ public final class Broker {
             containersPerUID[r.owner, default: 1] -= 1
             if containersPerUID[r.owner] == 0 { containersPerUID.removeValue(forKey: r.owner) }
             listOrder.removeAll()
+            if let b = r.idBase { idBasesInUse.remove(b) }
         }
         if byCgroup[r.cgroup.relativePath] === r { byCgroup.removeValue(forKey: r.cgroup.relativePath) }
         for c in r.cookies where byCookie[c] === r { byCookie.removeValue(forKey: c) }
@@ -265,13 +270,22 @@ public final class Broker {
         }
     }
 
+    /// A free id block for a root-created user namespace. The blocks of
+    /// records are kept in `idBasesInUse` (register/unregister), and the
+    /// search starts after the last block handed out: O(1) per create
+    /// however many containers live, where a scan of every record made
+    /// create slower as they accumulated.
     func allocateIDBase() throws -> UInt32 {
-        let used = Set(byID.values.compactMap(\.idBase) + spares.values.compactMap(\.idBase)).union(reservedIDBases)
-        for k in 0..<config.idRangeCount {
+        let count = config.idRangeCount
+        let sparesAndReserved = Set(spares.values.compactMap(\.idBase)).union(reservedIDBases)
+        for step in 0..<count {
+            let k = (idBaseCursor + step) % count
             let base = config.idRangeBase + UInt32(k) * config.idRangeSize
-            if !used.contains(base) { return base }
+            if idBasesInUse.contains(base) || sparesAndReserved.contains(base) { continue }
+            idBaseCursor = (k + 1) % count
+            return base
         }
-        throw ContainerError(.system, "container_create: all \(config.idRangeCount) id ranges are in use", errno: ENOSPC)
+        throw ContainerError(.system, "container_create: all \(count) id ranges are in use (ctrobjd --id-count)", errno: ENOSPC)
     }
 
     /// Resolve a container fd presented by a client.

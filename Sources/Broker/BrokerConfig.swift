@@ -11,7 +11,10 @@ public struct BrokerConfig: Sendable {
     /// Containers' cgroups are made below this path in every hierarchy.
     public var cgroupParent: String
     /// Root-created containers with a user namespace map their root to a
-    /// block of `idRangeSize` host ids starting at `idRangeBase + k * idRangeSize`.
+    /// block of `idRangeSize` host ids starting at `idRangeBase + k * idRangeSize`,
+    /// k < idRangeCount: at most that many such containers live at once
+    /// (16,384 blocks of 65,536 from 1,000,000 end at 1,074,741,824; ids are
+    /// 32-bit, so 65,520 such blocks fit at most).
     public var idRangeBase: UInt32
     public var idRangeSize: UInt32
     public var idRangeCount: Int
@@ -36,7 +39,7 @@ public struct BrokerConfig: Sendable {
     public var crashAt: (op: String, point: Int)?
 
     public init(stateDir: String = "/run/ctrobj", cgroupParent: String = "ctrobj",
-                idRangeBase: UInt32 = 1_000_000, idRangeSize: UInt32 = 65536, idRangeCount: Int = 4096,
+                idRangeBase: UInt32 = 1_000_000, idRangeSize: UInt32 = 65536, idRangeCount: Int = 16384,
                 holderTimeoutMs: Int32 = 10_000, cgroupLayout: CgroupLayout = .discover()) {
         self.stateDir = stateDir
         self.cgroupParent = cgroupParent

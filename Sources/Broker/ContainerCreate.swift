@@ -271,6 +271,7 @@ extension Broker {
     /// well under the socket's buffer whatever the fields hold.
     func list(_ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
         let after = m.uint64("after") ?? 0
+        let compact = m["compact"] == "1"
         let budget = RequestRules.maxBytes / 2
         var f: [String: String] = [:]
         var n = 0, bytes = 0
@@ -279,6 +280,19 @@ extension Broker {
         for id in listOrder[listOrder.partitionPoint { $0 <= after }...] {
             guard let r = byID[id], conn.uid == 0 || conn.uid == r.owner else { continue }
             refreshExitStatus(r)
+            if compact {
+                let line = ListEntry.encode(r.statusPairs)
+                let size = line.utf8.count + 8
+                if n > 0 && bytes + size > budget {
+                    f["next"] = "\(last)"
+                    break
+                }
+                f["\(n)"] = line
+                n += 1
+                bytes += size
+                last = id
+                continue
+            }
             let entry = r.statusFields
             let size = entry.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count + 8 }
             if n > 0 && bytes + size > budget {

@@ -109,14 +109,20 @@ public final class ContainerRecord {
     }
 
     public var statusFields: [String: String] {
-        var f: [String: String] = [
-            "id": "\(id)", "name": name, "flags": "\(flags)", "state": "\(visibleState.rawValue)",
-            "state_name": visibleState.name, "init_pid": "\(initPid)", "owner": "\(owner)",
-            "created": "\(createdAt)", "cgroup": cgroup.relativePath, "core_policy": corePolicy,
-            "modules": allowedModules.joined(separator: ","), "devices": grantedDevices.joined(separator: ","),
+        Dictionary(statusPairs, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// statusFields as pairs, in a fixed order (list's compact entries).
+    public var statusPairs: [(String, String)] {
+        let state = visibleState
+        var f: [(String, String)] = [
+            ("id", "\(id)"), ("name", name), ("flags", "\(flags)"), ("state", "\(state.rawValue)"),
+            ("state_name", state.name), ("init_pid", "\(initPid)"), ("owner", "\(owner)"),
+            ("created", "\(createdAt)"), ("cgroup", cgroup.relativePath), ("core_policy", corePolicy),
+            ("modules", allowedModules.joined(separator: ",")), ("devices", grantedDevices.joined(separator: ",")),
         ]
-        if let s = exitStatus { f["exit_status"] = "\(s)" }
-        for (k, ino) in namespaceInodes { f["ns.\(k.rawValue)"] = "\(ino)" }
+        if let s = exitStatus { f.append(("exit_status", "\(s)")) }
+        for (k, ino) in namespaceInodes { f.append(("ns.\(k.rawValue)", "\(ino)")) }
         return f
     }
 

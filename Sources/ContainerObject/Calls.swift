@@ -44,14 +44,20 @@ public enum ContainerCalls {
         var out: [ContainerStatus] = []
         var after: UInt64 = 0
         while true {
-            let (m, _) = try call(Message(Op.list, ["after": "\(after)"]))
-            let n = m.int("count") ?? 0
-            var pages = [[String: String]](repeating: [:], count: max(0, min(n, 100_000)))
-            for (k, v) in m.fields {
-                guard let dot = k.firstIndex(of: "."), let i = Int(k[..<dot]), i >= 0, i < pages.count else { continue }
-                pages[i][String(k[k.index(after: dot)...])] = v
+            let (m, _) = try call(Message(Op.list, ["after": "\(after)", "compact": "1"]))
+            let n = max(0, min(m.int("count") ?? 0, 100_000))
+            if n > 0 && m["0"] != nil {
+                out.reserveCapacity(out.count + n)
+                for i in 0..<n { if let line = m["\(i)"] { out.append(ContainerStatus(fields: ListEntry.decode(line))) } }
+            } else {
+                // Entries as one field per pair ("12.name"), as pages were before compact ones.
+                var pages = [[String: String]](repeating: [:], count: n)
+                for (k, v) in m.fields {
+                    guard let dot = k.firstIndex(of: "."), let i = Int(k[..<dot]), i >= 0, i < pages.count else { continue }
+                    pages[i][String(k[k.index(after: dot)...])] = v
+                }
+                out += pages.map { ContainerStatus(fields: $0) }
             }
-            out += pages.map { ContainerStatus(fields: $0) }
             guard let next = m.uint64("next"), next > after else { return out }
             after = next
         }

@@ -12,7 +12,7 @@ import Glibc
 /// |---------------|----------------------------------------------------------------|------|
 /// | create        | name*, flags* (0...2^32-1), prepare (0/1)                       | 0    |
 /// | open          | name*, cloexec (0/1)                                            | 0    |
-/// | list          | after (0...2^63)                                                | 0    |
+/// | list          | after (0...2^63), compact (0/1: ListEntry)                      | 0    |
 /// | adopt         | name*                                                           | 1    |
 /// | status, root, stats, freeze, thaw, destroy, cgroup.join | -                     | 1    |
 /// | fork.prepare  | mode (init/enter)                                               | 1    |
@@ -57,7 +57,7 @@ public enum RequestRules {
         Op.create: Rule(fields: ["name": .text, "flags": .unsigned(0...UInt64(UInt32.max)), "prepare": .choice(["0", "1"])],
                         required: ["name", "flags"], fds: 0...0),
         Op.open: Rule(fields: ["name": .text, "cloexec": .choice(["0", "1"])], required: ["name"], fds: 0...0),
-        Op.list: Rule(fields: ["after": .unsigned(0...UInt64(Int64.max))], required: [], fds: 0...0),
+        Op.list: Rule(fields: ["after": .unsigned(0...UInt64(Int64.max)), "compact": .choice(["0", "1"])], required: [], fds: 0...0),
         Op.adopt: Rule(fields: ["name": .text], required: ["name"], fds: 1...1),
         Op.status: Rule(fields: none, required: [], fds: 1...1),
         Op.root: Rule(fields: none, required: [], fds: 1...1),

@@ -24,6 +24,9 @@ struct CtrobjD: ParsableCommand {
     @Option(help: "Size of each container's id block.")
     var idSize: UInt32 = 65536
 
+    @Option(help: "Number of id blocks: at most this many containers with a user namespace made by root live at once.")
+    var idCount = 16384
+
     @Flag(help: "Do not keep pre-made namespaces for root's next create.")
     var noPrewarm = false
 
@@ -53,7 +56,10 @@ struct CtrobjD: ParsableCommand {
         guard geteuid() == 0 else {
             throw ValidationError("ctrobjd must run as root: it makes namespaces and cgroups for its callers")
         }
-        var config = BrokerConfig(stateDir: stateDir, cgroupParent: cgroupParent, idRangeBase: idBase, idRangeSize: idSize)
+        guard idSize >= 1, idCount >= 1, UInt64(idBase) + UInt64(idSize) * UInt64(idCount) <= UInt64(UInt32.max) else {
+            throw ValidationError("--id-base + --id-size × --id-count must stay below 2^32 (ids are 32-bit)")
+        }
+        var config = BrokerConfig(stateDir: stateDir, cgroupParent: cgroupParent, idRangeBase: idBase, idRangeSize: idSize, idRangeCount: idCount)
         config.prewarm = !noPrewarm
         guard maxContainersPerUid >= 0, maxConnectionsPerUid >= 1, maxQueuedBytes >= 65536 else {
             throw ValidationError("limits: --max-containers-per-uid >= 0, --max-connections-per-uid >= 1, --max-queued-bytes >= 65536")
