@@ -35,17 +35,31 @@ public enum ListEntry {
         return s
     }
 
-    /// The pairs of one entry; a pair without '=' is skipped.
+    /// The pairs of one entry; a pair without '=' is skipped. Byte by byte
+    /// (see Message.decode).
     public static func decode(_ line: String) -> [String: String] {
         var out: [String: String] = [:]
         out.reserveCapacity(24)
-        for pair in line.split(separator: separator, omittingEmptySubsequences: true) {
-            guard let eq = pair.firstIndex(of: "=") else { continue }
-            var v = String(pair[pair.index(after: eq)...])
-            if v.utf8.contains(UInt8(ascii: "%")) {
-                v = v.replacing("%1F", with: String(separator)).replacing("%25", with: "%")
+        var line = line
+        line.withUTF8 { b in
+            var start = 0
+            let n = b.count
+            while start < n {
+                var end = start
+                var eq = -1
+                while end < n && b[end] != 0x1F {
+                    if eq < 0 && b[end] == UInt8(ascii: "=") { eq = end }
+                    end += 1
+                }
+                if eq >= 0 {
+                    var v = String(decoding: UnsafeBufferPointer(rebasing: b[(eq + 1)..<end]), as: UTF8.self)
+                    if v.utf8.contains(UInt8(ascii: "%")) {
+                        v = v.replacing("%1F", with: String(separator)).replacing("%25", with: "%")
+                    }
+                    out[String(decoding: UnsafeBufferPointer(rebasing: b[start..<eq]), as: UTF8.self)] = v
+                }
+                start = end + 1
             }
-            out[String(pair[..<eq])] = v
         }
         return out
     }

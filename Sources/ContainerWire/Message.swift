@@ -31,29 +31,50 @@ public struct Message: Equatable, Sendable {
     public func int64(_ key: String) -> Int64? { fields[key].flatMap { Int64($0) } }
     public func uint64(_ key: String) -> UInt64? { fields[key].flatMap { UInt64($0) } }
 
+    /// Built and parsed byte by byte: a list page carries thousands of
+    /// fields, and splitting a String into Characters (grapheme breaking)
+    /// was most of what a client spent on a long list.
     public func encoded() -> [UInt8] {
-        var s = op + "\n"
-        for key in fields.keys.sorted() {
-            s += key + "=" + Message.escape(fields[key]!) + "\n"
+        var out: [UInt8] = []
+        out.reserveCapacity(op.utf8.count + 1 + fields.count * 32)
+        out.append(contentsOf: op.utf8)
+        out.append(0x0A)
+        for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
+            out.append(contentsOf: key.utf8)
+            out.append(UInt8(ascii: "="))
+            for b in value.utf8 {
+                switch b {
+                case UInt8(ascii: "%"): out.append(contentsOf: [0x25, 0x32, 0x35]) // %25
+                case 0x0A: out.append(contentsOf: [0x25, 0x30, 0x41]) // %0A
+                default: out.append(b)
+                }
+            }
+            out.append(0x0A)
         }
-        return Array(s.utf8)
+        return out
     }
 
     public static func decode(_ bytes: [UInt8]) throws -> Message {
-        let text = String(decoding: bytes, as: UTF8.self)
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        guard let first = lines.first, !first.isEmpty else {
-            throw ContainerError(.protocolError, "empty message")
-        }
-        lines.removeFirst()
+        var op: String?
         var fields: [String: String] = [:]
-        for line in lines where !line.isEmpty {
-            guard let eq = line.firstIndex(of: "=") else {
-                throw ContainerError(.protocolError, "malformed field line")
+        var start = 0
+        let n = bytes.count
+        while start <= n {
+            var end = start
+            while end < n && bytes[end] != 0x0A { end += 1 }
+            if op == nil {
+                guard end > start else { throw ContainerError(.protocolError, "empty message") }
+                op = String(decoding: bytes[start..<end], as: UTF8.self)
+            } else if end > start {
+                guard let eq = bytes[start..<end].firstIndex(of: UInt8(ascii: "=")) else {
+                    throw ContainerError(.protocolError, "malformed field line")
+                }
+                let value = String(decoding: bytes[(eq + 1)..<end], as: UTF8.self)
+                fields[String(decoding: bytes[start..<eq], as: UTF8.self)] = unescape(value)
             }
-            fields[String(line[..<eq])] = unescape(String(line[line.index(after: eq)...]))
+            start = end + 1
         }
-        return Message(String(first), fields)
+        return Message(op ?? "", fields)
     }
 
     // The common case, nothing to escape, is a byte scan: String.contains(String)

@@ -16,14 +16,26 @@ func json(_ s: ContainerStatus) -> JSON {
     return .object(o)
 }
 
+/// The width of a cell: its bytes when ASCII (a byte scan; counting
+/// Characters walks graphemes, which a table of ten thousand rows felt).
+func cellWidth(_ s: String) -> Int {
+    s.utf8.allSatisfy { $0 < 0x80 } ? s.utf8.count : s.count
+}
+
 func table(_ rows: [[String]]) -> String {
     guard let first = rows.first else { return "" }
-    var widths = first.map(\.count)
-    for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
-    return rows.map { r in
-        r.enumerated().map { i, c in i == r.count - 1 ? c : c + String(repeating: " ", count: widths[i] - c.count) }
-            .joined(separator: "  ")
-    }.joined(separator: "\n")
+    var widths = first.map(cellWidth)
+    for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], cellWidth(c)) } }
+    var out = ""
+    for (n, r) in rows.enumerated() {
+        if n > 0 { out += "\n" }
+        for (i, c) in r.enumerated() {
+            if i > 0 { out += "  " }
+            out += c
+            if i < r.count - 1 && i < widths.count { out += String(repeating: " ", count: max(0, widths[i] - cellWidth(c))) }
+        }
+    }
+    return out
 }
 
 func describe(_ s: ContainerStatus) -> String {

@@ -73,10 +73,13 @@ struct List: ParsableCommand {
                 return
             }
             var rows = [["NAME", "ID", "STATE", "INIT", "OWNER", "FLAGS"]]
+            rows.reserveCapacity(all.count + 1)
+            var flagNames: [UInt32: String] = [:] // a node has few distinct flag sets
             for s in all {
                 // A name is the owner's text: never raw bytes on root's terminal.
-                rows.append([RequestRules.escaped(s.name), "\(s.id)", s.state.name, s.initPid == 0 ? "-" : "\(s.initPid)", "\(s.owner)",
-                             ContainerFlags.describe(s.flags)])
+                let flags = flagNames[s.flags] ?? ContainerFlags.describe(s.flags)
+                flagNames[s.flags] = flags
+                rows.append([RequestRules.escaped(s.name), "\(s.id)", s.state.name, s.initPid == 0 ? "-" : "\(s.initPid)", "\(s.owner)", flags])
             }
             print(table(rows))
         }
