@@ -162,18 +162,22 @@ final class Persistence {
         let problem: String?
     }
 
-    /// Every record on disk, its pins checked (stat, no fd kept) and pins
-    /// it does not name removed. Unreadable records are skipped (the
-    /// directory is then an orphan for removeOrphans).
+    /// Every record on disk, its pins checked against the pin namespace's
+    /// mount table (one read for all: PinNamespace.mounted) and pins it does
+    /// not name removed. Unreadable records are skipped (the directory is
+    /// then an orphan for removeOrphans).
     func load() -> [Loaded] {
         var out: [Loaded] = []
+        let mounted = pinNS.mounted()
+        var named = Set<String>()
+        var loadedDirs = Set<String>()
         for entry in Sys.listDirectory(config.containersDir) where entry.hasPrefix("c") {
             let d = "\(config.containersDir)/\(entry)"
             guard let text = try? Sys.readFile("\(d)/record"),
                   let m = try? Message.decode(Array(text.utf8)),
                   let r = try? ContainerRecord.fromPersisted(m, layout: config.cgroupLayout),
                   r.directoryName == entry else { continue }
-            unlink("\(d)/record.tmp")
+            loadedDirs.insert(entry)
             var problem: String?
             for pinName in (m["namespaces"] ?? "").split(separator: ",").map(String.init) {
                 let kindName = pinName.split(separator: "-").first.map(String.init) ?? pinName
@@ -181,18 +185,30 @@ final class Persistence {
                     problem = "bad namespace entry \"\(pinName)\""
                     continue
                 }
-                guard let ino = try? inode("\(entry)/ns/\(pinName)") else {
+                let rel = "\(entry)/ns/\(pinName)"
+                let ino: UInt64?
+                if hostPins.contains(rel) {
+                    ino = try? Namespaces.inode(ofPath: "\(config.containersDir)/\(rel)")
+                } else if let pin = mounted[rel], pin.kind == kind.procName || pin.kind == kind.rawValue {
+                    ino = pin.inode
+                } else {
+                    ino = nil
+                }
+                guard let ino else {
                     problem = "its \(kind.rawValue) namespace pin \(pinName) is missing"
                     continue
                 }
+                named.insert(rel)
                 r.pins[kind] = pinName
                 r.namespaceInodes[kind] = ino
             }
-            let named = Set(r.pins.values)
-            for pinName in Sys.listDirectory("\(d)/ns") where !named.contains(pinName) {
-                unpin(directory: entry, pinName)
-            }
             out.append(Loaded(record: r, problem: problem))
+        }
+        // Pins of loaded records that their record does not name (a crash
+        // between a pin and its record, or after set_ns replaced one).
+        for rel in mounted.keys where !named.contains(rel) {
+            guard let dir = rel.split(separator: "/").first.map(String.init), loadedDirs.contains(dir) else { continue }
+            unpin(directory: dir, String(rel.split(separator: "/").last ?? ""))
         }
         return out
     }

@@ -107,6 +107,7 @@ struct ccs_pinner {
 	const char *pin_path;
 	const char *root_dir;
 	int view;       /* O_PATH "/" of the pin namespace */
+	pid_t tid;      /* the pinner thread (its /proc/self/task/TID/mountinfo) */
 	int new_ns_fd;  /* nsfs fd of a namespace just made (to be pinned), else -1 */
 };
 
@@ -169,6 +170,7 @@ static int pinner_enter(struct ccs_pinner *p)
 static void *pinner_main(void *arg)
 {
 	struct ccs_pinner *p = arg;
+	p->tid = (pid_t)syscall(SYS_gettid);
 	int rc = pinner_enter(p);
 	int e = errno;
 	pthread_mutex_lock(&p->lock);
@@ -270,6 +272,11 @@ static int pinner_call(struct ccs_pinner *p, int job, int fd, const char *path)
 	pthread_mutex_unlock(&p->callers);
 	errno = e;
 	return rc;
+}
+
+pid_t ccs_pinner_tid(struct ccs_pinner *p)
+{
+	return p->tid;
 }
 
 int ccs_pinner_bind(struct ccs_pinner *p, int nsfd, const char *relpath)

@@ -35,9 +35,15 @@ final class Command {
         let rc = posix_spawn(&pid, argv[0], &actions, nil, cArgv.pointers, cEnv.pointers)
         if rc != 0 { return -1 }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        var usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+        lastCPUNanos = (UInt64(usage.ru_utime.tv_sec) + UInt64(usage.ru_stime.tv_sec)) * 1_000_000_000
+            + (UInt64(usage.ru_utime.tv_usec) + UInt64(usage.ru_stime.tv_usec)) * 1000
         return status
     }
+
+    /// CPU time (user + system) of the last run.
+    var lastCPUNanos: UInt64 = 0
 
     /// Run and throw with the program's output when it fails.
     func check() throws {

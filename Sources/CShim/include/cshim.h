@@ -67,6 +67,8 @@ struct ccs_pinner *ccs_pinner_start(const char *pin_path, const char *root_dir, 
 /* Bind the nsfs fd onto relpath (an existing file) inside the pin namespace. */
 int ccs_pinner_bind(struct ccs_pinner *p, int nsfd, const char *relpath);
 int ccs_pinner_umount(struct ccs_pinner *p, const char *relpath);
+/* The pinner thread's id: /proc/self/task/TID/mountinfo lists the pins. */
+pid_t ccs_pinner_tid(struct ccs_pinner *p);
 void ccs_pinner_stop(struct ccs_pinner *p);
 /* statfs(2)'s f_type of dirfd/path (not following a last symlink). */
 long ccs_statfs_type_at(int dirfd, const char *path);
