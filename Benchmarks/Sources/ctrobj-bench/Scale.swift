@@ -36,6 +36,17 @@ typealias CreateFn = @convention(c) (UnsafePointer<CChar>, UInt32) -> CInt
 
 struct ScalePoint {
     var live = 0
+    /// "0", "1000", "10000", or "0 (end)": after destroying them all, the
+    /// same measurements again, for what the machine's load did meanwhile.
+    var label = ""
+    /// /proc/loadavg's 1-minute figure when measured (the machine is shared).
+    var load = ""
+    /// ctrobjd's loop thread CPU per create (the 100 creates after the point).
+    var createCPU = Samples()
+    /// The floor: the raw C reference's create + fork /bin/true + wait
+    /// (Benchmarks/reference/create_fork.c: cgroup directories beside the
+    /// containers', clone3 with the same namespaces), no ctrobjd.
+    var rawCreate = Samples()
     var hostMounts = 0
     /// Host mount-table entries below ctrobjd's state directory.
     var daemonHostMounts = 0
@@ -114,6 +125,10 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
     let ls = Command("ctrobj ls", [s.cli, "ls"], log: "\(work)/ls.out", env: env)
     let lsJSON = Command("ctrobj ls --json", [s.cli, "ls", "--json"], log: "\(work)/ls-json.out", env: env)
     let unshare = Command("unshare -m", ["/usr/bin/unshare", "-m", "/bin/true"], log: "\(work)/unshare.out")
+    let ref = try Reference(sourceDir: o.reference, workDir: work)
+    try ref.setup(hierarchies: CgroupLayout.discover().hierarchies, parent: daemon.cgroupParent)
+    defer { ref.teardown() }
+    var refSeq = 0
 
     // The container exec'd into and whose init asks for keys: made first.
     let opts: ContainerOptions = [.newPIDNS, .newUTSNS, .newIPCNS, .newNetNS, .newCgroupNS, .newFSNS, .newUserNS]
@@ -138,11 +153,16 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
         log("scale: measuring at \(live) live containers")
         var p = ScalePoint()
         p.live = live
+        p.label = "\(live)"
+        p.load = ((try? Sys.readFile("/proc/loadavg")) ?? "?").split(separator: " ").first.map(String.init) ?? "?"
         p.hostMounts = countLines("/proc/self/mountinfo")
         p.daemonHostMounts = mountsBelow(daemon.stateDir)
         for _ in 0..<s.rounds {
             p.unshare.add(try timedCommand(unshare))
             p.exec.add(try LibraryRuns.enter(target))
+            refSeq += 1
+            let seq = refSeq
+            p.rawCreate.add(try timed { try ref.createFork(flags: cloneFlags(userNS: true), path: "/bin/true", seq: seq) })
         }
         let dp = daemonPid
         for _ in 0..<(s.rounds * 4) {
@@ -170,15 +190,18 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
     }
 
     var creates: [UInt64] = []
+    var createCPUs: [UInt64] = []
     var points: [ScalePoint] = []
     let checkpoints = Set([0, 1000, n].filter { $0 <= n })
     var failures = 0
     for i in 0..<n {
         if interrupted != 0 { throw BenchError("interrupted") }
         if checkpoints.contains(i) { points.append(try measure(i)) }
+        let c0 = threadCPUNanos(daemonPid, daemonPid)
         let t0 = now()
         let fd = create("s\(i)", scaleFlags)
         let t = now() - t0
+        createCPUs.append(threadCPUNanos(daemonPid, daemonPid) - c0)
         if fd < 0 {
             failures += 1
             throw BenchError("container_create s\(i): \(String(cString: strerror(errno)))")
@@ -192,6 +215,7 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
     for k in points.indices {
         let from = points[k].live == n ? max(0, n - 100) : points[k].live
         for t in creates[from..<min(n, from + 100)] { points[k].create.add(t) }
+        for t in createCPUs[from..<min(n, from + 100)] { points[k].createCPU.add(t) }
     }
 
     // kill -9 and restart with N records
@@ -235,14 +259,38 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
             try c.destroy()
             c.close()
         }
-        try target.destroy()
     }
+    // The baseline again, now that they are gone: 100 creates (destroyed
+    // after), unshare, exec, attribution, lists.
+    var end = try measure(0)
+    end.label = "0 (end)"
+    for i in 0..<100 {
+        let c0 = threadCPUNanos(daemonPid, daemonPid)
+        let t0 = now()
+        let fd = create("e\(i)", scaleFlags)
+        let t = now() - t0
+        end.createCPU.add(threadCPUNanos(daemonPid, daemonPid) - c0)
+        if fd < 0 { throw BenchError("container_create e\(i): \(String(cString: strerror(errno)))") }
+        close(fd)
+        end.create.add(t)
+    }
+    for i in 0..<100 {
+        let c = try Container.open("e\(i)")
+        try c.destroy()
+        c.close()
+    }
+    points.append(end)
+    try target.destroy()
     _ = try? initProc.wait()
     // A cgroup whose last member is still going is removed on a later
     // housekeeping tick (twice a second): give those a few seconds.
+    // The spare made after the last create (Prewarm.swift) is no container: its directory has no record.
+    let spareDirs = Sys.listDirectory("\(daemon.stateDir)/containers").filter { !Sys.exists("\(daemon.stateDir)/containers/\($0)/record") }
+    let spareCgroups = Set(spareDirs)
+    let spareNamespaces = spareDirs.reduce(0) { $0 + Sys.listDirectory("\(daemon.stateDir)/containers/\($1)/ns").count }
     let layout = CgroupLayout.discover()
     func cgroupsLeft() -> [String] {
-        layout.hierarchies.flatMap { h in Sys.listDirectory("\(h)/\(daemon.cgroupParent)").filter { $0.hasPrefix("c") && UInt64($0.dropFirst()) != nil }.map { "\(h)/\($0)" } }
+        layout.hierarchies.flatMap { h in Sys.listDirectory("\(h)/\(daemon.cgroupParent)").filter { $0.hasPrefix("c") && UInt64($0.dropFirst()) != nil && !spareCgroups.contains($0) }.map { "\(h)/\($0)" } }
     }
     let deadline = now() + 5_000_000_000
     while !cgroupsLeft().isEmpty && now() < deadline { usleep(100_000) }
@@ -250,8 +298,8 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
     let recordsLeft = Sys.listDirectory("\(daemon.stateDir)/containers").filter {
         Sys.exists("\(daemon.stateDir)/containers/\($0)/record")
     }.count
-    let pinDirsLeft = Sys.listDirectory("\(daemon.stateDir)/containers").count
-    let pinsLeft = pinNamespaceMounts(daemonPid) - 1
+    let pinDirsLeft = Sys.listDirectory("\(daemon.stateDir)/containers").count - spareDirs.count
+    let pinsLeft = pinNamespaceMounts(daemonPid) - 1 - spareNamespaces
     let daemonMountsAfterDestroy = mountsBelow(daemon.stateDir)
     let stateDir = daemon.stateDir
     daemon.stop(keepLog: o.keepLog)
@@ -262,7 +310,7 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
     out += "Machine: \(machineDescription(crunVersion: "crun not used")). Flags: NEW_FS_NS, NEW_UTS_NS, NEW_IPC_NS, NEW_PID_NS, "
     out += "NEW_NET_NS, NEW_CGROUP_NS, NEW_USER_NS (created, not started; one more container, \"target\", runs `sleep` and is exec'd into and asks for keys). "
     out += "Medians over \(s.rounds) runs (unshare, exec), \(s.rounds * 4) (attribution), \(max(3, s.rounds / 6)) (lists); create: the 100 creates after the checkpoint, at \(n) the last 100.\n\n"
-    let first = points.first, last = points.last
+    let first = points.first, last = points.first(where: { $0.live == n && $0.label == "\(n)" }), endPoint = points.last
     func ratio(_ a: Samples?, _ b: Samples?) -> Double { (b?.median ?? .nan) / (a?.median ?? .nan) }
     let uRatio = ratio(first?.unshare, last?.unshare), cRatio = ratio(first?.create, last?.create)
     func met(_ ok: Bool) -> String { ok ? "met" : "NOT met" }
@@ -270,7 +318,10 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
     let worstDaemonMounts = points.map(\.daemonHostMounts).max() ?? 0
     out += "| host mount table grows by at most 1 | ctrobjd's entries in it: \(points.map { "\($0.daemonHostMounts)" }.joined(separator: ", ")) at \(points.map { "\($0.live)" }.joined(separator: ", ")) live (whole table: \(hostMountsBefore) lines before ctrobjd, \(last?.hostMounts ?? 0) at \(n); other users of this machine add and remove their own) | \(met(worstDaemonMounts <= 1)) |\n"
     out += "| host `unshare -m /bin/true` at \(n) ≤ 1.1 × at 0 | \(ms(last?.unshare.median ?? .nan)) / \(ms(first?.unshare.median ?? .nan)) ms = \(fixed(uRatio, 2)) | \(met(uRatio <= 1.1)) |\n"
-    out += "| create (C ABI) last 100 ≤ 1.1 × first 100 | \(ms(last?.create.median ?? .nan)) / \(ms(first?.create.median ?? .nan)) ms = \(fixed(cRatio, 2)) | \(met(cRatio <= 1.1)) |\n"
+    let ccRatio = ratio(first?.createCPU, last?.createCPU)
+    let rRatio = ratio(first?.rawCreate, last?.rawCreate)
+    out += "| (the floor) raw C create + fork /bin/true + wait, same namespaces, cgroups beside the containers' | \(ms(last?.rawCreate.median ?? .nan)) / \(ms(first?.rawCreate.median ?? .nan)) ms = \(fixed(rRatio, 2)) (after destroying all: \(ms(endPoint?.rawCreate.median ?? .nan)) ms) | the kernel's share of any drift |\n"
+    out += "| create (C ABI) last 100 ≤ 1.1 × first 100 | \(ms(last?.create.median ?? .nan)) / \(ms(first?.create.median ?? .nan)) ms = \(fixed(cRatio, 2)) (after destroying all: \(ms(endPoint?.create.median ?? .nan)) ms); ctrobjd's CPU per create \(us(last?.createCPU.median ?? .nan)) / \(us(first?.createCPU.median ?? .nan)) µs = \(fixed(ccRatio, 2)) | \(met(cRatio <= 1.1)) (wall), \(met(ccRatio <= 1.1)) (CPU) |\n"
     let eRatio = ratio(first?.exec, last?.exec), aRatio = ratio(first?.attribution, last?.attribution)
     out += "| exec independent of the count | \(ms(last?.exec.median ?? .nan)) / \(ms(first?.exec.median ?? .nan)) ms = \(fixed(eRatio, 2)) | \(met(eRatio <= 1.1)) |\n"
     let acRatio = ratio(first?.attributionCPU, last?.attributionCPU)
@@ -280,16 +331,17 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
     out += "| `ctrobj ls`, `ls --json`, library list of all \(n) < 200 ms | \(ms(last?.ls.median ?? .nan)), \(ms(last?.lsJSON.median ?? .nan)), \(ms(last?.libList.median ?? .nan)) ms; CPU (the CLI + ctrobjd) of ls \(ms(last?.lsCPU.median ?? .nan)), ls --json \(ms(last?.lsJSONCPU.median ?? .nan)) ms | \(met(lsWorst < 200e6)) (wall), \(met(cpuWorst < 200e6)) (CPU) |\n"
     out += "| restart after kill -9 serves within 2 s | socket answers after \(ms(Double(serving))) ms (ctrobjd used \(restartCPUms) ms of CPU by then), full list of \(n + 1) after \(ms(Double(firstFullList))) ms | \(met(Double(firstFullList) < 2e9)) |\n"
     out += "| VmRSS < 64 MiB | \(fixed(Double(last?.rssKiB ?? 0) / 1024, 1)) MiB at \(n) live, \(fixed(Double(rssAfterRestart) / 1024, 1)) MiB after restart | \(met(max(last?.rssKiB ?? 0, rssAfterRestart) < 64 * 1024)) |\n"
-    out += "| destroying all leaves nothing | \(recordsLeft) records, \(leftCgroups.count) cgroup directories\(leftCgroups.isEmpty ? "" : " (\(leftCgroups.prefix(3).joined(separator: ", ")) …)"), \(pinDirsLeft) record directories, \(pinsLeft) pins in the pin namespace; ctrobjd's host mounts \(daemonMountsAfterDestroy) (the pin namespace), \(daemonMountsAfterStop) after stop | \(met(recordsLeft == 0 && leftCgroups.isEmpty && pinDirsLeft == 0 && pinsLeft == 0 && daemonMountsAfterStop == 0)) |\n\n"
+    out += "| destroying all leaves nothing | \(recordsLeft) records, \(leftCgroups.count) cgroup directories\(leftCgroups.isEmpty ? "" : " (\(leftCgroups.prefix(3).joined(separator: ", ")) …)"), \(pinDirsLeft) record directories, \(pinsLeft) pins in the pin namespace (besides \(spareDirs.count) spare with \(spareNamespaces) pins, made for the next create); ctrobjd's host mounts \(daemonMountsAfterDestroy) (the pin namespace), \(daemonMountsAfterStop) after stop | \(met(recordsLeft == 0 && leftCgroups.isEmpty && pinDirsLeft == 0 && pinsLeft == 0 && daemonMountsAfterStop == 0)) |\n\n"
     out += "After the restart: \(fdsAfterRestart) fds open in ctrobjd, opening and querying all \(n) took \(ms(Double(usedAll))) ms, an exec \(ms(Double(execAfter))) ms; destroying all took \(ms(Double(destroyAll))) ms.\n\n"
-    out += "| live containers | host mount lines (ctrobjd's) | host unshare -m ms | create ms | exec ms | attribution µs | attribution CPU µs | ctrobj ls ms | ls --json ms | library list ms | ls CPU ms | ls --json CPU ms | ctrobjd VmRSS MiB | ctrobjd fds | pin ns mounts |\n"
-    out += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-    var csv = "live,host_mount_lines,ctrobjd_host_mounts,unshare_ms,create_ms,exec_ms,attribution_us,attribution_cpu_us,ls_ms,ls_json_ms,library_list_ms,ls_cpu_ms,ls_json_cpu_ms,rss_mib,fds,pin_ns_mounts\n"
+    out += "| live containers | host mount lines (ctrobjd's) | host unshare -m ms | create ms | create CPU µs | raw C create+fork ms | exec ms | attribution µs | attribution CPU µs | ctrobj ls ms | ls --json ms | library list ms | ls CPU ms | ls --json CPU ms | ctrobjd VmRSS MiB | ctrobjd fds | pin ns mounts | load (1 min) |\n"
+    out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    var csv = "live,host_mount_lines,ctrobjd_host_mounts,unshare_ms,create_ms,create_cpu_us,raw_create_fork_ms,exec_ms,attribution_us,attribution_cpu_us,ls_ms,ls_json_ms,library_list_ms,ls_cpu_ms,ls_json_cpu_ms,rss_mib,fds,pin_ns_mounts,load1\n"
     for p in points {
-        let cells = ["\(p.live)", "\(p.hostMounts) (\(p.daemonHostMounts))", ms(p.unshare.median), ms(p.create.median), ms(p.exec.median), us(p.attribution.median), us(p.attributionCPU.median),
-                     ms(p.ls.median), ms(p.lsJSON.median), ms(p.libList.median), ms(p.lsCPU.median), ms(p.lsJSONCPU.median), fixed(Double(p.rssKiB) / 1024, 1), "\(p.fds)", "\(p.pinNamespaceMounts)"]
+        let cells = [p.label, "\(p.hostMounts) (\(p.daemonHostMounts))", ms(p.unshare.median), ms(p.create.median), us(p.createCPU.median), ms(p.rawCreate.median), ms(p.exec.median), us(p.attribution.median), us(p.attributionCPU.median),
+                     ms(p.ls.median), ms(p.lsJSON.median), ms(p.libList.median), ms(p.lsCPU.median), ms(p.lsJSONCPU.median), fixed(Double(p.rssKiB) / 1024, 1), "\(p.fds)", "\(p.pinNamespaceMounts)", p.load]
         out += "| " + cells.joined(separator: " | ") + " |\n"
         var csvCells = cells
+        csvCells[0] = "\(p.live)\(p.label.hasSuffix("(end)") ? "_end" : "")"
         csvCells[1] = "\(p.hostMounts),\(p.daemonHostMounts)"
         csv += csvCells.joined(separator: ",") + "\n"
     }
