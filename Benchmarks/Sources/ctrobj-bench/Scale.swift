@@ -284,7 +284,10 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
     _ = try? initProc.wait()
     // A cgroup whose last member is still going is removed on a later
     // housekeeping tick (twice a second): give those a few seconds.
-    // The spare made after the last create (Prewarm.swift) is no container: its directory has no record.
+    // The spare made after the last create (Prewarm.swift) is no container:
+    // its directory has no record. A moment for one still being made.
+    _ = try? Container.list()
+    usleep(500_000)
     let spareDirs = Sys.listDirectory("\(daemon.stateDir)/containers").filter { !Sys.exists("\(daemon.stateDir)/containers/\($0)/record") }
     let spareCgroups = Set(spareDirs)
     let spareNamespaces = spareDirs.reduce(0) { $0 + Sys.listDirectory("\(daemon.stateDir)/containers/\($1)/ns").count }
