@@ -155,7 +155,7 @@ public final class Broker {
         // attributed by its namespaces only.
         if !r.adopted && !r.cgroup.relativePath.isEmpty { byCgroup[r.cgroup.relativePath] = r }
         for c in r.cookies { byCookie[c] = r }
-        for (_, ino) in r.namespaceInodes { byNamespace[ino] = r }
+        for (kind, ino) in r.namespaceInodes where byNamespace[ino] == nil && ino != ownNamespace(kind) { byNamespace[ino] = r }
         nextID = max(nextID, r.id + 1)
     }
 
@@ -183,8 +183,9 @@ public final class Broker {
         r.pins[kind] = pinName
         r.namespaces[kind] = fd
         r.namespaceInodes[kind] = ino
-        // A shared namespace (a pod's net) attributes to its first owner.
-        if byNamespace[ino] == nil { byNamespace[ino] = r }
+        // A shared namespace (a pod's net) attributes to its first owner;
+        // the host's (ctrobjd's own) to nobody.
+        if byNamespace[ino] == nil && ino != ownNamespace(kind) { byNamespace[ino] = r }
         if kind == .net && !r.grantedDevices.isEmpty {
             forgetUeventTarget(r)
             updateUeventMonitor()

@@ -69,9 +69,15 @@ extension Broker {
         if flags & msBind != 0 {
             guard fds.count > 1 else { throw r.err(.invalidArgument, "container_mount", "a bind mount needs its source") }
             let source = fds[1]
-            // Recursive for a non-root caller: a bind of one mount alone
-            // could uncover what a mount below it hides (the kernel refuses
-            // that inside a user namespace for the same reason).
+            // A non-root caller binds only a tree with no mount below it:
+            // inside its container it could unmount one (ctrobjd's clone is
+            // not locked the way a user namespace's copy of the host's mounts
+            // is) and uncover what that mount hides. Its binds are recursive
+            // anyway, as the kernel's are in a user namespace.
+            if conn.uid != 0 && ccs_has_submounts(source.raw) != 0 {
+                throw r.err(.permission, "container_mount",
+                            "\(RequestRules.escaped(m["source"] ?? "the source")) has mounts below it; only root may bind such a tree")
+            }
             let recursive = flags & msRec != 0 || conn.uid != 0
             let tree = ccs_open_tree(source.raw, "", UInt32(CCS_OPEN_TREE_CLONE) | UInt32(CCS_AT_EMPTY_PATH)
                                                   | (recursive ? UInt32(CCS_AT_RECURSIVE) : 0))

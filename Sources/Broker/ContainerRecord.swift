@@ -151,12 +151,19 @@ public final class ContainerRecord {
               let owner = n("owner", uid_t.self), let gid = n("gid", gid_t.self), let cg = m["cgroup"] else {
             throw ContainerError(.protocolError, "record is missing fields")
         }
+        // What a request could not have made, a record may not bring back.
+        try Creator.validate(name: name, flags: flags)
+        guard let state = ContainerState(rawValue: n("state", Int.self) ?? 1),
+              let initPid = m["init_pid"] == nil ? 0 : n("init_pid", pid_t.self), initPid >= 0, Int64(initPid) <= RequestRules.pidMax,
+              !cg.utf8.contains(where: { $0 < 0x20 }), !cg.split(separator: "/").contains("..") else {
+            throw ContainerError(.protocolError, "record has fields out of range")
+        }
         let r = ContainerRecord(id: id, name: name, flags: flags, owner: owner, ownerGid: gid,
                                 createdAt: n("created", Int.self) ?? 0,
                                 cgroup: CgroupSet(layout: layout, relativePath: cg))
-        r.state = ContainerState(rawValue: n("state", Int.self) ?? 1) ?? .created
+        r.state = state
         r.idBase = n("id_base", UInt32.self)
-        r.initPid = n("init_pid", pid_t.self) ?? 0
+        r.initPid = initPid
         r.initStartTime = n("init_start", UInt64.self) ?? 0
         r.exitStatus = n("exit_status", Int32.self)
         r.corePolicy = m["core_policy"] ?? "file"

@@ -88,6 +88,16 @@ extension Broker {
         let peer = OwnedFD(raw)
         let pid = ccs_pidfd_pid(peer.raw)
         guard pid > 0 else { throw r.err(.dead, "cgroup.join", "the asking process has exited", errno: ESRCH) }
+        // The peer as it is now, not as it connected: a process that has
+        // since become someone else (exec of a setuid program) is not the
+        // caller's to move.
+        if conn.uid != 0 {
+            let uids = ProcInfo.statusField(pid: pid, "Uid")?.compactMap { uid_t($0) } ?? []
+            guard uids.count == 4, uids.allSatisfy({ $0 == conn.uid }) else {
+                throw r.err(.permission, "cgroup.join", "the asking process no longer runs only as uid \(conn.uid)")
+            }
+        }
+        let before = (try? Sys.readFile("/proc/\(pid)/cgroup")) ?? ""
         let files = try r.procsFilesForJoin()
         for f in files {
             let text = Array("\(pid)".utf8)
@@ -100,8 +110,25 @@ extension Broker {
         // cannot have been reused in between.
         if ccs_pidfd_pid(peer.raw) != pid {
             logger.warning("container \"\(RequestRules.escaped(r.name))\": cgroup.join: pid \(pid) exited during the join")
+        } else if conn.uid != 0 && ProcInfo.statusField(pid: pid, "Uid")?.allSatisfy({ uid_t($0) == conn.uid }) != true {
+            // It became someone else while it was moved: put it back.
+            moveBack(pid, to: before)
+            throw r.err(.permission, "cgroup.join", "the asking process no longer runs only as uid \(conn.uid)")
         }
         return Reply(.ok())
+    }
+
+    /// Return a process to the cgroups /proc/PID/cgroup named before a join.
+    func moveBack(_ pid: pid_t, to cgroupFile: String) {
+        let layout = config.cgroupLayout
+        for line in cgroupFile.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { continue }
+            let mount = parts[1].isEmpty ? layout.v2Mount
+                                         : parts[1].split(separator: ",").lazy.compactMap { layout.v1Mounts[String($0)] }.first
+            guard let mount, layout.hierarchies.contains(mount) else { continue }
+            try? Sys.writeFile("\(mount)\(parts[2] == "/" ? "" : String(parts[2]))/cgroup.procs", "\(pid)")
+        }
     }
 
     /// fork.commit: the caller's new init, checked before it is believed: a

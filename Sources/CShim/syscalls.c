@@ -269,3 +269,65 @@ long ccs_keyctl(int op, unsigned long a2, unsigned long a3, unsigned long a4, un
 {
 	return syscall(SYS_keyctl, op, a2, a3, a4, a5);
 }
+
+/* Undo mountinfo's octal escapes (\040 and the like) in place. */
+static void unescape_mountinfo(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = 0;
+}
+
+int ccs_has_submounts(int fd)
+{
+	char path[4096], link[64], buf[256];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, path, sizeof(path) - 1);
+	if (n <= 0 || n >= (ssize_t)sizeof(path) - 1)
+		return -1;
+	path[n] = 0;
+	size_t plen = (size_t)n;
+	if (plen == 1 && path[0] == '/')
+		plen = 0; /* "/": everything below starts with "/" */
+	snprintf(link, sizeof(link), "/proc/self/fdinfo/%d", fd);
+	int info = open(link, O_RDONLY | O_CLOEXEC);
+	if (info < 0)
+		return -1;
+	ssize_t got = read(info, buf, sizeof(buf) - 1);
+	close(info);
+	if (got <= 0)
+		return -1;
+	buf[got] = 0;
+	char *m = strstr(buf, "mnt_id:");
+	if (!m)
+		return -1;
+	long mnt_id = strtol(m + 7, NULL, 10);
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -1;
+	char *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+	while (!found && getline(&line, &cap, f) > 0) {
+		long id, parent;
+		char point[4096];
+		/* id parent major:minor root mountpoint ... */
+		if (sscanf(line, "%ld %ld %*s %*s %4095s", &id, &parent, point) != 3)
+			continue;
+		if (parent != mnt_id || id == mnt_id)
+			continue;
+		unescape_mountinfo(point);
+		if (strncmp(point, path, plen) == 0 && (point[plen] == '/' || point[plen] == 0))
+			found = 1;
+	}
+	free(line);
+	fclose(f);
+	return found;
+}

@@ -52,6 +52,9 @@ int ccs_peer_pidfd(int sockfd);
 int ccs_peer_cred(int sockfd, pid_t *pid, uid_t *uid, gid_t *gid);
 int ccs_seqpacket_pair(int fds[2]);
 int ccs_bind_mount_fd(int fd, const char *target);
+/* 1 when a mount sits anywhere below what fd names (a child of its mount
+ * at or under its path, from /proc/self/mountinfo), 0 when none, -1 error. */
+int ccs_has_submounts(int fd);
 /* statfs(2)'s f_type of path (NSFS_MAGIC, CGROUP2_SUPER_MAGIC, ...). */
 long ccs_statfs_type(const char *path);
 int ccs_umount_detach(const char *target);
