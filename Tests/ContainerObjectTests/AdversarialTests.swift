@@ -1,0 +1,405 @@
+import ContainerObject
+import ContainerSystem
+import ContainerWire
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue 9: ctrobjd is a root daemon every local user can reach. Each test
+/// runs an attack (Tests/ctrobj-attack) as a throwaway unprivileged user
+/// against a private daemon and checks the effect a person would check: the
+/// root process still alive and in its cgroup, the host file still root's,
+/// the daemon still answering root. The user, the daemon, its cgroups and
+/// mounts are removed on every path. Crash consistency (finding 7) is in
+/// AdversarialTests+Crash.swift.
+@Suite("adversarial: a hostile local user against ctrobjd", .serialized,
+       .enabled(if: isRoot && adversaryTools.allSatisfy(Sys.exists),
+                "needs root (it adds a user and runs a daemon) and util-linux's setpriv, prlimit, unshare, useradd"))
+struct AdversarialTests {
+    // MARK: finding 1: fork.commit with another's process
+
+    @Test("fork.commit with a root process's pid and a pidfd (or any fd) of it is refused; destroy kills nothing outside",
+          arguments: ["pidfd", "nonpidfd"])
+    func commitForeignProcess(fdKind: String) throws {
+        try withAdversary { user, d in
+            let victim = try Victim()
+            let r = try attack(["commit-victim", "\(victim.pid)", fdKind], as: user, daemon: d)
+            #expect(r.result("create") == "ok", "\(r)")
+            if fdKind == "pidfd" {
+                #expect(r.result("victim-pidfd") == "ok", "an unprivileged user can pidfd_open a root process: \(r)")
+            }
+            #expect([EINVAL, EPERM].contains(r.errno("commit") ?? 0), "fork.commit is refused: \(r)")
+            usleep(100_000)
+            #expect(victim.isAlive, "root's process survives the user's destroy")
+            #expect(d.isRunning, "ctrobjd is still up")
+        }
+    }
+
+    // MARK: finding 2: cgroup fds
+
+    @Test("a user's fork.prepare hands out no fd on a cgroup filesystem; cgroup.join takes no fields; a root process stays in its cgroups")
+    func noCgroupFDs() throws {
+        try withAdversary { user, d in
+            let victim = try Victim()
+            let before = victim.cgroups
+            let r = try attack(["prepare-fds", "\(victim.pid)"], as: user, daemon: d)
+            #expect(r.result("prepare") == "ok", "\(r)")
+            #expect(r.value("cgroup-fds", "count") == "0", "no cgroup.procs fds for a user: \(r)")
+            #expect(r.value("cgroup-fds", "victim_written") == "0", "\(r)")
+            for step in ["join-field-pid", "join-field-x", "join-field-empty"] {
+                #expect(r.errno(step) == EINVAL, "\(step): \(r)")
+            }
+            #expect(r.result("join-victim-pidfd") == "error", "\(r)")
+            #expect(victim.cgroups == before, "the root process is where it was:\nbefore:\n\(before)\nafter:\n\(victim.cgroups)")
+            #expect(victim.isAlive)
+        }
+    }
+
+    @Test("the legitimate way in still works for a user: init and exec land in the container's cgroups")
+    func legitimateSpawn() throws {
+        try withAdversary { user, d in
+            let r = try attack(["spawn-legit"], as: user, daemon: d)
+            #expect(r.exitCode == 0, "\(r)")
+            #expect(r.value("init", "in_container_cgroup") == "1", "\(r)")
+            #expect(r.value("exec", "in_container_cgroup") == "1", "\(r)")
+            #expect(r.value("init", "host_uid") == "\(user.uid)", "the container's root is the user on the host: \(r)")
+        }
+    }
+
+    // MARK: finding 3: sockets
+
+    @Test("container_socket on a container without its own netns: AF_PACKET and SOCK_RAW are EPERM for a user; TCP still works")
+    func rawSocketsRefusedInHostNetns() throws {
+        try withAdversary { user, d in
+            let r = try attack(["socket", "\(ContainerFlags.newUserNS)"], as: user, daemon: d)
+            #expect(r.errno("packet") == EPERM, "\(r)")
+            #expect(r.errno("raw") == EPERM, "\(r)")
+            #expect(r.result("stream") == "ok" && r.value("stream", "bind_listen_loopback") == "ok", "\(r)")
+        }
+    }
+
+    /// Asserted: inside the user's own user + network namespaces raw sockets
+    /// are allowed (its root could make them there itself; contract line 3).
+    @Test("in the user's own user+net namespaces AF_PACKET and SOCK_RAW are allowed (its root could)")
+    func rawSocketsAllowedInOwnNetns() throws {
+        try withAdversary { user, d in
+            let r = try attack(["socket", "\(ContainerFlags.newUserNS | ContainerFlags.newNetNS)"], as: user, daemon: d)
+            #expect(r.result("packet") == "ok", "\(r)")
+            #expect(r.result("raw") == "ok", "\(r)")
+            #expect(r.result("stream") == "ok", "\(r)")
+        }
+    }
+
+    // MARK: finding 4: numbers
+
+    @Test("an out-of-range number is EINVAL and ctrobjd keeps serving root",
+          arguments: ["limit-cpu", "limit-memory", "limit-pids", "limit-huge", "socket-domain", "socket-type", "socket-protocol",
+                      "commit-pid", "commit-pid-negative", "kill-signal", "setns-nstypes", "create-flags"])
+    func outOfRangeNumber(which: String) throws {
+        try withAdversary { user, d in
+            let r = try attack(["number", which], as: user, daemon: d)
+            #expect(r.errno("attack") == EINVAL, "\(which): \(r)")
+            #expect(d.isRunning, "ctrobjd survived \(which); log:\n\(tail(d.logPath))")
+            #expect(throws: Never.self, "root's list is answered") { _ = try rootListNames(d) }
+        }
+    }
+
+    // MARK: finding 5: exhaustion
+
+    @Test("--max-containers-per-uid 20: the user's 21st create is EDQUOT; root can still create")
+    func perUidContainerLimit() throws {
+        try withAdversary(daemonArguments: ["--max-containers-per-uid", "20"]) { user, d in
+            let r = try attack(["create-many", "25"], as: user, daemon: d)
+            #expect(r.value("create-many", "created") == "20", "\(r)")
+            #expect(r.errno("create-many") == EDQUOT, "\(r)")
+            #expect(r.value("create-many", "message")?.contains("max-containers-per-uid") == true, "the message names the option: \(r)")
+            #expect(r.result("list-after") == "ok", "\(r)")
+            #expect(throws: Never.self) { _ = try rootCall(d, Message(Op.create, ["name": "root-after", "flags": "0"])) }
+        }
+    }
+
+    @Test("--max-connections-per-uid 8: the user's 9th connection gets one EUSERS error; root still connects")
+    func perUidConnectionLimit() throws {
+        try withAdversary(daemonArguments: ["--max-connections-per-uid", "8"]) { user, d in
+            let r = try attack(["connections", "10"], as: user, daemon: d)
+            for i in 0..<8 { #expect(r.result("conn.\(i)") == "ok", "connection \(i): \(r)") }
+            #expect(r.errno("conn.8") == EUSERS, "\(r)")
+            #expect(r.errno("conn.9") == EUSERS, "\(r)")
+            #expect(throws: Never.self) { _ = try rootListNames(d) }
+        }
+    }
+
+    @Test("under prlimit --nofile=300:300 creates fail cleanly at the limit; ctrobjd stays up, idle and answering, and after kill -9 it comes back")
+    func fdExhaustion() throws {
+        try withAdversary(wrapper: ["/usr/bin/prlimit", "--nofile=300:300", "--"]) { user, d in
+            // Root's connection, made before the limit: existing connections keep being served.
+            let rootConn = try Connection.connect(d.socket)
+            let flood = try RunningAttack(["create-many", "400", "60", "20"], as: user, daemon: d)
+            let saturated = flood.waitForStep("saturated", timeoutSeconds: 90)
+            #expect(saturated, "the attack reached the limit: \(flood.output)")
+            let report = AttackReport(exitCode: 0, output: flood.output)
+            let created = Int(report.value("create-many", "created") ?? "") ?? 0
+            #expect(created > 0 && created < 400, "\(report)")
+            #expect([EMFILE, EDQUOT].contains(report.errno("create-many") ?? 0), "a clean error at the limit: \(report)")
+            #expect(d.isRunning, "ctrobjd survived the limit; log:\n\(tail(d.logPath))")
+            if d.isRunning, let pid = d.pid {
+                try rootConn.send(Message(Op.list))
+                #expect(throws: Never.self, "root's existing connection is answered at the limit") {
+                    _ = try rootConn.receive(timeoutMs: 5000).0.checked()
+                }
+                // A resource check, not a latency one: at the limit with
+                // connections waiting, ctrobjd does not spin on accept.
+                let t0 = cpuSeconds(pid: pid) ?? 0
+                usleep(2_000_000)
+                let used = (cpuSeconds(pid: pid) ?? 0) - t0
+                #expect(used < 0.5, "ctrobjd used \(used) s of CPU in 2 s while saturated")
+            }
+            flood.go()
+            _ = flood.finish(timeoutSeconds: 30)
+
+            d.kill9()
+            try d.start()
+            let names = try rootListNames(d, timeoutMs: 10_000)
+            #expect(names.filter { $0.hasPrefix("adv-many-") }.count == created, "every recorded container is back after the restart")
+            #expect(throws: Never.self, "root can create after the restart") {
+                _ = try rootCall(d, Message(Op.create, ["name": "root-after-restart", "flags": "0"]), timeoutMs: 10_000)
+            }
+            #expect(d.isRunning)
+        }
+    }
+
+    // MARK: finding 6: a client that never reads
+
+    @Test("a user flooding list requests and never reading delays nobody and is dropped")
+    func floodNeverReading() throws {
+        try withAdversary { user, d in
+            let flood = try RunningAttack(["flood", "5000", "30"], as: user, daemon: d)
+            #expect(flood.waitForStep("flooded", timeoutSeconds: 30), "\(flood.output)")
+            let flooded = Sys.monotonicNanos()
+            #expect(throws: Never.self, "root's list is answered during the flood") { _ = try rootListNames(d, timeoutMs: 5000) }
+            let (code, out) = try runProgram(["\(buildDir)/ctrobj", "ls"],
+                                             env: ["CTROBJ_SOCKET=\(d.socket)", "CTROBJ_TIMEOUT_MS=3000", "PATH=/usr/bin:/bin"],
+                                             timeoutSeconds: 10)
+            #expect(code == 0, "ctrobj ls during the flood: \(out)")
+            // Past the 5 s no-progress rule, then let the attacker read.
+            while Sys.monotonicNanos() - flooded < 6_000_000_000 { usleep(50_000) }
+            flood.go()
+            let r = flood.finish(timeoutSeconds: 60)
+            #expect(r.value("drain", "dropped") == "1", "the attacker's connection was dropped: \(r)")
+            #expect(d.isRunning)
+        }
+    }
+
+    @Test("the library and ctrobj ls give up on a daemon that never answers: ETIMEDOUT after CTROBJ_TIMEOUT_MS")
+    func clientTimeout() throws {
+        // A listening socket that never accepts: connect and send succeed
+        // (the connection waits in the backlog), no answer ever comes.
+        let path = "/tmp/ctrobj-adv-silent-\(uniqueSuffix()).sock"
+        // SOCK_SEQPACKET (5): not visible under that name in this module.
+        let silent = try Sys.listenUnix(path, type: __socket_type(rawValue: 5), mode: 0o666)
+        defer { unlink(path) }
+        let env = ["CTROBJ_SOCKET=\(path)", "CTROBJ_TIMEOUT_MS=500"]
+        let r = try attack(["lib-list"], as: nil, daemon: nil, env: env, timeoutSeconds: 15)
+        #expect(r.errno("lib-list") == ETIMEDOUT, "\(r)")
+        #expect(r.value("lib-list", "code") == "timeout", "\(r)")
+        #expect(r.value("lib-list", "message")?.contains("did not answer within 500 ms") == true, "\(r)")
+        let elapsed = Int(r.value("lib-list", "elapsed_ms") ?? "") ?? -1
+        #expect(elapsed >= 400 && elapsed < 5000, "gave up after about 500 ms: \(elapsed) ms")
+        let (code, out) = try runProgram(["\(buildDir)/ctrobj", "ls"], env: env + ["PATH=/usr/bin:/bin"], timeoutSeconds: 15)
+        #expect(code != 0 && code < 128 && out.contains("500 ms"), "ctrobj ls: exit \(code): \(out)")
+        withExtendedLifetime(silent) {}
+    }
+
+    // MARK: finding 8: unbounded fields
+
+    @Test("a 213,000-byte core policy is refused and nothing is saved; root's list still works")
+    func oversizedPolicy() throws {
+        try withAdversary { user, d in
+            let r = try attack(["policy-big"], as: user, daemon: d)
+            #expect(r.result("core-213000") == "error", "\(r)")
+            #expect(r.result("core-4097") == "error", "\(r)")
+            #expect(r.result("status-after") == "ok" && r.result("list-after") == "ok", "\(r)")
+            let containers = "\(d.stateDir)/containers"
+            for dir in Sys.listDirectory(containers) {
+                var st = stat()
+                if stat("\(containers)/\(dir)/record", &st) == 0 {
+                    #expect(st.st_size < 8192, "record \(dir) is \(st.st_size) bytes")
+                }
+            }
+            #expect(throws: Never.self) { _ = try rootListNames(d) }
+        }
+    }
+
+    @Test("module and device lists over 64 names or 64 bytes a name are refused, even from root, and nothing is saved")
+    func boundedPolicyLists() throws {
+        try withDaemon { d in
+            let c = try Container.create("bounded", options: [])
+            defer { try? c.destroy() }
+            let tooMany = (0..<65).map { "m\($0)" }
+            let tooLong = [String(repeating: "m", count: 65)]
+            let cases: [(String, () throws -> Void)] = [
+                ("65 modules", { try c.setPolicy(modules: tooMany) }),
+                ("a 65-byte module", { try c.setPolicy(modules: tooLong) }),
+                ("65 devices", { try c.setPolicy(devices: (0..<65).map { "loop\($0)" }) }),
+                ("a 65-byte device", { try c.setPolicy(devices: [String(repeating: "l", count: 65)]) }),
+            ]
+            for (what, call) in cases {
+                do {
+                    try call()
+                    Issue.record("\(what) accepted")
+                } catch let e as ContainerError {
+                    #expect([EINVAL, E2BIG, EMSGSIZE].contains(e.errno), "\(what): \(e)")
+                }
+            }
+            let st = try c.status()
+            _ = st
+            let (m, _) = try rootCall(d, Message(Op.list))
+            #expect(m.fields.filter { $0.key.hasSuffix(".modules") || $0.key.hasSuffix(".devices") }.allSatisfy { $0.value.isEmpty },
+                    "no list was saved: \(m.fields)")
+            // 64 names of 64 bytes is still fine.
+            #expect(throws: Never.self) { try c.setPolicy(modules: (0..<64).map { String(format64($0)) }) }
+        }
+    }
+
+    @Test("requests over 65536 bytes, fields over 4096 bytes or 64 fields get an error and the connection keeps answering")
+    func messageBounds() throws {
+        try withAdversary { user, d in
+            let r = try attack(["bounds"], as: user, daemon: d)
+            #expect(r.exitCode == 0, "\(r)")
+            #expect(d.isRunning)
+        }
+    }
+
+    // MARK: finding 9: path calls
+
+    @Test("root's fchownat on a container path bound to a root-owned host file is EPERM; the host file stays root's")
+    func pathCallConfusedDeputy() throws {
+        try withAdversary { user, d in
+            let file = "/tmp/ctrobj-adv-secret-\(uniqueSuffix())"
+            try Sys.writeFileAtomically(file, "secret\n", mode: 0o600)
+            defer { unlink(file) }
+            chown(file, 0, 0)
+            let r = try attack(["bind-victim", file], as: user, daemon: d)
+            #expect(r.result("bind") == "ok", "the user could bind the file it can name (O_PATH): \(r)")
+            let c = try Container.open("adv-bind")
+            do {
+                try c.chown("/v", uid: user.uid, gid: user.gid)
+                Issue.record("root's fchownat through the user's container succeeded")
+            } catch let e as ContainerError {
+                #expect(e.errno == EPERM, "\(e)")
+            }
+            do {
+                let text = try c.readFile("/v")
+                Issue.record("root's path call read the host file: \(text)")
+            } catch let e as ContainerError {
+                #expect([EACCES, EPERM].contains(e.errno), "\(e)")
+            }
+            var st = stat()
+            #expect(stat(file, &st) == 0)
+            #expect(st.st_uid == 0 && st.st_gid == 0 && st.st_mode & 0o7777 == 0o600,
+                    "host file is \(st.st_uid):\(st.st_gid) \(String(st.st_mode & 0o7777, radix: 8))")
+        }
+    }
+
+    // MARK: finding 10
+
+    @Test("names with control bytes are EINVAL; ctrobj ls prints no raw control byte")
+    func controlBytesInNames() throws {
+        try withAdversary { user, d in
+            let r = try attack(["names"], as: user, daemon: d)
+            for step in ["name-newline", "name-esc", "name-del", "name-cr", "name-tab", "name-bell"] {
+                #expect(r.errno(step) == EINVAL, "\(step): \(r)")
+            }
+            #expect(r.result("name-odd") == "ok", "\(r)")
+            let out = "/tmp/ctrobj-adv-ls-\(uniqueSuffix())"
+            defer { unlink(out) }
+            let pid = try spawnProcess(["/bin/sh", "-c", "exec \"$0\" ls > \"$1\" 2>&1", "\(buildDir)/ctrobj", out],
+                                       env: ["CTROBJ_SOCKET=\(d.socket)", "CTROBJ_TIMEOUT_MS=5000", "PATH=/usr/bin:/bin"])
+            let pfd = try Sys.pidfdOpen(pid)
+            _ = try Sys.pidfdWait(pfd.raw)
+            let bytes = try Sys.readBytes(out)
+            let raw = bytes.filter { ($0 < 0x20 && $0 != 0x0a) || $0 == 0x7f }
+            #expect(raw.isEmpty, "ctrobj ls printed raw control bytes \(raw): \(String(decoding: bytes, as: UTF8.self))")
+            #expect(String(decoding: bytes, as: UTF8.self).contains("sp ace"), "\(String(decoding: bytes, as: UTF8.self))")
+        }
+    }
+
+    @Test("fork.prepare of A then B on one connection frees A for another connection")
+    func prepareTwo() throws {
+        try withAdversary { user, d in
+            let r = try attack(["prepare-two"], as: user, daemon: d)
+            #expect(r.result("prepare-a-again") == "ok", "\(r)")
+            #expect(r.errno("prepare-b-other") == EBUSY, "\(r)")
+        }
+    }
+
+    @Test("empty, fd-stuffed and unknown messages get an error reply (EPROTO, EOPNOTSUPP) and the connection keeps answering")
+    func wireJunk() throws {
+        try withAdversary { user, d in
+            let r = try attack(["wire-junk"], as: user, daemon: d)
+            for step in ["empty-datagram", "empty-op", "fds-33", "fds-9", "status-extra-fd", "list-fd"] {
+                #expect(r.errno(step) == EPROTO, "\(step): \(r)")
+            }
+            #expect(r.errno("unknown-op") == EOPNOTSUPP, "\(r)")
+            #expect(r.errno("unknown-op-fd") == EOPNOTSUPP, "\(r)")
+            for step in ["list-after-empty", "list-after-empty-op", "list-after-33", "list-after-9", "list-after-unknown", "list-after-garbage"] {
+                #expect(r.result(step) == "ok", "\(step): \(r)")
+            }
+            #expect(d.isRunning)
+        }
+    }
+
+    // MARK: rights (the threat model)
+
+    @Test("a user cannot open, see or destroy root's container, adopt, or take a root process's namespaces")
+    func rootsThingsAreRoots() throws {
+        try withAdversary { user, d in
+            let c = try Container.create("rootbox", options: [.newFSNS, .newUTSNS])
+            let victim = try Victim()
+            let r = try attack(["rights", "rootbox", "\(victim.pid)"], as: user, daemon: d)
+            #expect([EPERM, ENOENT].contains(r.errno("open-roots") ?? 0), "\(r)")
+            #expect(r.value("list-shows-roots", "leaked") == "0", "\(r)")
+            #expect(r.result("destroy-not-a-container") == "error" && r.result("destroy-no-fd") == "error", "\(r)")
+            #expect(r.errno("adopt-as-user") == EPERM, "\(r)")
+            #expect(r.errno("setns-root-pidfd") == EPERM, "\(r)")
+            #expect(r.result("victim-netns-open") == nil, "the user cannot open a root process's netns itself either")
+            #expect(try rootListNames(d).contains("rootbox"))
+            #expect(victim.isAlive)
+            try c.destroy()
+        }
+    }
+
+    @Test("a user given root's container fd may not set its policy, destroy it, mount into it, or get raw sockets in the host netns")
+    func nonOwnerHoldingTheFD() throws {
+        try withAdversary { user, d in
+            let c = try Container.create("held", options: [.newFSNS])
+            let r = try attack(["fd-holder"], as: user, daemon: d, passing: [c.fd.raw])
+            #expect(r.result("status") == "ok", "holding the fd lets the user ask about it: \(r)")
+            for step in ["policy", "destroy", "packet", "raw", "mount-tmpfs", "mount-bind"] {
+                #expect(r.errno(step) == EPERM, "\(step): \(r)")
+            }
+            #expect(try rootListNames(d).contains("held"))
+            // Nothing was mounted in the container: its own process sees no /mnt mount.
+            let p = try c.spawnInit(ProcessSpec("/bin/sleep", ["sleep", "30"]))
+            let mounts = (try? Sys.readFile("/proc/\(p.pid)/mountinfo")) ?? ""
+            #expect(!mounts.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first == "/mnt" },
+                    "a mount at /mnt appeared in root's container")
+            try? p.signal(SIGKILL)
+            _ = try? p.wait()
+            try c.destroy()
+        }
+    }
+}
+
+/// A 64-byte module name, different for each n.
+func format64(_ n: Int) -> String {
+    let s = "m\(n)"
+    return s + String(repeating: "x", count: 64 - s.count)
+}
+
+/// The end of a log, for failure messages.
+func tail(_ path: String, lines: Int = 30) -> String {
+    let text = (try? Sys.readFile(path)) ?? ""
+    return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
+}
