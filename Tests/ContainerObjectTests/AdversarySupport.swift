@@ -125,6 +125,13 @@ struct AttackReport: CustomStringConvertible {
     func result(_ step: String) -> String? { steps[step]?["result"] }
     func value(_ step: String, _ key: String) -> String? { steps[step]?[key] }
     var description: String { "ctrobj-attack exited \(exitCode):\n\(output)" }
+
+    /// The exit status and one step's line, for a failure message (the
+    /// whole report is printed once by `attack`).
+    func at(_ step: String) -> String {
+        let line = output.split(separator: "\n").last { $0.hasPrefix("step=\(step)\t") || $0 == "step=\(step)" }
+        return "[attack exit \(exitCode)] " + (line.map(String.init) ?? "no step \(step) in the report (setup: \(steps["setup"]?["message"] ?? "-"))")
+    }
 }
 
 /// ctrobj-attack running in the background as `user` (nil: as root).
@@ -211,7 +218,9 @@ final class RunningAttack {
 /// Run ctrobj-attack to completion as `user` against `daemon`.
 func attack(_ args: [String], as user: ThrowawayUser?, daemon: TestDaemon?, env: [String] = [], passing fds: [CInt] = [],
             timeoutSeconds: Int = 60) throws -> AttackReport {
-    try RunningAttack(args, as: user, daemon: daemon, env: env, passing: fds).finish(timeoutSeconds: timeoutSeconds)
+    let r = try RunningAttack(args, as: user, daemon: daemon, env: env, passing: fds).finish(timeoutSeconds: timeoutSeconds)
+    print("ctrobj-attack \(args.joined(separator: " ")) as \(user?.name ?? "root"): exit \(r.exitCode)\n\(r.output)")
+    return r
 }
 
 /// posix_spawn with `fds` becoming 3, 4, ... in the child (CLOEXEC cleared
