@@ -197,7 +197,8 @@ struct AdversarialTests {
         // A listening socket that never accepts: connect and send succeed
         // (the connection waits in the backlog), no answer ever comes.
         let path = "/tmp/ctrobj-adv-silent-\(uniqueSuffix()).sock"
-        // SOCK_SEQPACKET (5): not visible under that name in this module.
+        // SOCK_SEQPACKET is 5; the name is not visible in this module (Glibc's
+        // module lacks it, and CShim's <sys/socket.h> is not imported here).
         let silent = try Sys.listenUnix(path, type: __socket_type(rawValue: 5), mode: 0o666)
         defer { unlink(path) }
         let env = ["CTROBJ_SOCKET=\(path)", "CTROBJ_TIMEOUT_MS=500"]
