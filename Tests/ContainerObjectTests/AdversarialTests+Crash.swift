@@ -13,26 +13,34 @@ import Glibc
 /// --no-prewarm so that every cgroup and record directory belongs to a
 /// listed container (spares would be legitimate extras).
 extension AdversarialTests {
-    static let crashOps = ["create", "fork", "setns", "destroy", "adopt"]
+    /// "create-by-user": create as the throwaway user (an unprivileged
+    /// NEW_USER_NS container, the torn record of finding 7).
+    static let crashOps = ["create", "create-by-user", "fork", "setns", "destroy", "adopt"]
     static let crashFlags: ContainerOptions = [.newUserNS, .newPIDNS, .newNetNS, .newUTSNS, .newIPCNS, .newFSNS]
 
     @Test("kill -9 at every crash point of a request leaves each container whole or gone after a restart",
           arguments: crashOps)
     func crashConsistency(op: String) throws {
         var completed = false
+        var crashes = 0
         for n in 1...15 {
-            let crashed = try crashRound(op: op, point: n)
+            let crashed = try crashRound(op: op == "create-by-user" ? "create" : op, point: n, byUser: op == "create-by-user")
+            print("crash-at \(op):\(n): \(crashed ? "ctrobjd died; restarted and checked" : "the request completed")")
             if !crashed {
                 completed = true
                 break
             }
+            crashes += 1
         }
         #expect(completed, "\(op) never completed within 15 crash points")
+        #expect(crashes > 0, "\(op) has no crash point: the fault injection never fired")
     }
 
     /// One round: a daemon that dies at OP:N, the request, a restart, the
     /// check. Returns whether the daemon died.
-    func crashRound(op: String, point n: Int) throws -> Bool {
+    func crashRound(op: String, point n: Int, byUser: Bool = false) throws -> Bool {
+        let user = byUser ? try ThrowawayUser() : nil
+        defer { user?.remove() }
         let d = try TestDaemon(binary: "\(buildDir)/ctrobjd", name: "ctrobj-adv-crash-\(uniqueSuffix())", logLevel: "debug",
                                extraArguments: ["--no-prewarm", "--crash-at", "\(op):\(n)"])
         var processes: [ContainerProcess] = []
@@ -48,6 +56,13 @@ extension AdversarialTests {
         try d.with {
             do {
                 switch op {
+                case "create" where byUser:
+                    chmod(d.stateDir, 0o755)
+                    names = ["adv-many-0"]
+                    let r = try attack(["create-many", "1"], as: user, daemon: d)
+                    if r.result("create-many") != "ok" && r.result("create-many") != "hangup" {
+                        Issue.record("the user's create: \(r.at("create-many"))")
+                    }
                 case "create":
                     names = ["crash-create"]
                     _ = try Container.create("crash-create", options: Self.crashFlags)
@@ -112,7 +127,11 @@ extension AdversarialTests {
         try d.with {
             let listed = try Container.list()
             for name in names {
-                guard let st = listed.first(where: { $0.name == name }) else { continue }
+                guard let st = listed.first(where: { $0.name == name }) else {
+                    print("  \(at): \"\(name)\" absent")
+                    continue
+                }
+                print("  \(at): \"\(name)\" listed, \(st.state.name)")
                 let c = try Container.open(name)
                 let flagKinds: [(UInt32, NamespaceKind)] = [(ContainerFlags.newUserNS, .user), (ContainerFlags.newFSNS, .mnt),
                                                            (ContainerFlags.newNetNS, .net), (ContainerFlags.newUTSNS, .uts),

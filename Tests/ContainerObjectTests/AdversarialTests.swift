@@ -135,6 +135,8 @@ struct AdversarialTests {
         try withAdversary(wrapper: ["/usr/bin/prlimit", "--nofile=300:300", "--"]) { user, d in
             // Root's connection, made before the limit: existing connections keep being served.
             let rootConn = try Connection.connect(d.socket)
+            let started = Sys.monotonicNanos()
+            func mark(_ what: String) { print("fd exhaustion: \(what) at \((Sys.monotonicNanos() - started) / 1_000_000) ms") }
             let flood = try RunningAttack(["create-many", "400", "60", "20"], as: user, daemon: d)
             let saturated = flood.waitForStep("saturated", timeoutSeconds: 90)
             #expect(saturated, "the attack reached the limit: \(flood.output)")
@@ -156,11 +158,13 @@ struct AdversarialTests {
                 let used = (cpuSeconds(pid: pid) ?? 0) - t0
                 #expect(used < 0.5, "ctrobjd used \(used) s of CPU in 2 s while saturated")
             }
+            mark("saturated and checked")
             flood.go()
             _ = flood.finish(timeoutSeconds: 30)
-
+            mark("attack gone")
             d.kill9()
             try d.start()
+            mark("restarted")
             let names = try rootListNames(d, timeoutMs: 10_000)
             #expect(names.filter { $0.hasPrefix("adv-many-") }.count == created, "every recorded container is back after the restart")
             #expect(throws: Never.self, "root can create after the restart") {
@@ -259,8 +263,10 @@ struct AdversarialTests {
             let (m, _) = try rootCall(d, Message(Op.list))
             #expect(m.fields.filter { $0.key.hasSuffix(".modules") || $0.key.hasSuffix(".devices") }.allSatisfy { $0.value.isEmpty },
                     "no list was saved: \(m.fields)")
-            // 64 names of 64 bytes is still fine.
-            #expect(throws: Never.self) { try c.setPolicy(modules: (0..<64).map { String(format64($0)) }) }
+            // 64 names, and a name of 64 bytes, are still fine. (64 names of
+            // 64 bytes each would be 4159 bytes, over the 4096-byte field bound.)
+            #expect(throws: Never.self) { try c.setPolicy(modules: (0..<64).map { "m\($0)" }) }
+            #expect(throws: Never.self) { try c.setPolicy(modules: [format64(0)]) }
         }
     }
 

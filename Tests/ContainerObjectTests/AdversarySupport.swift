@@ -174,7 +174,7 @@ final class RunningAttack {
     }
 
     /// Tell the tool to go on (it polls $ATTACK_GO).
-    func go() { try? Sys.writeFile(goPath, "go\n") }
+    func go() { try? Sys.writeFileAtomically(goPath, "go\n", mode: 0o644) }
 
     /// Wait for exit (killed after the deadline) and return what it reported.
     func finish(timeoutSeconds: Int = 60) -> AttackReport {

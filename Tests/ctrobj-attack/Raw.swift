@@ -85,6 +85,10 @@ final class Raw {
         let s = socket(AF_UNIX, CInt(SOCK_SEQPACKET.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
         if s < 0 { throw ContainerError.sys("socket") }
         let fd = OwnedFD(s)
+        // A big send buffer (the kernel caps it at wmem_max), so that
+        // oversized requests reach ctrobjd instead of failing here with EMSGSIZE.
+        var size: CInt = 1 << 20
+        _ = setsockopt(fd.raw, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<CInt>.size))
         var addr = try Sys.unixAddress(path)
         let r = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd.raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
