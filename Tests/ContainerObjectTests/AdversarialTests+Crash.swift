@@ -41,8 +41,7 @@ extension AdversarialTests {
     func crashRound(op: String, point n: Int, byUser: Bool = false) throws -> Bool {
         let user = byUser ? try ThrowawayUser() : nil
         defer { user?.remove() }
-        let d = try TestDaemon(binary: "\(buildDir)/ctrobjd", name: "ctrobj-adv-crash-\(uniqueSuffix())", logLevel: "debug",
-                               extraArguments: ["--no-prewarm", "--crash-at", "\(op):\(n)"])
+        let d = try startDaemon(name: "ctrobj-adv-crash-\(uniqueSuffix())", arguments: ["--no-prewarm", "--crash-at", "\(op):\(n)"])
         var processes: [ContainerProcess] = []
         var unshareFD: OwnedFD?
         defer {

@@ -91,6 +91,38 @@ struct AdversarialTests {
         }
     }
 
+    @Test("a user's container given the host's netns by setns still gets no raw sockets there")
+    func rawSocketsAfterSharingHostNetns() throws {
+        try withAdversary { user, d in
+            let r = try attack(["socket-hostnet"], as: user, daemon: d)
+            #expect(r.errno("packet") == EPERM, "\(r.at("setns-hostnet")) / \(r.at("packet"))")
+            #expect(r.errno("raw") == EPERM, "\(r.at("raw"))")
+            #expect(r.result("stream") == "ok", "\(r.at("stream"))")
+        }
+    }
+
+    /// A connection's peer is the process that connected; if it has since
+    /// exec'd a setuid-root program (su, euid 0, waiting for a password),
+    /// cgroup.join must not move it: ctrobjd would act for a process whose
+    /// credentials are no longer the connection's.
+    @Test("cgroup.join does not move a peer that has become setuid root since it connected")
+    func cgroupJoinBySetuidPeer() throws {
+        try withAdversary { user, d in
+            let run = try RunningAttack(["join-setuid"], as: user, daemon: d)
+            let ready = run.waitForStep("ready", timeoutSeconds: 20)
+            let now = AttackReport(exitCode: 0, output: run.output)
+            #expect(ready, "\(now)")
+            if let su = now.value("ready", "su_pid").flatMap({ pid_t($0) }) {
+                let cgroups = (try? Sys.readFile("/proc/\(su)/cgroup")) ?? ""
+                #expect(!cgroups.contains("/\(d.cgroupParent)/"), "the setuid process was moved into the user's container:\n\(cgroups)")
+            }
+            #expect(now.value("peer", "euid") == "0", "the peer runs with euid 0: \(now.at("peer"))")
+            #expect(now.errno("join-setuid") == EPERM, "\(now.at("join-setuid"))")
+            run.go()
+            _ = run.finish(timeoutSeconds: 10)
+        }
+    }
+
     // MARK: finding 4: numbers
 
     @Test("an out-of-range number is EINVAL and ctrobjd keeps serving root",
@@ -119,6 +151,17 @@ struct AdversarialTests {
         }
     }
 
+    @Test("at the per-uid container limit a destroy makes room for exactly one more")
+    func perUidContainerLimitRecycles() throws {
+        try withAdversary(daemonArguments: ["--max-containers-per-uid", "20"]) { user, d in
+            let r = try attack(["create-recycle", "25"], as: user, daemon: d)
+            #expect(r.value("create-many", "created") == "20" && r.errno("create-many") == EDQUOT, "\(r.at("create-many"))")
+            #expect(r.result("destroy-one") == "ok", "\(r.at("destroy-one"))")
+            #expect(r.result("create-again") == "ok", "\(r.at("create-again"))")
+            #expect(r.errno("create-over-again") == EDQUOT, "\(r.at("create-over-again"))")
+        }
+    }
+
     @Test("--max-connections-per-uid 8: the user's 9th connection gets one EUSERS error; root still connects")
     func perUidConnectionLimit() throws {
         try withAdversary(daemonArguments: ["--max-connections-per-uid", "8"]) { user, d in
@@ -127,6 +170,9 @@ struct AdversarialTests {
             #expect(r.errno("conn.8") == EUSERS, "\(r.at("conn.8"))")
             #expect(r.errno("conn.9") == EUSERS, "\(r.at("conn.9"))")
             #expect(throws: Never.self) { _ = try rootListNames(d) }
+            // Closed connections are counted out again.
+            let again = try attack(["connections", "8"], as: user, daemon: d)
+            for i in 0..<8 { #expect(again.result("conn.\(i)") == "ok", "after the first 10 closed: \(again.at("conn.\(i)"))") }
         }
     }
 
@@ -191,6 +237,7 @@ struct AdversarialTests {
             while Sys.monotonicNanos() - flooded < 6_000_000_000 { usleep(50_000) }
             flood.go()
             let r = flood.finish(timeoutSeconds: 60)
+            print("flood: \(r)")
             #expect(r.value("drain", "dropped") == "1", "the attacker's connection was dropped: \(r.at("drain"))")
             #expect(d.isRunning)
         }
@@ -310,6 +357,40 @@ struct AdversarialTests {
         }
     }
 
+    @Test("root's path calls into a host directory a user bound into its container act as the container's root: nothing changes on the host")
+    func pathCallsInBoundHostDir() throws {
+        try withAdversary { user, d in
+            let dir = "/tmp/ctrobj-adv-dir-\(uniqueSuffix())"
+            try Sys.mkdir(dir, 0o755, existOK: false)
+            defer { removeTree(dir) }
+            try Sys.writeFileAtomically("\(dir)/f", "root's\n", mode: 0o644)
+            let r = try attack(["bind-dir", dir], as: user, daemon: d)
+            #expect(r.result("bind") == "ok", "\(r.at("bind"))")
+            let c = try Container.open("adv-binddir")
+            let calls: [(String, () throws -> Void)] = [
+                ("open /d/f for writing", { _ = try c.openFile("/d/f", flags: O_WRONLY | O_TRUNC) }),
+                ("create /d/new", { _ = try c.openFile("/d/new", flags: O_WRONLY | O_CREAT) }),
+                ("mkdir /d/sub", { try c.mkdir("/d/sub") }),
+                ("symlink /d/l", { try c.symlink("/etc/shadow", at: "/d/l") }),
+                ("unlink /d/f", { try c.unlink("/d/f") }),
+                ("chown /d/f", { try c.chown("/d/f", uid: user.uid, gid: user.gid) }),
+                ("chown /d", { try c.chown("/d", uid: user.uid, gid: user.gid) }),
+            ]
+            for (what, call) in calls {
+                do {
+                    try call()
+                    Issue.record("root's \(what) in the user's container succeeded on a host directory")
+                } catch let e as ContainerError {
+                    #expect([EACCES, EPERM].contains(e.errno), "\(what): \(e)")
+                }
+            }
+            #expect(Sys.listDirectory(dir).sorted() == ["f"], "\(Sys.listDirectory(dir))")
+            #expect((try? Sys.readFile("\(dir)/f")) == "root's\n")
+            var st = stat()
+            #expect(stat(dir, &st) == 0 && st.st_uid == 0 && stat("\(dir)/f", &st) == 0 && st.st_uid == 0 && st.st_gid == 0)
+        }
+    }
+
     // MARK: finding 10
 
     @Test("names with control bytes are EINVAL; ctrobj ls prints no raw control byte")
@@ -345,7 +426,13 @@ struct AdversarialTests {
     @Test("empty, fd-stuffed and unknown messages get an error reply (EPROTO, EOPNOTSUPP) and the connection keeps answering")
     func wireJunk() throws {
         try withAdversary { user, d in
-            let r = try attack(["wire-junk"], as: user, daemon: d)
+            func daemonFDs() -> Int { d.pid.map { Sys.listDirectory("/proc/\($0)/fd").count } ?? -1 }
+            _ = try attack(["wire-junk", "adv-junk-warm"], as: user, daemon: d)
+            let before = daemonFDs()
+            let r = try attack(["wire-junk", "adv-junk"], as: user, daemon: d)
+            usleep(100_000)
+            let after = daemonFDs()
+            #expect(after - before < 10, "the stuffed fds were closed: ctrobjd held \(before) fds, then \(after)")
             for step in ["empty-datagram", "empty-op", "fds-33", "fds-9", "status-extra-fd", "list-fd"] {
                 #expect(r.errno(step) == EPROTO, "\(step): \(r.at(step))")
             }
@@ -358,6 +445,32 @@ struct AdversarialTests {
         }
     }
 
+    @Test("list is paged: no reply over 65536 bytes, and the library still sees every container")
+    func listIsPaged() throws {
+        try withDaemon { d in
+            var fds: [CInt] = []
+            defer { fds.forEach { close($0) } }
+            for i in 0..<220 { fds.append(try ContainerCalls.create(name: "page-\(i)-" + String(repeating: "p", count: 12), flags: ContainerFlags.fdCloexec)) }
+            let c = try Connection.connect(d.socket)
+            try c.send(Message(Op.list))
+            let (first, _) = try c.receive(timeoutMs: 5000)
+            #expect(first.encoded().count <= 65536, "one page is \(first.encoded().count) bytes")
+            #expect(first["next"] != nil && (first.int("count") ?? 0) < 220, "the first page says there is more: count \(first["count"] ?? "?")")
+            let all = try Container.list()
+            #expect(all.count == 220 && Set(all.map(\.name)).count == 220, "the library saw \(all.count)")
+            let (code, out) = try runProgram(["\(buildDir)/ctrobj", "ls"], env: ["CTROBJ_SOCKET=\(d.socket)", "CTROBJ_TIMEOUT_MS=5000"], timeoutSeconds: 20)
+            #expect(code == 0 && out.split(separator: "\n").filter { $0.hasPrefix("page-") }.count == 220, "ctrobj ls: exit \(code)")
+        }
+    }
+
+    @Test("odd CTROBJ_TIMEOUT_MS values do not crash the library", arguments: ["abc", "-5", "99999999999999999999", ""])
+    func timeoutEnvironmentGarbage(value: String) throws {
+        try withDaemon { d in
+            let r = try attack(["lib-list"], as: nil, daemon: d, env: ["CTROBJ_TIMEOUT_MS=\(value)"], timeoutSeconds: 20)
+            #expect(r.exitCode == 0 && r.result("lib-list") == "ok", "CTROBJ_TIMEOUT_MS=\(value): \(r.at("lib-list"))")
+        }
+    }
+
     // MARK: rights (the threat model)
 
     @Test("a user cannot open, see or destroy root's container, adopt, or take a root process's namespaces")
@@ -365,7 +478,8 @@ struct AdversarialTests {
         try withAdversary { user, d in
             let c = try Container.create("rootbox", options: [.newFSNS, .newUTSNS])
             let victim = try Victim()
-            let r = try attack(["rights", "rootbox", "\(victim.pid)"], as: user, daemon: d)
+            let r = try attack(["rights", "rootbox", "\(victim.pid)", "\(d.stateDir)/upcall.sock"], as: user, daemon: d)
+            #expect(r.result("connect-upcall") == "error", "the upcall socket is root's: \(r.at("connect-upcall"))")
             #expect([EPERM, ENOENT].contains(r.errno("open-roots") ?? 0), "\(r.at("open-roots"))")
             #expect(r.value("list-shows-roots", "leaked") == "0", "\(r.at("list-shows-roots"))")
             #expect(r.result("destroy-not-a-container") == "error" && r.result("destroy-no-fd") == "error", "\(r.at("destroy-not-a-container"))")
@@ -382,7 +496,12 @@ struct AdversarialTests {
     func nonOwnerHoldingTheFD() throws {
         try withAdversary { user, d in
             let c = try Container.create("held", options: [.newFSNS])
-            let r = try attack(["fd-holder"], as: user, daemon: d, passing: [c.fd.raw])
+            let net = try Container.create("held-net", options: [.newNetNS])
+            defer { try? net.destroy() }
+            let r = try attack(["fd-holder"], as: user, daemon: d, passing: [c.fd.raw, net.fd.raw])
+            #expect(r.errno("netns-packet") == EPERM, "\(r.at("netns-packet"))")
+            #expect(r.errno("netns-raw") == EPERM, "\(r.at("netns-raw"))")
+            #expect(r.result("netns-stream") == "ok", "\(r.at("netns-stream"))")
             #expect(r.result("status") == "ok", "holding the fd lets the user ask about it: \(r.at("status"))")
             for step in ["policy", "destroy", "packet", "raw", "mount-tmpfs"] {
                 #expect(r.errno(step) == EPERM, "\(step): \(r.at(step))")

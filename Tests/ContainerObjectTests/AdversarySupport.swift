@@ -90,8 +90,7 @@ func withAdversary(daemonArguments: [String] = [], wrapper: [String] = [],
                    _ body: (ThrowawayUser, TestDaemon) throws -> Void) throws {
     let user = try ThrowawayUser()
     defer { user.remove() }
-    let d = try TestDaemon(binary: "\(buildDir)/ctrobjd", name: "ctrobj-adv-d-\(uniqueSuffix())", logLevel: "debug",
-                           extraArguments: daemonArguments, wrapper: wrapper)
+    let d = try startDaemon(name: "ctrobj-adv-d-\(uniqueSuffix())", arguments: daemonArguments, wrapper: wrapper)
     defer {
         d.stop()
         ThrowawayUser.killProcesses(of: user.uid)
@@ -99,6 +98,18 @@ func withAdversary(daemonArguments: [String] = [], wrapper: [String] = [],
     // The state directory must be reachable by the user (the socket is 0666).
     chmod(d.stateDir, 0o755)
     try d.with { try body(user, d) }
+}
+
+/// A private daemon; if it does not start, its log and state directory go too
+/// (PrivateDaemon leaves them to its `stop()`, which a failed init never reaches).
+func startDaemon(name: String, arguments: [String], wrapper: [String] = []) throws -> TestDaemon {
+    do {
+        return try TestDaemon(binary: "\(buildDir)/ctrobjd", name: name, logLevel: "debug", extraArguments: arguments, wrapper: wrapper)
+    } catch {
+        unlink("/tmp/\(name).log")
+        removeTree("/tmp/\(name)")
+        throw error
+    }
 }
 
 /// What one run of ctrobj-attack reported.

@@ -167,6 +167,18 @@ enum Scenarios {
         Report.line("destroy", c.call(Op.destroy, fds: [cfd.raw]).report)
     }
 
+    /// socket-hostnet: the user's container takes the host's network
+    /// namespace by setns (from /proc/self/ns/net, which the user is in);
+    /// container_socket there is still made with the user's credentials.
+    static func socketHostNet(_ args: [String]) throws {
+        let c = try Raw.connect()
+        guard let cfd = made(c, "adv-hostnet") else { return }
+        let hostNet = try Sys.open("/proc/self/ns/net", O_RDONLY)
+        Report.line("setns-hostnet", c.call(Op.setns, ["nstypes": "\(NamespaceKind.net.cloneFlag)"], fds: [cfd.raw, hostNet.raw]).report)
+        socketSteps(c, cfd.raw)
+        Report.line("destroy", c.call(Op.destroy, fds: [cfd.raw]).report)
+    }
+
     static func socketSteps(_ c: Raw, _ cfd: CInt) {
         let ethPAll = Int(UInt16(0x0003).bigEndian)
         Report.line("packet", c.call(Op.socket, ["domain": "\(AF_PACKET)", "type": "\(SOCK_RAW.rawValue)", "protocol": "\(ethPAll)"], fds: [cfd]).report)
@@ -254,6 +266,24 @@ enum Scenarios {
         withExtendedLifetime((kept, conns)) {}
     }
 
+    /// create-recycle MAX: create until refused, destroy one, create again.
+    static func createRecycle(_ args: [String]) throws {
+        guard let max = Int(args.first ?? "") else { throw Usage() }
+        let c = try Raw.connect()
+        var kept: [OwnedFD] = []
+        var refusal: Outcome?
+        for i in 0..<max {
+            let o = c.create("adv-many-\(i)", flags: userNS)
+            guard case .ok(_, let fds) = o else { refusal = o; break }
+            kept += fds
+        }
+        Report.line("create-many", [("created", "\(kept.count)")] + (refusal ?? .ok(Message.ok(), [])).report)
+        guard let first = kept.first else { return }
+        Report.expect("destroy-one", c.call(Op.destroy, fds: [first.raw]), [0])
+        Report.expect("create-again", c.create("adv-many-again", flags: userNS), [0])
+        Report.expect("create-over-again", c.create("adv-many-over", flags: userNS), [EDQUOT])
+    }
+
     /// connections N: open N connections at once and see which are served.
     static func connections(_ args: [String]) throws {
         guard args.count == 1, let n = Int(args[0]) else { throw Usage() }
@@ -274,6 +304,71 @@ enum Scenarios {
             }
         }
         withExtendedLifetime(conns) {}
+    }
+
+    /// join-setuid: a connection whose peer (the process that connected)
+    /// then execs a setuid-root program (su, waiting for a password with
+    /// euid 0) asks cgroup.join for the user's container. Reports su's pid
+    /// and holds until $ATTACK_GO.
+    static func joinSetuid(_ args: [String]) throws {
+        let c = try Raw.connect()
+        guard let cfd = made(c, "adv-suid") else { return }
+        Report.line("prepare", c.call(Op.forkPrepare, ["mode": "init"], fds: [cfd.raw]).report)
+        var pair: [CInt] = [-1, -1]
+        guard socketpair(AF_UNIX, CInt(SOCK_SEQPACKET.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else { throw Usage() }
+        let mine = OwnedFD(pair[0]), theirs = OwnedFD(pair[1])
+        var stdinPipe: [CInt] = [-1, -1]
+        guard pipe(&stdinPipe) == 0 else { throw Usage() }
+        let pipeRead = OwnedFD(stdinPipe[0]), pipeWrite = OwnedFD(stdinPipe[1])
+        _ = fcntl(pipeRead.raw, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(pipeWrite.raw, F_SETFD, FD_CLOEXEC)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, pipeRead.raw, 0)
+        posix_spawn_file_actions_adddup2(&actions, theirs.raw, 3)
+        // su's "Password:" prompt must not land in this report.
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let argv = CStringArray([CommandLine.arguments[0], "suid-peer"])
+        let envp = CStringArray(currentEnvironment())
+        var helper: pid_t = 0
+        let rc = posix_spawn(&helper, CommandLine.arguments[0], &actions, nil, argv.pointers, envp.pointers)
+        guard rc == 0 else { throw ContainerError.sys("posix_spawn", rc) }
+        theirs.close()
+        pipeRead.close()
+        // The helper's connection to ctrobjd, made by the helper (its peer).
+        guard ccs_wait_readable(mine.raw, 10_000) == 0, let (_, got) = try FDPassing.receive(mine.raw, maxFDs: 1),
+              let peerConn = got.first else {
+            Report.line("join-setuid", [("result", "setup-failed")])
+            return
+        }
+        // Wait until the helper runs su with euid 0.
+        var euid = "?"
+        for _ in 0..<500 {
+            euid = ProcInfo.statusField(pid: helper, "Uid")?.dropFirst().first ?? "?"
+            if euid == "0" && ProcInfo.comm(pid: helper) == "su" { break }
+            usleep(10_000)
+        }
+        Report.line("peer", [("pid", "\(helper)"), ("euid", euid), ("comm", ProcInfo.comm(pid: helper) ?? "?")])
+        let join = Raw(fd: peerConn).call("cgroup.join", fds: [cfd.raw])
+        Report.expect("join-setuid", join, [EPERM])
+        Report.line("ready", [("su_pid", "\(helper)")])
+        waitForGo(seconds: 30)
+        withExtendedLifetime(pipeWrite) {}
+    }
+
+    /// suid-peer (internal, for join-setuid): connect to ctrobjd, hand the
+    /// connection to fd 3's other end, exec su (stdin: a pipe never written).
+    static func suidPeer(_ args: [String]) throws {
+        let c = try Raw.connect()
+        _ = ccs_set_cloexec(c.fd.raw, 0)
+        let e = ccs_send_with_fds(3, "c", 1, [c.fd.raw], 1)
+        if e < 0 { throw ContainerError.sys("sendmsg") }
+        close(3)
+        let argv = CStringArray(["/usr/bin/su", "root", "-c", "true"])
+        execv("/usr/bin/su", argv.pointers)
+        throw ContainerError.sys("execv su")
     }
 
     // MARK: finding 6: a client that never reads
@@ -380,6 +475,20 @@ enum Scenarios {
         }
     }
 
+    /// bind-dir HOSTDIR: a container of the caller's with an empty root, the
+    /// host directory bound at /d. Left in place for root's path calls.
+    static func bindDir(_ args: [String]) throws {
+        guard args.count == 1 else { throw Usage() }
+        let c = try Container.create("adv-binddir", options: [.newUserNS, .newEmptyFSNS])
+        do {
+            try c.mkdir("/d")
+            try c.mount(source: args[0], target: "/d", fstype: nil, flags: 4096 | 16384)
+            Report.line("bind", [("result", "ok"), ("errno", "0")])
+        } catch let e as ContainerError {
+            Report.line("bind", [("result", "error"), ("errno", "\(e.errno)"), ("message", e.message)])
+        }
+    }
+
     // MARK: finding 10 and the rest of the wire
 
     /// names: control bytes refused; a legal odd name kept (for `ctrobj ls`).
@@ -410,7 +519,7 @@ enum Scenarios {
     /// dropped connection does not hide the other cases.
     static func wireJunk(_ args: [String]) throws {
         let setup = try Raw.connect()
-        guard let cfd = made(setup, "adv-junk") else { return }
+        guard let cfd = made(setup, args.first ?? "adv-junk") else { return }
         let nulls = (0..<40).compactMap { _ in devNull() }
         let cases: [(String, [UInt8], [CInt], Set<Int32>)] = [
             ("empty-datagram", [], [], [EPROTO]),
@@ -432,10 +541,17 @@ enum Scenarios {
 
     // MARK: rights
 
-    /// rights ROOT_CONTAINER_NAME VICTIM_PID: what a user may not do to root's
+    /// rights ROOT_CONTAINER_NAME VICTIM_PID UPCALL_SOCKET: what a user may not do to root's
     /// container, to root's processes, or as root.
     static func rights(_ args: [String]) throws {
-        guard args.count == 2, let victim = pid_t(args[1]) else { throw Usage() }
+        guard args.count == 3, let victim = pid_t(args[1]) else { throw Usage() }
+        do {
+            _ = try Raw.connect(args[2])
+            Report.broke.append("connect-upcall")
+            Report.line("connect-upcall", [("result", "ok"), ("errno", "0"), ("verdict", "broke")])
+        } catch let e as ContainerError {
+            Report.line("connect-upcall", [("result", "error"), ("errno", "\(e.errno)"), ("verdict", "held")])
+        }
         let c = try Raw.connect()
         Report.expect("open-roots", c.call(Op.open, ["name": args[0]]), [EPERM, ENOENT])
         let list = c.call(Op.list)
@@ -475,6 +591,13 @@ enum Scenarios {
             Report.expect("mount-bind", c.call(Op.mount, ["source": "/tmp", "target": "/mnt", "flags": "\(4096 | 16384)"], fds: [cfd, own.raw]), [EPERM, EACCES])
         }
         Report.expect("limit", c.call(Op.limit, ["which": "2", "value": "1"], fds: [cfd]), [0, EPERM])
+        // fd 4: root's container with a network namespace of its own (owned
+        // by the host's user namespace: no CAP_NET_RAW there for the user).
+        if fcntl(4, F_GETFD) >= 0 {
+            Report.expect("netns-packet", c.call(Op.socket, ["domain": "\(AF_PACKET)", "type": "\(SOCK_RAW.rawValue)", "protocol": "\(Int(UInt16(3).bigEndian))"], fds: [4]), [EPERM])
+            Report.expect("netns-raw", c.call(Op.socket, ["domain": "\(AF_INET)", "type": "\(SOCK_RAW.rawValue)", "protocol": "\(IPPROTO_ICMP)"], fds: [4]), [EPERM])
+            Report.expect("netns-stream", c.call(Op.socket, ["domain": "\(AF_INET)", "type": "\(SOCK_STREAM.rawValue)", "protocol": "0"], fds: [4]), [0])
+        }
     }
 }
 

@@ -14,15 +14,20 @@ let scenarios: [String: ([String]) throws -> Void] = [
     "commit-victim": Scenarios.commitVictim,   // finding 1
     "prepare-fds": Scenarios.prepareFDs,       // finding 2
     "spawn-legit": Scenarios.spawnLegit,       // finding 2: the legitimate path still works
+    "join-setuid": Scenarios.joinSetuid,       // finding 2: cgroup.join by a peer that became root
+    "suid-peer": Scenarios.suidPeer,           // (its helper)
     "socket": Scenarios.sockets,               // finding 3
+    "socket-hostnet": Scenarios.socketHostNet, // finding 3 through setns
     "number": Scenarios.number,                // finding 4
     "create-many": Scenarios.createMany,       // finding 5
+    "create-recycle": Scenarios.createRecycle, // finding 5
     "connections": Scenarios.connections,      // finding 5
     "flood": Scenarios.flood,                  // finding 6
     "lib-list": Scenarios.libList,             // finding 6 (timeouts)
     "policy-big": Scenarios.policyBig,         // finding 8
     "bounds": Scenarios.bounds,                // contract 5
     "bind-victim": Scenarios.bindVictim,       // finding 9
+    "bind-dir": Scenarios.bindDir,             // finding 9, every path call
     "names": Scenarios.names,                  // finding 10
     "prepare-two": Scenarios.prepareTwo,       // finding 10
     "wire-junk": Scenarios.wireJunk,           // finding 10, contract 6
