@@ -42,6 +42,8 @@ public final class Broker {
     var connections: [CInt: ClientConnection] = [:]
     /// Open client connections per uid, for --max-connections-per-uid.
     var connectionsPerUID: [uid_t: Int] = [:]
+    /// Bytes of replies queued per uid, for --max-queued-bytes.
+    var queuedBytesPerUID: [uid_t: Int] = [:]
     /// accept() ran out of fds: the listener is unwatched until the next tick.
     var acceptPaused = false
     /// Crash points passed in the request being handled (fault injection).

@@ -16,7 +16,7 @@ import Glibc
 /// | empty datagram                           | error reply EPROTO; the connection stays                 |
 /// | over RequestRules.maxBytes or too many fds | fds closed, error reply; the connection stays          |
 /// | reply would block                        | queued, EPOLLOUT watched; no more requests read until it drains |
-/// | queued replies over --max-queued-bytes, or not moving for 5 s | connection dropped            |
+/// | a uid's queued replies over --max-queued-bytes (root: per connection), or not moving for 5 s | dropped |
 /// | EOF / RDHUP / error                      | connection closed (a fork.prepare reservation is released) |
 extension Broker {
     func listen() throws {
@@ -91,8 +91,16 @@ extension Broker {
             if r.forkingConnection == ObjectIdentifier(conn) { r.forkingConnection = nil }
             conn.forking = nil
         }
+        unqueue(conn.uid, conn.queuedBytes)
+        conn.queuedBytes = 0
         conn.output.removeAll()
         conn.fd.close()
+    }
+
+    func unqueue(_ uid: uid_t, _ n: Int) {
+        guard n > 0 else { return }
+        queuedBytesPerUID[uid, default: n] -= n
+        if queuedBytesPerUID[uid] == 0 { queuedBytesPerUID.removeValue(forKey: uid) }
     }
 
     func ready(_ conn: ClientConnection, _ events: UInt32) {
@@ -181,9 +189,12 @@ extension Broker {
         }
         conn.output.append((bytes, fds))
         conn.queuedBytes += bytes.count
+        queuedBytesPerUID[conn.uid, default: 0] += bytes.count
         flush(conn)
-        if !conn.closed && conn.queuedBytes > config.maxQueuedBytes {
-            logger.notice("dropped pid \(conn.pid) uid \(conn.uid): \(conn.queuedBytes) bytes of replies unread")
+        // Root's bound is per connection; anyone else's covers all its connections.
+        let queued = conn.uid == 0 ? conn.queuedBytes : queuedBytesPerUID[conn.uid] ?? 0
+        if !conn.closed && queued > config.maxQueuedBytes {
+            logger.notice("dropped pid \(conn.pid) uid \(conn.uid): \(queued) bytes of replies unread (--max-queued-bytes)")
             closeConnection(conn)
         }
     }
@@ -198,7 +209,9 @@ extension Broker {
             } catch let e as ContainerError where e.errno == EAGAIN || e.errno == EWOULDBLOCK {
                 if conn.blockedSince == nil {
                     conn.blockedSince = Sys.monotonicNanos()
-                    try? loop.watch(conn.fd.raw, events: ClientConnection.readEvents | EPOLLOUT.rawValue) { [weak self, weak conn] events in
+                    // Writable is all we wait for now: its pending requests stay
+                    // unread (level-triggered EPOLLIN would spin the loop).
+                    try? loop.watch(conn.fd.raw, events: EPOLLOUT.rawValue | EPOLLRDHUP.rawValue) { [weak self, weak conn] events in
                         guard let self, let conn else { return }
                         self.ready(conn, events)
                     }
@@ -210,6 +223,7 @@ extension Broker {
             }
             conn.output.removeFirst()
             conn.queuedBytes -= bytes.count
+            unqueue(conn.uid, bytes.count)
             if conn.blockedSince != nil { conn.blockedSince = Sys.monotonicNanos() }
         }
         if conn.blockedSince != nil {
