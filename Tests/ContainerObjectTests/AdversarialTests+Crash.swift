@@ -138,6 +138,16 @@ extension AdversarialTests {
                 for (flag, kind) in flagKinds where st.flags & flag != 0 {
                     #expect(st.namespaceInodes[kind.rawValue] != nil, "\(at): \"\(name)\" has \(ContainerFlags.describe(flag)) but no \(kind) namespace recorded: \(st.namespaceInodes)")
                 }
+                if op == "fork" && st.state == .created, let first = processes.first {
+                    // A fork whose commit never reached the disk: its process is killed at start.
+                    var dead = false
+                    for _ in 0..<200 {
+                        do { dead = try Sys.pidfdWait(first.pidfd.raw, nohang: true) != nil } catch { dead = true }
+                        if dead { break }
+                        usleep(10_000)
+                    }
+                    #expect(dead, "\(at): \"\(name)\" is created again, but the process forked into it still runs")
+                }
                 switch st.state {
                 case .created, .running, .frozen:
                     let (p, idInside) = try startInside(c, enter: st.state != .created)

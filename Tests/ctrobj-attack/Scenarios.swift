@@ -353,6 +353,12 @@ enum Scenarios {
         Report.line("peer", [("pid", "\(helper)"), ("euid", euid), ("comm", ProcInfo.comm(pid: helper) ?? "?")])
         let join = Raw(fd: peerConn).call("cgroup.join", fds: [cfd.raw])
         Report.expect("join-setuid", join, [EPERM])
+        // setns takes a pidfd only of a process whose uids are all the caller's.
+        let (suFD, _) = pidfd(of: helper)
+        let other = try Raw.connect()
+        if let otherFD = made(other, "adv-suid-ns", step: "create-ns"), let suFD {
+            Report.expect("setns-setuid", other.call(Op.setns, ["nstypes": "\(NamespaceKind.net.cloneFlag)"], fds: [otherFD.raw, suFD.raw]), [EPERM])
+        }
         Report.line("ready", [("su_pid", "\(helper)")])
         waitForGo(seconds: 30)
         withExtendedLifetime(pipeWrite) {}
@@ -373,42 +379,55 @@ enum Scenarios {
 
     // MARK: finding 6: a client that never reads
 
-    /// flood COUNT HOLD_S: send COUNT list requests without reading (after
-    /// making 4 containers so each answer is big), report "flooded", hold
-    /// HOLD_S seconds (or until $ATTACK_GO), then read: was the connection dropped?
+    /// flood COUNT HOLD_S [CONNECTIONS]: send COUNT list requests on each of
+    /// CONNECTIONS connections (default 1) without reading (after making 4
+    /// containers so each answer is big), report "flooded", hold HOLD_S
+    /// seconds (or until $ATTACK_GO), then read each: was it dropped?
+    /// Reports drain.N per connection and drain with how many were dropped.
     static func flood(_ args: [String]) throws {
-        guard args.count == 2, let count = Int(args[0]), let hold = Int(args[1]) else { throw Usage() }
+        guard args.count >= 2, let count = Int(args[0]), let hold = Int(args[1]) else { throw Usage() }
+        let n = args.count > 2 ? Int(args[2]) ?? 1 : 1
         let setup = try Raw.connect()
         var kept: [OwnedFD] = []
         for i in 0..<4 {
             if let f = made(setup, "adv-flood-\(i)-" + String(repeating: "x", count: 10), step: "create.\(i)") { kept.append(f) }
         }
-        let c = try Raw.connect()
+        let conns = try (0..<n).map { _ in try Raw.connect() }
         let request = Message(Op.list).encoded()
-        var sent = 0
-        var sendErr: Int32 = 0
+        var sent = [Int](repeating: 0, count: n)
+        var sendErr = [Int32](repeating: 0, count: n)
         let deadline = Sys.monotonicNanos() + 5_000_000_000
-        while sent < count && Sys.monotonicNanos() < deadline {
-            let e = c.sendBytes(request, dontWait: true)
-            if e == 0 { sent += 1; continue }
-            if e == EAGAIN { usleep(1000); continue }
-            sendErr = e
-            break
+        var busy = true
+        while busy && Sys.monotonicNanos() < deadline {
+            busy = false
+            var blocked = true
+            for (i, c) in conns.enumerated() where sent[i] < count && sendErr[i] == 0 {
+                busy = true
+                let e = c.sendBytes(request, dontWait: true)
+                if e == 0 { sent[i] += 1; blocked = false } else if e != EAGAIN { sendErr[i] = e }
+            }
+            if busy && blocked { usleep(1000) }
         }
-        Report.line("flooded", [("sent", "\(sent)"), ("send_errno", "\(sendErr)")])
+        Report.line("flooded", [("sent", "\(sent.reduce(0, +))"), ("connections", "\(n)"),
+                                ("send_errno", sendErr.map(String.init).joined(separator: ","))])
         waitForGo(seconds: hold)
-        var replies = 0
-        var end = Outcome.timeout
-        while replies < 1_000_000 {
-            let o = c.receive(timeoutMs: 2000)
-            if case .ok = o { replies += 1; continue }
-            end = o
-            break
+        var dropped = 0
+        for (i, c) in conns.enumerated() {
+            var replies = 0
+            var end = Outcome.timeout
+            while replies < 1_000_000 {
+                let o = c.receive(timeoutMs: 2000)
+                if case .ok = o { replies += 1; continue }
+                end = o
+                break
+            }
+            var gone = false
+            if case .hangup = end { gone = true }
+            if gone { dropped += 1 }
+            Report.line("drain.\(i)", [("replies", "\(replies)"), ("sent", "\(sent[i])"), ("dropped", gone ? "1" : "0")] + end.report)
         }
-        let dropped: Bool
-        if case .hangup = end { dropped = true } else { dropped = false }
-        if !dropped { Report.broke.append("dropped") }
-        Report.line("drain", [("replies", "\(replies)"), ("dropped", dropped ? "1" : "0"), ("verdict", dropped ? "held" : "broke")] + end.report)
+        if dropped == 0 { Report.broke.append("dropped") }
+        Report.line("drain", [("dropped", "\(dropped)"), ("of", "\(n)"), ("verdict", dropped > 0 ? "held" : "broke")])
         withExtendedLifetime(kept) {}
     }
 
@@ -487,6 +506,42 @@ enum Scenarios {
         } catch let e as ContainerError {
             Report.line("bind", [("result", "error"), ("errno", "\(e.errno)"), ("message", e.message)])
         }
+    }
+
+    /// bind-peel HOSTDIR: bind HOSTDIR (whose sub/ has a mount over it)
+    /// without MS_REC into an empty-root container, then read sub/secret
+    /// directly and from the container's root after `umount -l` of sub.
+    static func bindPeel(_ args: [String]) throws {
+        guard args.count == 1 else { throw Usage() }
+        let c = try Container.create("adv-peel", options: [.newUserNS, .newEmptyFSNS, .newPIDNS])
+        do {
+            try c.mkdir("/d")
+            try c.mount(source: args[0], target: "/d", fstype: nil, flags: 4096)
+            Report.line("bind", [("result", "ok"), ("errno", "0")])
+        } catch let e as ContainerError {
+            Report.line("bind", [("result", "error"), ("errno", "\(e.errno)"), ("message", e.message)])
+            return
+        }
+        do {
+            let text = try c.readFile("/d/sub/secret")
+            Report.line("read-direct", [("result", "ok"), ("content", text)])
+        } catch let e as ContainerError {
+            Report.line("read-direct", [("result", "error"), ("errno", "\(e.errno)")])
+        }
+        try c.copyIn(hostPath: "/bin/busybox", to: "/busybox")
+        var p: [CInt] = [-1, -1]
+        guard pipe(&p) == 0 else { throw Usage() }
+        let r = OwnedFD(p[0]), w = OwnedFD(p[1])
+        _ = fcntl(r.raw, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(w.raw, F_SETFD, FD_CLOEXEC)
+        let spec = ProcessSpec("/busybox", ["busybox", "sh", "-c", "/busybox umount -l /d/sub; echo umount=$?; /busybox cat /d/sub/secret"],
+                               stdio: (w.raw, w.raw, w.raw))
+        let initP = try withExtendedLifetime(w) { try c.spawnInit(spec) }
+        w.close()
+        let out = (try? Sys.readAll(r.raw)) ?? ""
+        _ = try? initP.wait()
+        Report.line("peel", [("output", out)])
+        try? c.destroy()
     }
 
     // MARK: finding 10 and the rest of the wire

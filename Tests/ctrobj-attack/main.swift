@@ -28,6 +28,7 @@ let scenarios: [String: ([String]) throws -> Void] = [
     "bounds": Scenarios.bounds,                // contract 5
     "bind-victim": Scenarios.bindVictim,       // finding 9
     "bind-dir": Scenarios.bindDir,             // finding 9, every path call
+    "bind-peel": Scenarios.bindPeel,           // a bind must not uncover what a submount hides
     "names": Scenarios.names,                  // finding 10
     "prepare-two": Scenarios.prepareTwo,       // finding 10
     "wire-junk": Scenarios.wireJunk,           // finding 10, contract 6
