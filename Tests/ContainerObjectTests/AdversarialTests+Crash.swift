@@ -15,7 +15,9 @@ import Glibc
 extension AdversarialTests {
     /// "create-by-user": create as the throwaway user (an unprivileged
     /// NEW_USER_NS container, the torn record of finding 7).
-    static let crashOps = ["create", "create-by-user", "fork", "setns", "destroy", "adopt"]
+    /// "fork-by-user": the user's own init and exec (its child joins the
+    /// cgroup by cgroup.join, then fork.commit), crashed at each fork point.
+    static let crashOps = ["create", "create-by-user", "fork", "fork-by-user", "setns", "destroy", "adopt"]
     static let crashFlags: ContainerOptions = [.newUserNS, .newPIDNS, .newNetNS, .newUTSNS, .newIPCNS, .newFSNS]
 
     @Test("kill -9 at every crash point of a request leaves each container whole or gone after a restart",
@@ -24,7 +26,8 @@ extension AdversarialTests {
         var completed = false
         var crashes = 0
         for n in 1...15 {
-            let crashed = try crashRound(op: op == "create-by-user" ? "create" : op, point: n, byUser: op == "create-by-user")
+            let byUser = op.hasSuffix("-by-user")
+            let crashed = try crashRound(op: byUser ? String(op.dropLast("-by-user".count)) : op, point: n, byUser: byUser)
             print("crash-at \(op):\(n): \(crashed ? "ctrobjd died; restarted and checked" : "the request completed")")
             if !crashed {
                 completed = true
@@ -62,6 +65,10 @@ extension AdversarialTests {
                     if r.result("create-many") != "ok" && r.result("create-many") != "hangup" {
                         Issue.record("the user's create: \(r.at("create-many"))")
                     }
+                case "fork" where byUser:
+                    chmod(d.stateDir, 0o755)
+                    names = ["adv-legit"]
+                    _ = try attack(["spawn-legit"], as: user, daemon: d)
                 case "create":
                     names = ["crash-create"]
                     _ = try Container.create("crash-create", options: Self.crashFlags)
