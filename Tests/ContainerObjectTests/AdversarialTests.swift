@@ -124,6 +124,53 @@ struct AdversarialTests {
         }
     }
 
+    /// Attribution maps a crashing process to a container by its cgroup,
+    /// then by its namespaces. A user who records the host's own namespaces
+    /// in its container (setns from /proc/self/ns/*, which it is in) must not
+    /// thereby receive the upcalls of host processes: with a core handler of
+    /// its own (policy handler:/h, /h copying stdin to /stolen) it would be
+    /// handed a root process's memory.
+    @Test("a user's container holding the host's namespaces does not get a root host process's core", arguments: ["file", "handler"])
+    func hostNamespacesDoNotAttribute(policy: String) throws {
+        let upcalls = UpcallTests()
+        try upcalls.preservingKernelSettings {
+            try withAdversary { user, d in
+                let hostCores = "/tmp/ctrobj-adv-hostcores-\(uniqueSuffix())"
+                try Sys.mkdir(hostCores, 0o700, existOK: false)
+                defer { removeTree(hostCores) }
+                try Sys.writeFile(KernelSettings.corePatternPath, "\(hostCores)/core.%e.%p")
+                let inst = upcalls.installer(d)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                let r = try attack(["host-namespaces", policy], as: user, daemon: d)
+                #expect(r.result("create") == "ok", "\(r.at("create"))")
+                // A root process on the host crashes.
+                let (code, _) = try runProgram(["/bin/sh", "-c", "ulimit -c unlimited; sh -c 'kill -SEGV $$'; true"])
+                #expect(code == 0)
+                var files: [String] = []
+                for _ in 0..<250 { files = Sys.listDirectory(hostCores); if !files.isEmpty { break }; usleep(20_000) }
+                let log = ((try? Sys.readFile(d.logPath, limit: 8 << 20)) ?? "").split(separator: "\n").filter { $0.contains("core") }.suffix(6)
+                #expect(files.count == 1, "the host's own pattern got the root process's core: \(files); ctrobjd says:\n\(log.joined(separator: "\n"))")
+                let c = try Container.open("adv-hostns")
+                if policy == "handler" { #expect(r.result("handler") == "ok", "\(r.at("handler"))") }
+                usleep(500_000)
+                let stolen = (try? c.openFile("/stolen", flags: O_RDONLY)).map { f -> Int in
+                    var st = stat()
+                    fstat(f.raw, &st)
+                    return Int(st.st_size)
+                }
+                #expect(stolen == nil, "the user's handler was given a root host process's core: /stolen is \(stolen ?? 0) bytes")
+                let inside = upcalls.cores(c)
+                let owners = inside.map { name -> String in
+                    var st = stat()
+                    if let f = try? c.openFile("/var/lib/ctrobj/cores/\(name)", flags: O_RDONLY) { fstat(f.raw, &st) }
+                    return "\(name) (\(st.st_size) bytes, host owner \(st.st_uid), mode \(String(st.st_mode & 0o777, radix: 8)))"
+                }
+                #expect(inside.isEmpty, "a root host process's core was delivered into the user's (uid \(user.uid)) container: \(owners)")
+            }
+        }
+    }
+
     // MARK: finding 4: numbers
 
     @Test("an out-of-range number is EINVAL and ctrobjd keeps serving root",

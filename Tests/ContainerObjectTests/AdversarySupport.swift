@@ -11,21 +11,33 @@ let attackBinary = "\(buildDir)/ctrobj-attack"
 
 let adversaryTools = ["/usr/sbin/useradd", "/usr/sbin/userdel", "/usr/bin/setpriv", "/usr/bin/prlimit", "/usr/bin/unshare"]
 
-/// A system user made for one test and removed, with every process running
-/// as it, by `remove()`. Named ctrobj-adv-<pid>-<n>; users of that prefix
-/// left by a test process that no longer runs are removed first.
+/// A system user (and its group) made for one test and removed, with every
+/// process running as it, by `remove()`. Named ctrobj-adv-<pid>-<n>; users
+/// and groups of that prefix left by a test process that no longer runs are
+/// removed first.
 final class ThrowawayUser {
     let name: String
     let uid: uid_t
     let gid: gid_t
     private var removed = false
 
+    /// uid and gid are one number, as for most real users (useradd
+    /// --system would give them different ones).
     init() throws {
         ThrowawayUser.removeStale()
         name = "ctrobj-adv-\(uniqueSuffix())"
-        let (code, out) = try runProgram(["/usr/sbin/useradd", "--system", "--no-create-home", "--user-group",
+        var id: UInt32 = 0
+        for n in 0..<5000 {
+            let candidate = UInt32(20000 + (Int(getpid()) * 7 + n) % 10000)
+            if getpwuid(candidate) == nil && getgrgid(candidate) == nil { id = candidate; break }
+        }
+        guard id != 0 else { throw ContainerError(.system, "no free uid/gid pair for \(name)") }
+        let (gcode, gout) = try runProgram(["/usr/sbin/groupadd", "--gid", "\(id)", name])
+        guard gcode == 0 else { throw ContainerError(.system, "groupadd \(name) failed (\(gcode)): \(gout)") }
+        let (code, out) = try runProgram(["/usr/sbin/useradd", "--system", "--no-create-home", "--uid", "\(id)", "--gid", "\(id)",
                                           "--shell", "/usr/sbin/nologin", name])
         guard code == 0, let pw = getpwnam(name) else {
+            _ = try? runProgram(["/usr/sbin/groupdel", name])
             throw ContainerError(.system, "useradd \(name) failed (\(code)): \(out)")
         }
         uid = pw.pointee.pw_uid
@@ -73,13 +85,18 @@ final class ThrowawayUser {
 
     /// ctrobj-adv-<pid>-<n> users whose test process is gone.
     static func removeStale() {
-        let passwd = (try? Sys.readFile("/etc/passwd")) ?? ""
-        for line in passwd.split(separator: "\n") where line.hasPrefix("ctrobj-adv-") {
-            let user = String(line.prefix { $0 != ":" })
-            let parts = user.dropFirst("ctrobj-adv-".count).split(separator: "-")
-            guard let pid = parts.first.flatMap({ pid_t($0) }), pid != getpid(), !Sys.exists("/proc/\(pid)") else { continue }
-            if let pw = getpwnam(user) { killProcesses(of: pw.pointee.pw_uid) }
-            _ = try? runProgram(["/usr/sbin/userdel", "--force", user])
+        for file in ["/etc/passwd", "/etc/group"] {
+            for line in ((try? Sys.readFile(file)) ?? "").split(separator: "\n") where line.hasPrefix("ctrobj-adv-") {
+                let user = String(line.prefix { $0 != ":" })
+                let parts = user.dropFirst("ctrobj-adv-".count).split(separator: "-")
+                guard let pid = parts.first.flatMap({ pid_t($0) }), pid != getpid(), !Sys.exists("/proc/\(pid)") else { continue }
+                if file == "/etc/passwd" {
+                    if let pw = getpwnam(user) { killProcesses(of: pw.pointee.pw_uid) }
+                    _ = try? runProgram(["/usr/sbin/userdel", "--force", user])
+                } else {
+                    _ = try? runProgram(["/usr/sbin/groupdel", user])
+                }
+            }
         }
     }
 }

@@ -179,6 +179,34 @@ enum Scenarios {
         Report.line("destroy", c.call(Op.destroy, fds: [cfd.raw]).report)
     }
 
+    /// host-namespaces: the user's container (empty root, default core
+    /// policy "file") takes every host namespace a setns allows, from the
+    /// user's own /proc/self/ns files. Left in place: the test then crashes
+    /// a root process on the host and looks where its core went.
+    /// host-namespaces file|handler: with "handler", a core handler of the
+    /// user's own (/h: copies stdin to /stolen) is set as the core policy.
+    static func hostNamespaces(_ args: [String]) throws {
+        let c = try Raw.connect()
+        guard let cfd = made(c, "adv-hostns", flags: userNS | ContainerFlags.newEmptyFSNS) else { return }
+        for kind in [NamespaceKind.pid, .net, .uts, .ipc, .cgroup, .time] {
+            guard let ns = try? Sys.open("/proc/self/ns/\(kind.rawValue)", O_RDONLY) else { continue }
+            Report.line("setns-\(kind.rawValue)", c.call(Op.setns, ["nstypes": "\(kind.cloneFlag)"], fds: [cfd.raw, ns.raw]).report)
+        }
+        let st = c.call(Op.status, fds: [cfd.raw])
+        Report.line("status", st.report + (st.message?.fields.filter { $0.key.hasPrefix("ns.") }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } ?? []))
+        // A core handler of the user's own, inside: it keeps whatever core it is given.
+        let box = Container(adopting: cfd)
+        guard args.first == "handler" else { return }
+        do {
+            try box.copyIn(hostPath: "/bin/busybox", to: "/busybox")
+            try box.writeFile("/h", "#!/busybox sh\n/busybox cat > /stolen\n", mode: 0o755)
+            try box.setPolicy(core: "handler:/h")
+            Report.line("handler", [("result", "ok"), ("errno", "0")])
+        } catch let e as ContainerError {
+            Report.line("handler", [("result", "error"), ("errno", "\(e.errno)"), ("message", e.message)])
+        }
+    }
+
     static func socketSteps(_ c: Raw, _ cfd: CInt) {
         let ethPAll = Int(UInt16(0x0003).bigEndian)
         Report.line("packet", c.call(Op.socket, ["domain": "\(AF_PACKET)", "type": "\(SOCK_RAW.rawValue)", "protocol": "\(ethPAll)"], fds: [cfd]).report)

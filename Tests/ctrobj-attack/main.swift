@@ -18,6 +18,7 @@ let scenarios: [String: ([String]) throws -> Void] = [
     "suid-peer": Scenarios.suidPeer,           // (its helper)
     "socket": Scenarios.sockets,               // finding 3
     "socket-hostnet": Scenarios.socketHostNet, // finding 3 through setns
+    "host-namespaces": Scenarios.hostNamespaces, // upcall attribution by a host namespace
     "number": Scenarios.number,                // finding 4
     "create-many": Scenarios.createMany,       // finding 5
     "create-recycle": Scenarios.createRecycle, // finding 5
