@@ -140,6 +140,7 @@ struct AdversarialTests {
                 defer { removeTree(hostCores) }
                 try Sys.writeFile(KernelSettings.corePatternPath, "\(hostCores)/core.%e.%p")
                 let inst = upcalls.installer(d)
+                defer { removeTree("\(d.stateDir)-spool") } // the installer's spool, where undeliverable cores go
                 _ = try inst.install()
                 defer { _ = try? inst.uninstall() }
                 let r = try attack(["host-namespaces", policy], as: user, daemon: d)
