@@ -39,6 +39,9 @@ public final class Broker {
     var listOrder: [UInt64] = []
     /// Records per owner, for --max-containers-per-uid.
     var containersPerUID: [uid_t: Int] = [:]
+    /// Names and per-uid counts of creates whose namespaces are being made on a worker.
+    var creating: Set<String> = []
+    var creatingPerUID: [uid_t: Int] = [:]
     var connections: [CInt: ClientConnection] = [:]
     /// Open client connections per uid, for --max-connections-per-uid.
     var connectionsPerUID: [uid_t: Int] = [:]

@@ -113,7 +113,18 @@ int ccs_mount_in_container(int userns_fd, int mntns_fd, int pidns_fd, int tree_f
 	}
 	close(sv[1]);
 	struct ccs_report r;
-	int got = ccs_child_read(sv[0], &r);
+	int got;
+	if (ccs_wait_readable(sv[0], CCS_MOUNT_TIMEOUT_MS) < 0) {
+		/* A path inside that never resolves (a FUSE server that does not
+		 * answer): the child is ours, its pid cannot have been reused. */
+		kill(pid, SIGKILL);
+		close(sv[0]);
+		wait_child(pid);
+		*stage = CCS_STAGE_MOUNT;
+		errno = ETIMEDOUT;
+		return -1;
+	}
+	got = ccs_child_read(sv[0], &r);
 	close(sv[0]);
 	wait_child(pid);
 	if (got == 1 && r.tag == 'O')
