@@ -120,6 +120,7 @@ func withAdversary(daemonArguments: [String] = [], wrapper: [String] = [],
 /// A private daemon; if it does not start, its log and state directory go too
 /// (PrivateDaemon leaves them to its `stop()`, which a failed init never reaches).
 func startDaemon(name: String, arguments: [String], wrapper: [String] = []) throws -> TestDaemon {
+    _ = machineLock // one test process at a time on this machine (Support.swift)
     do {
         return try TestDaemon(binary: "\(buildDir)/ctrobjd", name: name, logLevel: "debug", extraArguments: arguments, wrapper: wrapper)
     } catch {
