@@ -11,6 +11,13 @@ struct WireTests {
         #expect(try Message.decode(m.encoded()) == m)
     }
 
+    @Test("values survive the wire whatever Characters they make: CR before the newline, combining marks after = or an escape")
+    func byteLevelFraming() throws {
+        let m = Message("ok", ["name": "web\r", "owner": "1001", "mark": "\u{301}x", "nl": "\n\u{301}", "pct": "%\u{301}"])
+        #expect(try Message.decode(m.encoded()) == m)
+        #expect(try Message.decode(Array("\r\np".utf8)).op == "\r")
+    }
+
     @Test("the C helpers' encoding (CShim wire.c) and Message agree, both ways")
     func cAgreesWithSwift() throws {
         let fields = ["key_desc": "a%b\nc d%0A", "key_type": "user", "pid": "42", "empty": ""]
