@@ -123,10 +123,16 @@ public struct CoreFacts: Sendable, Equatable {
         guard let pid = m.int("pid"), let uid = m.int("uid"), let gid = m.int("gid") else {
             throw ContainerError(.protocolError, "core: pid, uid and gid are required")
         }
-        self.init(pid: pid_t(pid), uid: uid_t(uid), gid: gid_t(gid), signal: Int32(m.int("signal") ?? 0),
-                  time: m.int("time") ?? 0, dumpMode: Int32(m.int("dump_mode") ?? 1), comm: m["comm"] ?? "")
+        // A number that does not fit its type is an error, not a trap.
+        func fit<T: FixedWidthInteger>(_ v: Int, _ key: String) throws -> T {
+            guard let t = T(exactly: v) else { throw ContainerError(.protocolError, "core: \(key)=\(v) is out of range") }
+            return t
+        }
+        self.init(pid: try fit(pid, "pid"), uid: try fit(uid, "uid"), gid: try fit(gid, "gid"),
+                  signal: try fit(m.int("signal") ?? 0, "signal"), time: m.int("time") ?? 0,
+                  dumpMode: try fit(m.int("dump_mode") ?? 1, "dump_mode"), comm: m["comm"] ?? "")
         cgroup = m["cgroup"] ?? ""
-        nsPid = pid_t(m.int("ns_pid") ?? 0)
+        nsPid = try fit(m.int("ns_pid") ?? 0, "ns_pid")
         for (k, v) in m.fields where k.hasPrefix("ns.") { namespaces[String(k.dropFirst(3))] = UInt64(v) }
     }
 }
