@@ -14,13 +14,14 @@ enum RequestKeyConf {
     /// separated by any of " \t\n\v\f\r".
     static func addCreateSelectors(of text: String, to selectors: inout [String]) {
         func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (0x09...0x0D).contains(b) }
+        var seen = Set(selectors)
         for raw in text.utf8.split(separator: 0x0A) {
             let line = raw.prefix(while: { $0 != 0 })
             guard let first = line.first, first != UInt8(ascii: "#"), !isSpace(first) else { continue }
             let cols = line.split(whereSeparator: isSpace)
             guard cols.count >= 4, cols[0].elementsEqual("create".utf8) else { continue }
             let sel = cols[0...3].map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ")
-            if !selectors.contains(sel) { selectors.append(sel) }
+            if seen.insert(sel).inserted { selectors.append(sel) }
         }
     }
 }
