@@ -44,7 +44,7 @@ let package = Package(
         // not SwiftPM targets: scripts/build-c-helpers.sh builds them static
         // against musl, without the Swift runtime SwiftPM would link in.
         .executableTarget(name: "ctrobj", dependencies: [
-            "ContainerObject", "CShim",
+            "ContainerObject", "ContainerWire", "ContainerSystem", "CShim",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "ctrobj-bench", dependencies: ["ContainerObject", "ContainerSystem", "ContainerWire", "CShim"],

@@ -35,7 +35,17 @@ public final class Broker {
     /// Cgroups of dead containers still waiting for their last member to go.
     var pendingCgroups: [(CgroupSet, String, UInt64)] = []
     var nextID: UInt64 = 1
+    /// Container ids in order, for list's pages; emptied when the table changes.
+    var listOrder: [UInt64] = []
+    /// Records per owner, for --max-containers-per-uid.
+    var containersPerUID: [uid_t: Int] = [:]
     var connections: [CInt: ClientConnection] = [:]
+    /// Open client connections per uid, for --max-connections-per-uid.
+    var connectionsPerUID: [uid_t: Int] = [:]
+    /// accept() ran out of fds: the listener is unwatched until the next tick.
+    var acceptPaused = false
+    /// Crash points passed in the request being handled (fault injection).
+    var crashPointsPassed = 0
     var ownNamespaceInodes: [NamespaceKind: UInt64?] = [:]
     /// upcall.conf as last read, with the stat that says whether it changed
     /// (read per key request and per housekeeping tick: KeyRoute.swift).
@@ -78,7 +88,8 @@ public final class Broker {
         updateUeventMonitor()
         let sig = try SignalWatch([SIGTERM, SIGINT, SIGHUP])
         signals = sig
-        try loop.watch(sig.fd.raw) { [unowned self] _ in
+        try loop.watch(sig.fd.raw) { [weak self] _ in
+            guard let self else { return }
             for s in sig.drain() where s == SIGTERM || s == SIGINT {
                 self.logger.info("signal \(s): shutting down; containers keep running")
                 self.loop.stop()
@@ -90,11 +101,14 @@ public final class Broker {
     /// Serve until SIGTERM/SIGINT or stop().
     public func run() {
         var lastTick: UInt64 = 0
-        loop.run(tickMs: 500) { [unowned self] in
+        loop.run(tickMs: 500) { [weak self] in
+            guard let self else { return }
             // Housekeeping twice a second, not after every request.
             let now = Sys.monotonicNanos()
             guard now - lastTick >= 500_000_000 else { return }
             lastTick = now
+            self.resumeAcceptIfPaused()
+            self.dropStalledClients()
             self.retryPendingExitStatus()
             self.retryPendingCgroups()
             self.upcallHousekeeping()
@@ -116,80 +130,19 @@ public final class Broker {
             l.close()
             unlink(config.socketPath)
         }
-        for (_, c) in connections { c.fd.close() }
+        for (_, c) in connections { closeConnection(c) }
         connections.removeAll()
         // Daemon ends close with the process: clients see POLLHUP. Records,
         // namespaces and cgroups stay for the next start.
     }
 
-    func listen() throws {
-        // Anyone may connect; every request checks the caller's rights.
-        let fd = try Sys.listenUnix(config.socketPath, type: SOCK_SEQPACKET, mode: 0o666, nonblocking: true)
-        listener = fd
-        try loop.watch(fd.raw) { [unowned self] _ in self.acceptAll() }
-    }
-
-    func acceptAll() {
-        guard let l = listener else { return }
-        while true {
-            let c = ccs_accept(l.raw)
-            if c < 0 { return }
-            let fd = OwnedFD(c)
-            guard let cred = try? Sys.peerCred(c) else { continue }
-            let conn = ClientConnection(fd: fd, pid: cred.pid, uid: cred.uid, gid: cred.gid)
-            connections[c] = conn
-            do {
-                try loop.watch(c) { [unowned self] _ in self.readable(conn) }
-            } catch {
-                connections.removeValue(forKey: c)
-            }
-        }
-    }
-
-    func closeConnection(_ conn: ClientConnection) {
-        loop.unwatch(conn.fd.raw)
-        connections.removeValue(forKey: conn.fd.raw)
-        if let r = conn.forking {
-            r.forkingConnection = nil
-            conn.forking = nil
-        }
-        conn.fd.close()
-    }
-
-    func readable(_ conn: ClientConnection) {
-        let got: (bytes: [UInt8], fds: [OwnedFD])?
-        do {
-            got = try FDPassing.receive(conn.fd.raw, maxFDs: 4)
-        } catch {
-            closeConnection(conn)
-            return
-        }
-        guard let (bytes, fds) = got else {
-            closeConnection(conn)
-            return
-        }
-        let reply: Reply
-        do {
-            let msg = try Message.decode(bytes)
-            reply = try handle(msg, fds: fds, conn: conn)
-        } catch let e as ContainerError {
-            reply = Reply(Message.error(e))
-        } catch {
-            reply = Reply(Message.error(ContainerError(.system, "\(error)")))
-        }
-        do {
-            // The reply's fds must stay open until sendmsg has passed them.
-            try withExtendedLifetime(reply.fds) {
-                try FDPassing.send(conn.fd.raw, reply.message.encoded(), fds: reply.fds.map(\.raw))
-            }
-        } catch {
-            closeConnection(conn)
-        }
-    }
-
     // MARK: table
 
     func register(_ r: ContainerRecord) {
+        if byID[r.id] !== r {
+            containersPerUID[r.owner, default: 0] += 1
+            listOrder.removeAll()
+        }
         byName[r.name] = r
         byID[r.id] = r
         // An adopted container's cgroup may hold host processes too: it is
@@ -202,23 +155,73 @@ public final class Broker {
 
     func unregister(_ r: ContainerRecord) {
         if byName[r.name] === r { byName.removeValue(forKey: r.name) }
-        byID.removeValue(forKey: r.id)
+        if byID[r.id] === r {
+            byID.removeValue(forKey: r.id)
+            containersPerUID[r.owner, default: 1] -= 1
+            if containersPerUID[r.owner] == 0 { containersPerUID.removeValue(forKey: r.owner) }
+            listOrder.removeAll()
+        }
         if byCgroup[r.cgroup.relativePath] === r { byCgroup.removeValue(forKey: r.cgroup.relativePath) }
         for c in r.cookies where byCookie[c] === r { byCookie.removeValue(forKey: c) }
         for (_, ino) in r.namespaceInodes where byNamespace[ino] === r { byNamespace.removeValue(forKey: ino) }
     }
 
+    /// Give the container a namespace: pinned (before any record names
+    /// it), indexed, and kept open. The pin it replaces goes once the next
+    /// saved record no longer names it (Persistence.save).
     func setNamespace(_ r: ContainerRecord, _ kind: NamespaceKind, _ fd: OwnedFD) throws {
+        let pinName = try persistence.pin(directory: r.directoryName, kind, fd.raw)
+        if let old = r.pins[kind], old != pinName { r.stalePins.append(old) }
         if let old = r.namespaceInodes[kind], byNamespace[old] === r { byNamespace.removeValue(forKey: old) }
         let ino = try Namespaces.inode(of: fd.raw)
+        r.pins[kind] = pinName
         r.namespaces[kind] = fd
         r.namespaceInodes[kind] = ino
         // A shared namespace (a pod's net) attributes to its first owner.
         if byNamespace[ino] == nil { byNamespace[ino] = r }
-        try persistence.pin(r, kind, fd.raw)
         if kind == .net && !r.grantedDevices.isEmpty {
             forgetUeventTarget(r)
             updateUeventMonitor()
+        }
+    }
+
+    /// The container's namespace of a kind as an fd, nil if it has none of
+    /// its own. After a restart the pins are opened on first use, so a
+    /// daemon with many recorded containers starts without an fd for each.
+    func namespaceFD(_ r: ContainerRecord, _ kind: NamespaceKind) throws -> OwnedFD? {
+        if let fd = r.namespaces[kind] { return fd }
+        guard let pinName = r.pins[kind] else { return nil }
+        let fd: OwnedFD
+        do {
+            fd = try persistence.open(directory: r.directoryName, pinName)
+        } catch let e as ContainerError {
+            throw r.err(ContainerError.codeFor(e.errno), "its \(kind.rawValue) namespace", e.message, errno: e.errno)
+        }
+        guard (try? Namespaces.inode(of: fd.raw)) == r.namespaceInodes[kind] else {
+            throw r.err(.system, "its \(kind.rawValue) namespace", "the pin \(pinName) holds another namespace", errno: ESTALE)
+        }
+        r.namespaces[kind] = fd
+        return fd
+    }
+
+    /// The container's "/" (O_PATH): its mount namespace's root, or the host's.
+    func rootFD(_ r: ContainerRecord) throws -> OwnedFD {
+        if r.root == nil, let mnt = try namespaceFD(r, .mnt) {
+            let root = ccs_open_root_of_mntns(mnt.raw)
+            if root < 0 { throw r.err(ContainerError.codeFor(errno), "its root", "opening the root of its mount namespace: \(errnoDescription(errno))") }
+            r.root = OwnedFD(root)
+        }
+        if let root = r.root { return try root.duplicate() }
+        return try Sys.open("/", O_PATH | O_DIRECTORY)
+    }
+
+    /// fault injection: kill -9 ourselves at the configured crash point.
+    func crashPoint(_ op: String) {
+        guard let c = config.crashAt, c.op == op else { return }
+        crashPointsPassed += 1
+        if crashPointsPassed == c.point {
+            logger.critical("crash-at \(op):\(c.point)")
+            kill(getpid(), SIGKILL)
         }
     }
 
@@ -253,7 +256,8 @@ public final class Broker {
         r.cookies.insert(cookie)
         byCookie[cookie] = r
         let hup = EPOLLHUP.rawValue | EPOLLRDHUP.rawValue | EPOLLIN.rawValue
-        try loop.watch(daemonEnd.raw, events: hup) { [unowned self, unowned r] events in
+        try loop.watch(daemonEnd.raw, events: hup) { [weak self, weak r] events in
+            guard let self, let r else { return }
             if events & (EPOLLHUP.rawValue | EPOLLRDHUP.rawValue | EPOLLERR.rawValue) != 0 {
                 self.endClosed(r, cookie)
             } else {
@@ -277,29 +281,5 @@ public final class Broker {
         } else {
             try? persistence.save(r)
         }
-    }
-}
-
-final class ClientConnection {
-    let fd: OwnedFD
-    let pid: pid_t
-    let uid: uid_t
-    let gid: gid_t
-    var forking: ContainerRecord?
-
-    init(fd: OwnedFD, pid: pid_t, uid: uid_t, gid: gid_t) {
-        self.fd = fd
-        self.pid = pid
-        self.uid = uid
-        self.gid = gid
-    }
-}
-
-struct Reply {
-    var message: Message
-    var fds: [OwnedFD]
-    init(_ message: Message, _ fds: [OwnedFD] = []) {
-        self.message = message
-        self.fds = fds
     }
 }

@@ -23,6 +23,17 @@ public struct BrokerConfig: Sendable {
     public var spoolDir = "/var/lib/ctrobj/spool"
     /// Keep pre-made namespaces for root's next create (see Prewarm.swift).
     public var prewarm = true
+    /// Per-uid limits for every caller but root (docs/security.md): live
+    /// containers (create, adopt), open connections, and bytes of replies
+    /// queued for one connection that does not read them.
+    public var maxContainersPerUID = 256
+    public var maxConnectionsPerUID = 64
+    public var maxQueuedBytes = 1 << 20
+    /// A connection whose queued replies have not moved for this long is dropped.
+    public var stalledClientMs: UInt64 = 5000
+    /// Fault injection for the crash-consistency tests: kill -9 ourselves at
+    /// the Nth crash point of one op ("create:3"). Never set in production.
+    public var crashAt: (op: String, point: Int)?
 
     public init(stateDir: String = "/run/ctrobj", cgroupParent: String = "ctrobj",
                 idRangeBase: UInt32 = 1_000_000, idRangeSize: UInt32 = 65536, idRangeCount: Int = 4096,

@@ -15,11 +15,22 @@ public final class ContainerRecord {
     /// First host id of the user namespace's block (root creators only).
     public var idBase: UInt32?
     public var state: ContainerState = .created
-    /// Namespace fds by kind; pid appears once init runs (or when shared in).
-    public var namespaces: [NamespaceKind: OwnedFD] = [:]
+    /// Its namespaces, each pinned by a bind mount of its nsfs file at
+    /// <record dir>/ns/<pin name> ("net-4026532001"; "net" in records of
+    /// older versions). pid appears once init runs (or when shared in).
+    /// What the container has is what is pinned here.
+    public var pins: [NamespaceKind: String] = [:]
     public var namespaceInodes: [NamespaceKind: UInt64] = [:]
-    /// The container's "/", an O_PATH directory fd.
-    public var root: OwnedFD?
+    /// Open namespace fds: made at create, opened from the pins on first use
+    /// after a restart (Broker.namespaceFD), closed when init exits.
+    var namespaces: [NamespaceKind: OwnedFD] = [:]
+    /// Pins replaced by set_ns: unmounted once the record naming their
+    /// successors is on disk (Persistence.save).
+    var stalePins: [String] = []
+    /// The container's "/", an O_PATH directory fd (opened on first use after a restart).
+    var root: OwnedFD?
+    /// container_destroy has begun: a restart finishes it.
+    public var destroying = false
     public let cgroup: CgroupSet
     public var initPid: pid_t = 0
     public var initStartTime: UInt64 = 0
@@ -39,8 +50,20 @@ public final class ContainerRecord {
     public var adoptedRootUID: UInt32?
     /// The host uid and gid of the container's root, as which its files are made.
     public var rootHostID: UInt32 {
-        guard namespaces[.user] != nil else { return 0 }
+        guard pins[.user] != nil else { return 0 }
         return adoptedRootUID ?? idBase ?? owner
+    }
+    /// The host gid of the container's root (an unprivileged creator maps its own gid).
+    public var rootHostGID: UInt32 {
+        guard pins[.user] != nil else { return 0 }
+        if adopted || idBase != nil { return rootHostID }
+        return ownerGid
+    }
+    /// How many host ids its user namespace maps, from the root's id on.
+    public var adoptedIDCount: UInt32?
+    func idCount(_ config: BrokerConfig) -> UInt32 {
+        if adopted { return adoptedIDCount ?? 1 }
+        return idBase != nil ? config.idRangeSize : 1
     }
     /// Modules a request from this container may load (none by default).
     public var allowedModules: [String] = []
@@ -107,7 +130,7 @@ public final class ContainerRecord {
             "created": "\(createdAt)", "state": "\(state.rawValue)", "cgroup": cgroup.relativePath,
             "init_pid": "\(initPid)", "init_start": "\(initStartTime)",
             "cookies": cookies.sorted().map(String.init).joined(separator: ","),
-            "namespaces": namespaces.keys.map(\.rawValue).sorted().joined(separator: ","),
+            "namespaces": pins.values.sorted().joined(separator: ","),
         ]
         if let b = idBase { f["id_base"] = "\(b)" }
         if let s = exitStatus { f["exit_status"] = "\(s)" }
@@ -115,26 +138,32 @@ public final class ContainerRecord {
         f["modules"] = allowedModules.joined(separator: ",")
         f["devices"] = grantedDevices.joined(separator: ",")
         if adopted { f["adopted"] = "1" }
+        if destroying { f["destroying"] = "1" }
         if let a = adoptedRootUID { f["adopted_root_uid"] = "\(a)" }
+        if let a = adoptedIDCount { f["adopted_id_count"] = "\(a)" }
         return f
     }
 
+    /// A record as saved; a field out of range makes the whole record unreadable (never a trap).
     static func fromPersisted(_ m: Message, layout: CgroupLayout) throws -> ContainerRecord {
-        guard let id = m.uint64("id"), let name = m["name"], let flags = m.int("flags"),
-              let owner = m.int("owner"), let gid = m.int("gid"), let cg = m["cgroup"] else {
+        func n<T: FixedWidthInteger>(_ key: String, _: T.Type) -> T? { m[key].flatMap { T($0) } }
+        guard let id = n("id", UInt64.self), let name = m["name"], let flags = n("flags", UInt32.self),
+              let owner = n("owner", uid_t.self), let gid = n("gid", gid_t.self), let cg = m["cgroup"] else {
             throw ContainerError(.protocolError, "record is missing fields")
         }
-        let r = ContainerRecord(id: id, name: name, flags: UInt32(flags), owner: uid_t(owner), ownerGid: gid_t(gid),
-                                createdAt: m.int("created") ?? 0,
+        let r = ContainerRecord(id: id, name: name, flags: flags, owner: owner, ownerGid: gid,
+                                createdAt: n("created", Int.self) ?? 0,
                                 cgroup: CgroupSet(layout: layout, relativePath: cg))
-        r.state = ContainerState(rawValue: m.int("state") ?? 1) ?? .created
-        r.idBase = m.int("id_base").map { UInt32($0) }
-        r.initPid = pid_t(m.int("init_pid") ?? 0)
-        r.initStartTime = m.uint64("init_start") ?? 0
-        r.exitStatus = m.int("exit_status").map { Int32($0) }
+        r.state = ContainerState(rawValue: n("state", Int.self) ?? 1) ?? .created
+        r.idBase = n("id_base", UInt32.self)
+        r.initPid = n("init_pid", pid_t.self) ?? 0
+        r.initStartTime = n("init_start", UInt64.self) ?? 0
+        r.exitStatus = n("exit_status", Int32.self)
         r.corePolicy = m["core_policy"] ?? "file"
         r.adopted = m["adopted"] == "1"
-        r.adoptedRootUID = m.int("adopted_root_uid").map { UInt32($0) }
+        r.destroying = m["destroying"] == "1"
+        r.adoptedRootUID = n("adopted_root_uid", UInt32.self)
+        r.adoptedIDCount = n("adopted_id_count", UInt32.self)
         r.allowedModules = (m["modules"] ?? "").split(separator: ",").map(String.init)
         r.grantedDevices = (m["devices"] ?? "").split(separator: ",").map(String.init)
         r.cookies = Set((m["cookies"] ?? "").split(separator: ",").compactMap { UInt64($0) })

@@ -202,7 +202,7 @@ extension Broker {
         let path = String(r.corePolicy.dropFirst("handler:".count))
         let inside = { (id: UInt32) -> UInt32 in
             let base = r.rootHostID
-            guard r.namespaces[.user] != nil, id >= base, id < base + self.config.idRangeSize else { return id }
+            guard r.pins[.user] != nil, id >= base, id < base + self.config.idRangeSize else { return id }
             return id - base
         }
         let args = [path, "\(f.nsPid == 0 ? f.pid : f.nsPid)", "\(inside(f.uid))", "\(inside(f.gid))", "\(f.signal)", "\(f.time)", f.comm]

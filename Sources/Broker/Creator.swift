@@ -12,9 +12,10 @@ struct Creator {
     /// Name rules of container.h: 1..23 bytes, no '/', no NUL.
     static func validate(name: String, flags: UInt32) throws {
         let bytes = Array(name.utf8)
-        if bytes.isEmpty || bytes.count >= ContainerFlags.nameMax || bytes.contains(UInt8(ascii: "/")) || bytes.contains(0) {
+        if bytes.isEmpty || bytes.count >= ContainerFlags.nameMax || bytes.contains(UInt8(ascii: "/")) || bytes.contains(0)
+            || name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f || (0x80..<0xa0).contains($0.value) }) {
             throw ContainerError(.invalidArgument,
-                "container_create: invalid name \"\(name)\": 1 to \(ContainerFlags.nameMax - 1) bytes, no '/'")
+                "container_create: invalid name \"\(RequestRules.escaped(name))\": 1 to \(ContainerFlags.nameMax - 1) bytes, no '/', no control characters")
         }
         if flags & ~ContainerFlags.mask != 0 {
             throw ContainerError(.invalidArgument,

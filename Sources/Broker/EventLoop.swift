@@ -27,7 +27,7 @@ public final class EventLoop {
         if e < 0 { throw ContainerError.sys("eventfd") }
         wake = OwnedFD(e)
         pthread_mutex_init(&postLock, nil)
-        try watch(wake.raw) { [unowned self] _ in self.runPosted() }
+        try watch(wake.raw) { [weak self] _ in self?.runPosted() }
     }
 
     /// Run `work` on the loop thread soon; callable from any thread.
@@ -54,8 +54,18 @@ public final class EventLoop {
         var ev = epoll_event()
         ev.events = events
         ev.data.fd = fd
+        // The table and epoll can disagree when an fd was closed without
+        // unwatch (epoll drops it by itself) and its number came back: try
+        // the other operation before giving up.
         let op = handlers[fd] == nil ? EPOLL_CTL_ADD : EPOLL_CTL_MOD
-        if epoll_ctl(epfd.raw, op, fd, &ev) < 0 { throw ContainerError.sys("epoll_ctl") }
+        if epoll_ctl(epfd.raw, op, fd, &ev) < 0 {
+            let e = errno
+            let other = op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD
+            guard e == EEXIST || e == ENOENT, epoll_ctl(epfd.raw, other, fd, &ev) == 0 else {
+                handlers.removeValue(forKey: fd)
+                throw ContainerError.sys("epoll_ctl", e)
+            }
+        }
         handlers[fd] = handler
     }
 

@@ -25,7 +25,8 @@ extension Broker {
             _ = Glibc.shutdown(end.raw, Int32(SHUT_RDWR))
             var armed = false
             let events = EPOLLET.rawValue | EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue | EPOLLRDHUP.rawValue
-            try? loop.watch(end.raw, events: events) { [unowned self, unowned r] _ in
+            try? loop.watch(end.raw, events: events) { [weak self, weak r] _ in
+                guard let self, let r else { return }
                 if !armed { armed = true; return }
                 self.endClosed(r, cookie)
             }
@@ -57,7 +58,8 @@ extension Broker {
 
     /// Namespaces, root and cgroup go; the record stays (state exited).
     func releaseResources(_ r: ContainerRecord) {
-        for (k, _) in r.namespaces { persistence.unpin(r, k) }
+        for (_, pinName) in r.pins { persistence.unpin(directory: r.directoryName, pinName) }
+        r.pins.removeAll()
         r.namespaces.removeAll()
         forgetUeventTarget(r)
         if !r.grantedDevices.isEmpty { updateUeventMonitor() }
@@ -87,37 +89,72 @@ extension Broker {
         }
     }
 
-    /// container_destroy, and CONTAINER_KILL_ON_CLOSE's last close.
+    /// container_destroy, and CONTAINER_KILL_ON_CLOSE's last close. Marked
+    /// on disk first, so that a restart after a crash anywhere below
+    /// finishes it rather than bringing back a half-destroyed container.
     func destroy(_ r: ContainerRecord) {
+        r.destroying = true
+        try? persistence.save(r)
+        crashPoint("destroy")
         if let p = r.initPidfd {
             loop.unwatch(p.raw)
             // An adopted container belongs to another runtime: forget it, do not kill it.
             if !r.adopted { try? Sys.pidfdSendSignal(p.raw, SIGKILL) }
         }
         if !r.adopted { r.cgroup.killAll() }
-        for (_, end) in r.ends {
-            loop.unwatch(end.raw)
-            end.close()
-        }
-        r.ends.removeAll()
+        crashPoint("destroy")
+        closeEnds(r)
         releaseResources(r)
+        crashPoint("destroy")
         unregister(r)
         persistence.remove(r)
         logger.info("container \"\(r.name)\" destroyed")
     }
 
-    /// Rebuild the table from disk after a restart (or a kill -9).
+    /// Stop watching and close every daemon end of its container fds.
+    func closeEnds(_ r: ContainerRecord) {
+        for (_, end) in r.ends {
+            loop.unwatch(end.raw)
+            end.close()
+        }
+        r.ends.removeAll()
+        for c in r.cookies where byCookie[c] === r { byCookie.removeValue(forKey: c) }
+    }
+
+    /// Undo a container that was never handed out (a failed create or adopt).
+    func discardUnfinished(_ r: ContainerRecord, removeCgroup: Bool) {
+        closeEnds(r)
+        if let p = r.initPidfd { loop.unwatch(p.raw) }
+        unregister(r)
+        persistence.remove(r)
+        if removeCgroup { try? r.cgroup.remove(timeoutMs: 0) }
+    }
+
+    /// Rebuild the table from disk after a restart (or a kill -9). Pins are
+    /// checked, not opened (namespaceFD opens them on first use). A record
+    /// that is not whole is removed: a destroy that did not finish, pins
+    /// missing, or a namespace its flags promise that it does not have.
     func restore() {
-        for (r, namespaces) in persistence.load() {
-            for (k, fd) in namespaces {
-                r.namespaces[k] = fd
-                r.namespaceInodes[k] = try? Namespaces.inode(of: fd.raw)
-            }
-            if let mnt = r.namespaces[.mnt] {
-                let root = ccs_open_root_of_mntns(mnt.raw)
-                if root >= 0 { r.root = OwnedFD(root) }
+        for loaded in persistence.load() {
+            let r = loaded.record
+            if let why = loaded.problem ?? missingNamespace(r) ?? (r.destroying ? "its destroy did not finish" : nil) {
+                logger.warning("container \"\(RequestRules.escaped(r.name))\" (id \(r.id)) removed at start: \(why)")
+                if !r.adopted {
+                    r.cgroup.killAll()
+                    removeCgroupSoon(r.cgroup, name: r.name)
+                }
+                persistence.remove(r)
+                nextID = max(nextID, r.id + 1)
+                continue
             }
             register(r)
+            if r.state == .created && !r.adopted && !r.cgroup.members().isEmpty {
+                // A fork_into_container whose commit never reached the disk:
+                // its process is not the record's init. The container stays
+                // "created" and whole; the unrecorded process goes.
+                logger.warning("container \"\(RequestRules.escaped(r.name))\": killing processes of an unrecorded start")
+                r.cgroup.killAll()
+            }
             if r.state == .running {
                 // Trust the saved pid only through a pidfd whose process has
                 // the saved start time.
@@ -125,12 +162,30 @@ extension Broker {
                    ProcInfo.startTime(pid: r.initPid) == r.initStartTime,
                    ccs_pidfd_pid(fd.raw) == r.initPid {
                     r.initPidfd = fd
-                    try? loop.watch(fd.raw) { [unowned self, unowned r] _ in self.initExited(r) }
+                    try? loop.watch(fd.raw) { [weak self, weak r] _ in if let self, let r { self.initExited(r) } }
                 } else {
                     initExited(r)
                 }
             }
-            logger.info("restored container \"\(r.name)\" (id \(r.id), \(r.state.name))")
+            logger.info("restored container \"\(RequestRules.escaped(r.name))\" (id \(r.id), \(r.state.name))")
         }
+    }
+
+    /// A namespace that the record's flags promise and its pins lack, for a
+    /// container whose init has not exited (then they are released).
+    func missingNamespace(_ r: ContainerRecord) -> String? {
+        guard r.state != .exited, !r.adopted else { return nil }
+        let promised: [(UInt32, NamespaceKind)] = [
+            (ContainerFlags.newUserNS, .user), (ContainerFlags.newFSNS, .mnt), (ContainerFlags.newEmptyFSNS, .mnt),
+            (ContainerFlags.newUTSNS, .uts), (ContainerFlags.newIPCNS, .ipc), (ContainerFlags.newNetNS, .net),
+            (ContainerFlags.newTimeNS, .time),
+        ]
+        for (flag, kind) in promised where r.flags & flag != 0 && r.pins[kind] == nil {
+            return "its flags promise a \(kind.rawValue) namespace and none is pinned"
+        }
+        if r.state == .running && r.flags & ContainerFlags.newPIDNS != 0 && r.pins[.pid] == nil {
+            return "its init runs but its pid namespace is not pinned"
+        }
+        return nil
     }
 }

@@ -8,10 +8,19 @@ import Glibc
 /// The on-disk form of the container table, so a daemon restart (even after
 /// kill -9) loses nothing:
 ///
-///   <state>/containers/c<id>/record     fields of ContainerRecord.persistedFields
-///   <state>/containers/c<id>/ns/<kind>  a bind mount of the namespace's nsfs file
+///   <state>/containers/c<id>/record          fields of ContainerRecord.persistedFields
+///   <state>/containers/c<id>/ns/<kind>-<ino> a bind mount of the namespace's nsfs file
 ///
 /// The bind mounts keep the namespaces alive without any process in them.
+///
+/// Crash consistency: a record file is only ever replaced whole (write to
+/// record.tmp, rename), and it names only pins that exist when it is
+/// written: pins are made before the record that names them, and a pin is
+/// removed only after a record that no longer names it is on disk. So at any
+/// kill -9, the record on disk (if any) names pins that exist. At start,
+/// pins no record names are removed, a directory without a record is a
+/// creation that never finished (removed with its cgroup), and a record
+/// whose pins are missing is torn (Broker.restore removes it).
 struct Persistence {
     let config: BrokerConfig
 
@@ -23,6 +32,7 @@ struct Persistence {
 
     /// The record is not fsync'd: it describes namespace bind mounts that
     /// do not survive a reboot either; it must survive ctrobjd, which it does.
+    /// Pins the new record no longer names are removed after it is written.
     func save(_ r: ContainerRecord) throws {
         let d = dir(r)
         let text = String(decoding: Message("record", r.persistedFields).encoded(), as: UTF8.self)
@@ -32,39 +42,45 @@ struct Persistence {
             try makeDirectory(r.directoryName)
             try Sys.writeFileAtomically("\(d)/record", text)
         }
-    }
-
-    /// Pin a namespace with a bind mount of its nsfs file.
-    func pin(_ r: ContainerRecord, _ kind: NamespaceKind, _ fd: CInt) throws {
-        try pin(directory: r.directoryName, kind, fd)
+        for name in r.stalePins where !r.pins.values.contains(name) { unpin(directory: r.directoryName, name) }
+        r.stalePins.removeAll()
     }
 
     func makeDirectory(_ name: String) throws {
-        try Sys.mkdir("\(config.containersDir)/\(name)", 0o700)
-        try Sys.mkdir("\(config.containersDir)/\(name)/ns", 0o700)
+        let d = "\(config.containersDir)/\(name)"
+        if mkdir(d, 0o700) < 0 && errno != EEXIST { throw ContainerError.sys("mkdir \(d)") }
+        if mkdir("\(d)/ns", 0o700) < 0 && errno != EEXIST { throw ContainerError.sys("mkdir \(d)/ns") }
     }
 
-    func pin(directory name: String, _ kind: NamespaceKind, _ fd: CInt) throws {
-        let path = "\(config.containersDir)/\(name)/ns/\(kind.rawValue)"
+    /// Pin a namespace with a bind mount of its nsfs file; returns the pin's name.
+    func pin(directory name: String, _ kind: NamespaceKind, _ fd: CInt) throws -> String {
+        let ino = try Namespaces.inode(of: fd)
+        let pinName = "\(kind.rawValue)-\(ino)"
+        let path = "\(config.containersDir)/\(name)/ns/\(pinName)"
         if Sys.exists(path) {
-            _ = ccs_umount_detach(path) // replacing a shared-in namespace
+            if (try? Namespaces.inode(ofPath: path)) == ino { return pinName } // pinned already
+            _ = ccs_umount_detach(path)
         } else {
             let f = try Sys.open(path, O_WRONLY | O_CREAT, 0o600)
             f.close()
         }
         if ccs_bind_mount_fd(fd, path) < 0 {
-            throw ContainerError.sys("mount --bind \(kind.rawValue) namespace to \(path)")
+            let e = errno
+            unlink(path)
+            throw ContainerError.sys("mount --bind \(kind.rawValue) namespace to \(path)", e)
         }
+        return pinName
     }
 
-    func unpin(_ r: ContainerRecord, _ kind: NamespaceKind) {
-        unpin(directory: r.directoryName, kind)
-    }
-
-    func unpin(directory name: String, _ kind: NamespaceKind) {
-        let path = "\(config.containersDir)/\(name)/ns/\(kind.rawValue)"
+    func unpin(directory name: String, _ pinName: String) {
+        let path = "\(config.containersDir)/\(name)/ns/\(pinName)"
         _ = ccs_umount_detach(path)
         unlink(path)
+    }
+
+    /// The pinned namespace, opened.
+    func open(directory name: String, _ pinName: String) throws -> OwnedFD {
+        try Sys.open("\(config.containersDir)/\(name)/ns/\(pinName)", O_RDONLY)
     }
 
     /// Drop every pinned namespace and the record's directory.
@@ -72,32 +88,51 @@ struct Persistence {
 
     func remove(directory name: String) {
         let d = "\(config.containersDir)/\(name)"
-        for kind in NamespaceKind.allCases where Sys.exists("\(d)/ns/\(kind.rawValue)") {
-            unpin(directory: name, kind)
-        }
+        for pinName in Sys.listDirectory("\(d)/ns") { unpin(directory: name, pinName) }
         rmdir("\(d)/ns")
         unlink("\(d)/record")
         unlink("\(d)/record.tmp")
         rmdir(d)
     }
 
-    /// Every record on disk, with its pinned namespaces opened.
-    func load() -> [(ContainerRecord, [NamespaceKind: OwnedFD])] {
-        var out: [(ContainerRecord, [NamespaceKind: OwnedFD])] = []
+    struct Loaded {
+        let record: ContainerRecord
+        /// Set when the record names a pin that is not there (torn).
+        let problem: String?
+    }
+
+    /// Every record on disk, its pins checked (stat, no fd kept) and pins
+    /// it does not name removed. Unreadable records are skipped (the
+    /// directory is then an orphan for removeOrphans).
+    func load() -> [Loaded] {
+        var out: [Loaded] = []
         for entry in Sys.listDirectory(config.containersDir) where entry.hasPrefix("c") {
             let d = "\(config.containersDir)/\(entry)"
             guard let text = try? Sys.readFile("\(d)/record"),
                   let m = try? Message.decode(Array(text.utf8)),
-                  let r = try? ContainerRecord.fromPersisted(m, layout: config.cgroupLayout) else { continue }
-            var ns: [NamespaceKind: OwnedFD] = [:]
-            for k in (m["namespaces"] ?? "").split(separator: ",") {
-                guard let kind = NamespaceKind(rawValue: String(k)),
-                      let fd = try? Sys.open("\(d)/ns/\(kind.rawValue)", O_RDONLY) else { continue }
-                ns[kind] = fd
+                  let r = try? ContainerRecord.fromPersisted(m, layout: config.cgroupLayout),
+                  r.directoryName == entry else { continue }
+            unlink("\(d)/record.tmp")
+            var problem: String?
+            for pinName in (m["namespaces"] ?? "").split(separator: ",").map(String.init) {
+                let kindName = pinName.split(separator: "-").first.map(String.init) ?? pinName
+                guard let kind = NamespaceKind(rawValue: kindName), r.pins[kind] == nil else {
+                    problem = "bad namespace entry \"\(pinName)\""
+                    continue
+                }
+                guard let ino = try? Namespaces.inode(ofPath: "\(d)/ns/\(pinName)") else {
+                    problem = "its \(kind.rawValue) namespace pin \(pinName) is missing"
+                    continue
+                }
+                r.pins[kind] = pinName
+                r.namespaceInodes[kind] = ino
             }
-            out.append((r, ns))
+            let named = Set(r.pins.values)
+            for pinName in Sys.listDirectory("\(d)/ns") where !named.contains(pinName) {
+                unpin(directory: entry, pinName)
+            }
+            out.append(Loaded(record: r, problem: problem))
         }
         return out
     }
 }
-

@@ -22,6 +22,8 @@ struct Spare {
     let idBase: UInt32?
     let cgroup: CgroupSet
     let namespaces: [NamespaceKind: OwnedFD]
+    /// Their pins' names in the spare's directory, c<id>/ns.
+    let pins: [NamespaceKind: String]
     let root: OwnedFD?
 }
 
@@ -112,8 +114,9 @@ func makeSpare(_ key: UInt32, id: UInt64, idBase: UInt32?, config: BrokerConfig,
             name: "(spare c\(id))", flags: key, creatorUID: 0, creatorGID: 0, idBase: idBase)
         let dir = "c\(id)"
         try persistence.makeDirectory(dir)
-        for (kind, fd) in made.namespaces { try persistence.pin(directory: dir, kind, fd.raw) }
-        return Spare(id: id, idBase: idBase, cgroup: cgroup, namespaces: made.namespaces, root: made.root)
+        var pins: [NamespaceKind: String] = [:]
+        for (kind, fd) in made.namespaces { pins[kind] = try persistence.pin(directory: dir, kind, fd.raw) }
+        return Spare(id: id, idBase: idBase, cgroup: cgroup, namespaces: made.namespaces, pins: pins, root: made.root)
     } catch {
         persistence.remove(directory: "c\(id)")
         try? cgroup.remove(timeoutMs: 0)

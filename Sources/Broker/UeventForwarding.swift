@@ -60,11 +60,11 @@ extension Broker {
     /// namespace appears and close it with the last; a failure is logged and
     /// ctrobjd serves on without forwarding.
     func updateUeventMonitor() {
-        let wanted = byID.values.contains { !$0.grantedDevices.isEmpty && $0.namespaces[.net] != nil }
+        let wanted = byID.values.contains { !$0.grantedDevices.isEmpty && $0.pins[.net] != nil }
         if wanted, uevents.monitor == nil {
             do {
                 let m = try UeventMonitor()
-                try loop.watch(m.fd) { [unowned self] _ in self.ueventsReady() }
+                try loop.watch(m.fd) { [weak self] _ in self?.ueventsReady() }
                 uevents.monitor = m
                 logger.info("uevents: monitoring the kernel's uevents for granted devices")
             } catch {
@@ -107,7 +107,7 @@ extension Broker {
     }
 
     func forward(_ ev: Uevent) {
-        let holders = byID.values.filter { !$0.grantedDevices.isEmpty && $0.namespaces[.net] != nil }
+        let holders = byID.values.filter { !$0.grantedDevices.isEmpty && $0.pins[.net] != nil }
         if let n = ev.name, holders.contains(where: { $0.grantedDevices.contains(n) }) {
             uevents.devpaths[n] = ev.devpath
         }
@@ -148,7 +148,7 @@ extension Broker {
     /// the host's uevents itself).
     func ueventTarget(_ r: ContainerRecord) -> UeventForwarding.Target? {
         if let t = uevents.targets[r.id] { return t }
-        guard let net = r.namespaces[.net], let ino = r.namespaceInodes[.net],
+        guard let net = try? namespaceFD(r, .net), let ino = r.namespaceInodes[.net],
               ino != Namespaces.inode(pid: getpid(), kind: .net) else { return nil }
         let s = ccs_socket_in_netns(net.raw, AF_NETLINK, CInt(SOCK_RAW.rawValue), UeventForwarding.netlinkKobjectUevent)
         if s < 0 {
@@ -164,7 +164,7 @@ extension Broker {
             let o = owner.flatMap { byNamespace[$0] }.flatMap { $0.namespaceInodes[.user] == owner ? $0 : nil } ?? r
             uid = o.rootHostID
             // An unprivileged creator's user namespace maps 0 to its own uid and gid.
-            gid = o.idBase == nil && !o.adopted && o.namespaces[.user] != nil ? o.ownerGid : o.rootHostID
+            gid = o.idBase == nil && !o.adopted && o.pins[.user] != nil ? o.ownerGid : o.rootHostID
         }
         let t = UeventForwarding.Target(socket: sock, initialUserNSOwned: initialOwned, uid: uid, gid: gid)
         uevents.targets[r.id] = t

@@ -20,7 +20,8 @@ extension Broker {
         let path = "\(config.stateDir)/upcall.sock"
         let fd = try Sys.listenUnix(path, type: SOCK_SEQPACKET, mode: 0o600, nonblocking: true)
         upcallListener = fd
-        try loop.watch(fd.raw) { [unowned self] _ in
+        try loop.watch(fd.raw) { [weak self] _ in
+            guard let self else { return }
             while true {
                 let c = ccs_accept(fd.raw)
                 if c < 0 { return }
@@ -54,7 +55,7 @@ extension Broker {
         }
         connections[fd.raw] = conn
         do {
-            try loop.watch(fd.raw) { [unowned self] _ in self.upcallReadable(conn) }
+            try loop.watch(fd.raw) { [weak self] _ in self?.upcallReadable(conn) }
         } catch {
             connections.removeValue(forKey: fd.raw)
         }

@@ -10,6 +10,9 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 
 struct ccs_report {
 	char tag;     /* 'U' 'R' 'P' 'O' 'E' 'M' 'X' */
@@ -69,6 +72,55 @@ static inline int ccs_join_cgroups(const int *fds, int count)
 			return -1;
 	}
 	return 0;
+}
+
+/* A non-root caller's child joins the container's cgroup by asking ctrobjd
+ * (op "cgroup.join" with the container fd, on a connection of its own; the
+ * daemon moves the peer, i.e. this process). Raw syscalls only. 0, or -1
+ * with the errno ctrobjd answered (EPROTO if the answer is unreadable). */
+static inline int ccs_child_cgroup_join(int container_fd, const char *path)
+{
+	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -1;
+	struct sockaddr_un a;
+	memset(&a, 0, sizeof(a));
+	a.sun_family = AF_UNIX;
+	for (size_t i = 0; i < sizeof(a.sun_path) - 1 && path[i]; i++)
+		a.sun_path[i] = path[i];
+	struct timeval tv = { 30, 0 };
+	(void)setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	int rc;
+	do {
+		rc = connect(s, (struct sockaddr *)&a, sizeof(a));
+	} while (rc < 0 && errno == EINTR);
+	static const char req[] = "cgroup.join\n";
+	char buf[512];
+	ssize_t n = -1;
+	if (rc == 0 && ccs_send_with_fds(s, req, sizeof(req) - 1, &container_fd, 1) >= 0) {
+		do {
+			n = recv(s, buf, sizeof(buf) - 1, 0);
+		} while (n < 0 && errno == EINTR);
+	}
+	int e = errno;
+	close(s);
+	if (n < 0) {
+		errno = e;
+		return -1;
+	}
+	buf[n < 0 ? 0 : n] = 0;
+	if (n >= 3 && buf[0] == 'o' && buf[1] == 'k' && buf[2] == '\n')
+		return 0;
+	int err = 0;
+	for (ssize_t i = 0; i + 7 <= n; i++) {
+		if ((i == 0 || buf[i - 1] == '\n') && memcmp(buf + i, "errno=", 6) == 0) {
+			for (ssize_t k = i + 6; k < n && buf[k] >= '0' && buf[k] <= '9'; k++)
+				err = err * 10 + (buf[k] - '0');
+			break;
+		}
+	}
+	errno = err > 0 && err < 4096 ? err : EPROTO;
+	return -1;
 }
 
 #endif

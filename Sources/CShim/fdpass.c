@@ -113,3 +113,23 @@ ssize_t ccs_peek_size(int sock)
 	} while (n < 0 && errno == EINTR);
 	return n;
 }
+
+int ccs_peer_hung_up(int sock)
+{
+	struct pollfd p = { .fd = sock, .events = POLLRDHUP };
+	int r;
+	do {
+		r = poll(&p, 1, 0);
+	} while (r < 0 && errno == EINTR);
+	return r > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+ssize_t ccs_discard_datagram(int sock)
+{
+	char c;
+	ssize_t n;
+	do {
+		n = recv(sock, &c, 0, MSG_DONTWAIT | MSG_TRUNC);
+	} while (n < 0 && errno == EINTR);
+	return n;
+}

@@ -172,3 +172,101 @@ int ccs_open_root_of_mntns(int mntns_fd)
 	}
 	return fd;
 }
+
+/* ---- work done with a caller's credentials, on a thread of its own ---- */
+
+/* setresgid, setgroups(0), setresuid on this thread only (raw syscalls;
+ * glibc's wrappers would change every thread). Going from uid 0 to another
+ * uid clears the thread's capabilities. */
+static int become_on_thread(int64_t uid, int64_t gid)
+{
+	if (uid < 0)
+		return 0;
+	if (syscall(SYS_setgroups, 0, NULL) < 0)
+		return -1;
+	if (syscall(SYS_setresgid, (gid_t)gid, (gid_t)gid, (gid_t)gid) < 0)
+		return -1;
+	if (syscall(SYS_setresuid, (uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)
+		return -1;
+	return 0;
+}
+
+struct socket_as_job {
+	int netns_fd, domain, type, protocol;
+	int64_t uid, gid;
+	int result, err;
+};
+
+static void *socket_as_thread(void *arg)
+{
+	struct socket_as_job *j = arg;
+	if (j->netns_fd >= 0 && setns(j->netns_fd, CLONE_NEWNET) < 0) {
+		j->err = errno;
+		return NULL;
+	}
+	if (become_on_thread(j->uid, j->gid) < 0) {
+		j->err = errno;
+		return NULL;
+	}
+	j->result = socket(j->domain, j->type | SOCK_CLOEXEC, j->protocol);
+	if (j->result < 0)
+		j->err = errno;
+	return NULL; /* the thread ends here, with its namespace and ids */
+}
+
+int ccs_socket_as(int netns_fd, int64_t uid, int64_t gid, int domain, int type, int protocol)
+{
+	struct socket_as_job j = { netns_fd, domain, type, protocol, uid, gid, -1, 0 };
+	pthread_t t;
+	int rc = pthread_create(&t, NULL, socket_as_thread, &j);
+	if (rc) {
+		errno = rc;
+		return -1;
+	}
+	pthread_join(t, NULL);
+	if (j.result < 0)
+		errno = j.err;
+	return j.result;
+}
+
+struct signal_as_job {
+	uid_t uid;
+	gid_t gid;
+	const pid_t *pids;
+	int n, sig, done, err;
+};
+
+static void *signal_as_thread(void *arg)
+{
+	struct signal_as_job *j = arg;
+	if (become_on_thread(j->uid, j->gid) < 0) {
+		j->err = errno;
+		return NULL;
+	}
+	for (int i = 0; i < j->n; i++) {
+		int fd = ccs_pidfd_open(j->pids[i], 0);
+		if (fd < 0)
+			continue;
+		if (ccs_pidfd_send_signal(fd, j->sig) == 0)
+			j->done++;
+		close(fd);
+	}
+	return NULL;
+}
+
+int ccs_signal_pids_as(uid_t uid, gid_t gid, const pid_t *pids, int n, int sig)
+{
+	struct signal_as_job j = { uid, gid, pids, n, sig, 0, 0 };
+	pthread_t t;
+	int rc = pthread_create(&t, NULL, signal_as_thread, &j);
+	if (rc) {
+		errno = rc;
+		return -1;
+	}
+	pthread_join(t, NULL);
+	if (j.err) {
+		errno = j.err;
+		return -1;
+	}
+	return j.done;
+}

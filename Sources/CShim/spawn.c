@@ -44,8 +44,12 @@ static int join_namespaces(const struct ccs_join_plan *p)
 {
 	if (p->die_with_parent)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (ccs_join_cgroups(p->cgroup_procs_fds, p->cgroup_count) < 0)
+	if (p->join_via_daemon) {
+		if (ccs_child_cgroup_join(p->join_container_fd, p->daemon_path) < 0)
+			return CCS_STAGE_CGROUP;
+	} else if (ccs_join_cgroups(p->cgroup_procs_fds, p->cgroup_count) < 0) {
 		return CCS_STAGE_CGROUP;
+	}
 	if (p->userns_fd >= 0 && setns(p->userns_fd, CLONE_NEWUSER) < 0)
 		return CCS_STAGE_USERNS;
 	for (int i = 0; i < p->ns_count; i++)
@@ -178,6 +182,15 @@ static int can_share_memory(const struct ccs_join_plan *p)
 }
 
 #define CCS_CHILD_STACK (256 * 1024)
+
+void ccs_plan_set_cgroup_join(struct ccs_join_plan *p, int container_fd, const char *daemon_path)
+{
+	p->join_via_daemon = 1;
+	p->join_container_fd = container_fd;
+	memset(p->daemon_path, 0, sizeof(p->daemon_path));
+	for (size_t i = 0; i < sizeof(p->daemon_path) - 1 && daemon_path[i]; i++)
+		p->daemon_path[i] = daemon_path[i];
+}
 
 pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
 {

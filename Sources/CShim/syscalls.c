@@ -1,5 +1,6 @@
 /* One wrapper per syscall. Each returns -1 with errno set on failure. */
 #include "cshim.h"
+#include <sys/vfs.h>
 #include "pidfd_info.h"
 
 #include <errno.h>
@@ -238,6 +239,14 @@ int ccs_get_cloexec(int fd)
 	if (flags < 0)
 		return -1;
 	return (flags & FD_CLOEXEC) ? 1 : 0;
+}
+
+long ccs_statfs_type(const char *path)
+{
+	struct statfs fs;
+	if (statfs(path, &fs) < 0)
+		return -1;
+	return (long)fs.f_type;
 }
 
 int ccs_accept(int listen_fd)

@@ -38,13 +38,22 @@ public enum ContainerCalls {
         return ContainerStatus(fields: m.fields)
     }
 
+    /// Every container the caller may see, page by page (a page of list
+    /// holds what fits well under the socket's buffer; `next` asks for more).
     public static func list() throws -> [ContainerStatus] {
-        let (m, _) = try call(Message(Op.list))
-        let n = m.int("count") ?? 0
-        return (0..<n).map { i in
-            var f: [String: String] = [:]
-            for (k, v) in m.fields where k.hasPrefix("\(i).") { f[String(k.dropFirst("\(i).".count))] = v }
-            return ContainerStatus(fields: f)
+        var out: [ContainerStatus] = []
+        var after: UInt64 = 0
+        while true {
+            let (m, _) = try call(Message(Op.list, ["after": "\(after)"]))
+            let n = m.int("count") ?? 0
+            var pages = [[String: String]](repeating: [:], count: max(0, min(n, 100_000)))
+            for (k, v) in m.fields {
+                guard let dot = k.firstIndex(of: "."), let i = Int(k[..<dot]), i >= 0, i < pages.count else { continue }
+                pages[i][String(k[k.index(after: dot)...])] = v
+            }
+            out += pages.map { ContainerStatus(fields: $0) }
+            guard let next = m.uint64("next"), next > after else { return out }
+            after = next
         }
     }
 
@@ -157,11 +166,29 @@ public enum ContainerCalls {
     }
 
     /// chown without following a final symlink (lchown semantics).
+    ///
+    /// chown needs CAP_CHOWN, which a changed fsuid drops: this one runs with
+    /// the caller's own ids. So that a root caller acts as the container's
+    /// root and no more (a file bind-mounted in from the host must not be
+    /// given away through the container), it checks what the kernel checks
+    /// for CAP_CHOWN inside a user namespace: the file's owner and group and
+    /// the new ones must all be mapped into the container's.
     public static func fchownat(_ fd: CInt, _ path: String, uid: uid_t, gid: gid_t) throws {
-        // chown needs CAP_CHOWN, which a changed fsuid drops: this one runs
-        // with the caller's own ids.
-        let root = try root(fd)
+        let (m, fds) = try call(Message(Op.root), [fd])
+        guard let root = fds.first else { throw ContainerError(.protocolError, "root: no fd") }
         let f = try Sys.openat2(root.raw, path, O_PATH | O_NOFOLLOW, 0, resolve: resolveInRoot)
+        if geteuid() == 0, let base = m.uint64("fsuid"), let gbase = m.uint64("fsgid"), let count = m.uint64("idcount") {
+            var st = stat()
+            if fstat(f.raw, &st) < 0 { throw ContainerError.sys("fstat \(path)") }
+            func mapped(_ id: UInt32, _ first: UInt64) -> Bool { UInt64(id) >= first && UInt64(id) < first + count }
+            let none = UInt32.max // chown's -1: leave as it is
+            guard mapped(st.st_uid, base), mapped(st.st_gid, gbase),
+                  uid == none || mapped(uid, base), gid == none || mapped(gid, gbase) else {
+                throw ContainerError(.permission,
+                    "fchownat \(path): the container's root may not: the file (host \(st.st_uid):\(st.st_gid)) or the new owner is not mapped into its user namespace",
+                    errno: EPERM, syscall: "fchownat")
+            }
+        }
         if Glibc.fchownat(f.raw, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 { throw ContainerError.sys("fchownat \(path)") }
     }
 
@@ -202,5 +229,5 @@ public final class PreparedJoin {
     }
 
     /// The C plan; exec fields left empty (return like fork).
-    public func cPlan() -> ccs_join_plan { plan.cPlan(fds: fds) }
+    public func cPlan() -> ccs_join_plan { plan.cPlan(fds: fds, containerFD: containerFD) }
 }

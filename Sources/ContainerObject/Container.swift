@@ -199,7 +199,7 @@ public final class Container {
     }
 
     func spawn(_ spec: ProcessSpec, plan joinPlan: JoinPlan, fds: [OwnedFD], prepared: PreparedJoin?, enter: Bool) throws -> ContainerProcess {
-        var plan = joinPlan.cPlan(fds: fds)
+        var plan = joinPlan.cPlan(fds: fds, containerFD: fd.raw)
         let argv = CStringArray(spec.arguments)
         let envp = CStringArray(spec.environment)
         let path = strdup(spec.path)

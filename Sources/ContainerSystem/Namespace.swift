@@ -1,3 +1,4 @@
+import CShim
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -44,6 +45,21 @@ public enum Namespaces {
     public static func inode(of fd: CInt) throws -> UInt64 {
         var st = stat()
         if fstat(fd, &st) < 0 { throw ContainerError.sys("fstat") }
+        return UInt64(st.st_ino)
+    }
+
+    /// The namespace a pin (a bind mount of an nsfs file) holds; throws
+    /// ENOENT if the path is missing and ESTALE if it is not an nsfs file
+    /// (an empty file whose bind mount is gone, as after a reboot).
+    public static func inode(ofPath path: String) throws -> UInt64 {
+        let type = ccs_statfs_type(path)
+        if type < 0 { throw ContainerError.sys("statfs \(path)") }
+        let nsfsMagic = 0x6e73_6673
+        guard type == nsfsMagic else {
+            throw ContainerError(.notFound, "\(path) is not a namespace (its bind mount is gone)", errno: ESTALE)
+        }
+        var st = stat()
+        if stat(path, &st) < 0 { throw ContainerError.sys("stat \(path)") }
         return UInt64(st.st_ino)
     }
 

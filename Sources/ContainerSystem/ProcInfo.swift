@@ -24,6 +24,31 @@ public enum ProcInfo {
         return nil
     }
 
+    /// Whether the process is in `cgroup` in every hierarchy the set uses
+    /// (/proc/PID/cgroup as ctrobjd's cgroup namespace sees it).
+    public static func isInCgroup(pid: pid_t, _ cgroup: CgroupSet, procRoot: String = "/proc") -> Bool {
+        guard let text = try? Sys.readFile("\(procRoot)/\(pid)/cgroup") else { return false }
+        let want = "/" + cgroup.relativePath
+        let hierarchies = Set(cgroup.layout.hierarchies)
+        let used = Set(cgroup.layout.v1Mounts.filter { hierarchies.contains($0.value) }.keys)
+        var matched = 0
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { continue }
+            let relevant = parts[1].isEmpty ? cgroup.layout.v2Mount != nil
+                                            : parts[1].split(separator: ",").contains { used.contains(String($0)) }
+            guard relevant else { continue }
+            if parts[2] != want { return false }
+            matched += 1
+        }
+        return matched > 0
+    }
+
+    /// The process's pid in its innermost pid namespace (last NSpid field).
+    public static func innermostPid(pid: pid_t, procRoot: String = "/proc") -> pid_t? {
+        statusField(pid: pid, "NSpid", procRoot: procRoot)?.last.flatMap { pid_t($0) }
+    }
+
     public static func comm(pid: pid_t) -> String? {
         (try? Sys.readFile("/proc/\(pid)/comm"))?.trimmingSuffixNewline()
     }

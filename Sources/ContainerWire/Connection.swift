@@ -38,6 +38,12 @@ public final class Connection {
         self.path = path
     }
 
+    /// How long a request may wait for its answer: $CTROBJ_TIMEOUT_MS, else 30 s.
+    public static let defaultTimeoutMs: Int32 = {
+        if let v = getenv("CTROBJ_TIMEOUT_MS"), let ms = Int32(String(cString: v)), ms > 0 { return ms }
+        return 30_000
+    }()
+
     public static func connect(_ path: String = DaemonAddress.socketPath()) throws -> Connection {
         let s = socket(AF_UNIX, CInt(SOCK_SEQPACKET.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
         if s < 0 { throw ContainerError.sys("socket") }
@@ -68,13 +74,13 @@ public final class Connection {
         }
     }
 
-    public func receive(timeoutMs: Int32 = -1) throws -> (Message, [OwnedFD]) {
+    public func receive(timeoutMs: Int32 = Connection.defaultTimeoutMs) throws -> (Message, [OwnedFD]) {
         if timeoutMs >= 0 {
             do { try FDPassing.waitReadable(fd.raw, timeoutMs: timeoutMs) } catch let e as ContainerError where e.errno == ETIMEDOUT {
                 throw ContainerError(.timeout, "ctrobjd did not answer within \(timeoutMs) ms", errno: ETIMEDOUT)
             }
         }
-        guard let (bytes, fds) = try FDPassing.receive(fd.raw) else {
+        guard let (bytes, fds) = try FDPassing.receive(fd.raw, maxFDs: 64) else {
             throw ContainerError(.daemonUnavailable, "ctrobjd hung up without answering", errno: EHOSTDOWN)
         }
         return (try Message.decode(bytes), fds)

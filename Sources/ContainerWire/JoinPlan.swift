@@ -4,7 +4,9 @@ import ContainerSystem
 /// What a process needs to join a container, as ctrobjd hands it out with
 /// fork.prepare. Fields: "userns" (index of the fd or -1), "ns" (comma list
 /// of kind:index), "pidns" (none / new / index), "cgroups" (comma list of
-/// indexes), "root" (1 when the joiner becomes the container's root).
+/// indexes), "root" (1 when the joiner becomes the container's root),
+/// "cgroupjoin" ("request": no cgroup fds; the joiner asks ctrobjd with
+/// op cgroup.join, as a non-root caller must).
 public struct JoinPlan: Sendable, Equatable {
     public enum PidNS: Equatable, Sendable { case none, new, join(Int) }
     public var userns: Int?
@@ -15,9 +17,12 @@ public struct JoinPlan: Sendable, Equatable {
     /// Make the container's cgroup namespace (rooted at its cgroup) here,
     /// for its init: it is born with init, as the pid namespace is.
     public var newCgroupNS: Bool
+    /// Join the cgroup by a cgroup.join request (no cgroup.procs fds).
+    public var cgroupJoinRequest: Bool
 
     public init(userns: Int?, namespaces: [(NamespaceKind, Int)], pidns: PidNS, cgroups: [Int], becomeRoot: Bool,
-                newCgroupNS: Bool = false) {
+                newCgroupNS: Bool = false, cgroupJoinRequest: Bool = false) {
+        self.cgroupJoinRequest = cgroupJoinRequest
         self.userns = userns
         self.namespaces = namespaces
         self.pidns = pidns
@@ -28,7 +33,7 @@ public struct JoinPlan: Sendable, Equatable {
 
     public static func == (a: JoinPlan, b: JoinPlan) -> Bool {
         a.userns == b.userns && a.pidns == b.pidns && a.cgroups == b.cgroups && a.becomeRoot == b.becomeRoot
-            && a.newCgroupNS == b.newCgroupNS
+            && a.newCgroupNS == b.newCgroupNS && a.cgroupJoinRequest == b.cgroupJoinRequest
             && a.namespaces.map { "\($0.0.rawValue):\($0.1)" } == b.namespaces.map { "\($0.0.rawValue):\($0.1)" }
     }
 
@@ -46,6 +51,7 @@ public struct JoinPlan: Sendable, Equatable {
             "cgroups": cgroups.map(String.init).joined(separator: ","),
             "root": becomeRoot ? "1" : "0",
             "cgroupns": newCgroupNS ? "new" : "",
+            "cgroupjoin": cgroupJoinRequest ? "request" : "",
         ]
     }
 
@@ -73,14 +79,17 @@ public struct JoinPlan: Sendable, Equatable {
         cgroups = try (m["cgroups"] ?? "").split(separator: ",").map { try index($0) }
         becomeRoot = m["root"] == "1"
         newCgroupNS = m["cgroupns"] == "new"
+        cgroupJoinRequest = m["cgroupjoin"] == "request"
     }
 }
 
 extension JoinPlan {
     /// The C plan for ccs_join_fork, its fds taken from `fds` (which must
-    /// stay open until the fork returns). Exec fields are left empty.
-    public func cPlan(fds: [OwnedFD]) -> ccs_join_plan {
+    /// stay open until the fork returns). Exec fields are left empty. A plan
+    /// that joins by cgroup.join needs the container fd and the daemon's socket.
+    public func cPlan(fds: [OwnedFD], containerFD: CInt = -1, daemonPath: String = DaemonAddress.socketPath()) -> ccs_join_plan {
         var p = ccs_join_plan()
+        if cgroupJoinRequest { ccs_plan_set_cgroup_join(&p, containerFD, daemonPath) }
         p.userns_fd = userns.map { fds[$0].raw } ?? -1
         withUnsafeMutableBytes(of: &p.ns_fds) { raw in
             let a = raw.bindMemory(to: CInt.self)

@@ -19,8 +19,15 @@
 /// | destroy       | -                                      | container fd           | -                            | -                   |
 /// | adopt         | name                                   | pidfd of the process   | id                           | container fd        |
 /// | policy        | core (file/drop), modules (a,b,c), devices (loop3,veth1) | container fd | core, modules, devices | -                |
-/// | list          | -                                      | -                      | count, c.N = status line     | -                   |
+/// | list          | after (an id; paging)                  | -                      | count, N.field, next         | -                   |
+/// | cgroup.join   | -                                      | container fd           | -                            | -                   |
 ///
+/// What each op accepts (field types and ranges, fd counts) is checked by
+/// RequestRules before any handler runs. A page of list holds the entries
+/// after the id `after`; `next` names the id to pass for the next page.
+/// cgroup.join moves the connection's own peer process (SO_PEERPIDFD) into
+/// the container's cgroups: a non-root caller's child joins that way, since
+/// cgroup.procs fds opened by ctrobjd would let it move any process.
 /// fork.prepare reserves the container for the connection that sent it,
 /// until fork.commit or fork.abort on that connection; if the connection
 /// closes first, the container goes back to "created".
@@ -46,6 +53,7 @@ public enum Op {
     public static let policy = "policy"
     public static let adopt = "adopt"
     public static let list = "list"
+    public static let cgroupJoin = "cgroup.join"
 }
 
 /// The uapi flag values (container.h).

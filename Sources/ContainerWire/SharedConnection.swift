@@ -76,6 +76,11 @@ public enum SharedConnection {
                 state.conn = nil // ctrobjd went away since: one new connection
                 state.unanswered = 0
                 continue
+            } catch let e as ContainerError where e.code == .timeout {
+                // A late answer would be read as the next request's: start afresh.
+                state.conn = nil
+                state.unanswered = 0
+                throw e
             }
         }
         throw ContainerError(.daemonUnavailable, "ctrobjd is not answering at \(path)", errno: EHOSTDOWN)

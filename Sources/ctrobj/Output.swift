@@ -28,7 +28,7 @@ func table(_ rows: [[String]]) -> String {
 
 func describe(_ s: ContainerStatus) -> String {
     var lines = [
-        "name:     \(s.name)", "id:       \(s.id)", "state:    \(s.state.name)",
+        "name:     \(RequestRules.escaped(s.name))", "id:       \(s.id)", "state:    \(s.state.name)",
         "flags:    \(ContainerFlags.describe(s.flags))", "init pid: \(s.initPid == 0 ? "-" : "\(s.initPid)")",
         "owner:    uid \(s.owner)", "cgroup:   \(s.cgroup)",
     ]

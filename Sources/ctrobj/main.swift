@@ -18,7 +18,7 @@ struct Ctrobj: ParsableCommand {
 /// Run a command body and turn ContainerError into one line and exit 1.
 func guarded(_ body: () throws -> Void) throws {
     do { try body() } catch let e as ContainerError {
-        printErr("ctrobj: \(e.message)")
+        printErr("ctrobj: \(RequestRules.escaped(e.message))")
         throw ExitCode(1)
     }
 }
@@ -74,7 +74,8 @@ struct List: ParsableCommand {
             }
             var rows = [["NAME", "ID", "STATE", "INIT", "OWNER", "FLAGS"]]
             for s in all {
-                rows.append([s.name, "\(s.id)", s.state.name, s.initPid == 0 ? "-" : "\(s.initPid)", "\(s.owner)",
+                // A name is the owner's text: never raw bytes on root's terminal.
+                rows.append([RequestRules.escaped(s.name), "\(s.id)", s.state.name, s.initPid == 0 ? "-" : "\(s.initPid)", "\(s.owner)",
                              ContainerFlags.describe(s.flags)])
             }
             print(table(rows))

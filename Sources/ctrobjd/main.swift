@@ -27,6 +27,19 @@ struct CtrobjD: ParsableCommand {
     @Flag(help: "Do not keep pre-made namespaces for root's next create.")
     var noPrewarm = false
 
+    @Option(help: "Live containers one uid (other than root) may have.")
+    var maxContainersPerUid = 256
+
+    @Option(help: "Open connections one uid (other than root) may have.")
+    var maxConnectionsPerUid = 64
+
+    @Option(help: "Bytes of unread replies queued for one connection before it is dropped.")
+    var maxQueuedBytes = 1 << 20
+
+    @Option(help: ArgumentHelp("Fault injection for tests: kill -9 ctrobjd at the Nth crash point of OP (create, fork, setns, destroy, adopt).",
+                               valueName: "OP:N", visibility: .hidden))
+    var crashAt: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
@@ -42,6 +55,20 @@ struct CtrobjD: ParsableCommand {
         }
         var config = BrokerConfig(stateDir: stateDir, cgroupParent: cgroupParent, idRangeBase: idBase, idRangeSize: idSize)
         config.prewarm = !noPrewarm
+        guard maxContainersPerUid >= 0, maxConnectionsPerUid >= 1, maxQueuedBytes >= 65536 else {
+            throw ValidationError("limits: --max-containers-per-uid >= 0, --max-connections-per-uid >= 1, --max-queued-bytes >= 65536")
+        }
+        config.maxContainersPerUID = maxContainersPerUid
+        config.maxConnectionsPerUID = maxConnectionsPerUid
+        config.maxQueuedBytes = maxQueuedBytes
+        if let crashAt {
+            let parts = crashAt.split(separator: ":")
+            guard parts.count == 2, let n = Int(parts[1]), n >= 1,
+                  ["create", "fork", "setns", "destroy", "adopt"].contains(String(parts[0])) else {
+                throw ValidationError("--crash-at OP:N, OP one of create, fork, setns, destroy, adopt, N >= 1")
+            }
+            config.crashAt = (String(parts[0]), n)
+        }
         do {
             let broker = try Broker(config: config, logger: logger)
             try broker.start()

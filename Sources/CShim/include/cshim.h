@@ -19,6 +19,13 @@
 extern "C" {
 #endif
 
+/* ---- named constants the Swift side uses ----------------------------- */
+#define CCS_MS_BIND 4096UL          /* MS_BIND */
+#define CCS_MS_REC 16384UL          /* MS_REC */
+#define CCS_OPEN_TREE_CLONE 1U      /* OPEN_TREE_CLONE */
+#define CCS_AT_EMPTY_PATH 0x1000U   /* AT_EMPTY_PATH */
+#define CCS_AT_RECURSIVE 0x8000U    /* AT_RECURSIVE */
+
 /* ---- plain syscalls (syscalls.c) ------------------------------------- */
 int ccs_pidfd_open(pid_t pid, unsigned int flags);
 /* A pidfd of the task tid, a thread or a process (PIDFD_THREAD, 6.9+; before
@@ -45,6 +52,8 @@ int ccs_peer_pidfd(int sockfd);
 int ccs_peer_cred(int sockfd, pid_t *pid, uid_t *uid, gid_t *gid);
 int ccs_seqpacket_pair(int fds[2]);
 int ccs_bind_mount_fd(int fd, const char *target);
+/* statfs(2)'s f_type of path (NSFS_MAGIC, CGROUP2_SUPER_MAGIC, ...). */
+long ccs_statfs_type(const char *path);
 int ccs_umount_detach(const char *target);
 int ccs_write_all(int fd, const void *buf, size_t len);
 int ccs_set_cloexec(int fd, int on);
@@ -60,6 +69,11 @@ void ccs_swap_fsids(uid_t uid, gid_t gid, uid_t *old_uid, gid_t *old_gid);
 
 /* ---- fd passing (fdpass.c) -------------------------------------------- */
 /* Send len bytes with nfds fds attached (SCM_RIGHTS). MSG_NOSIGNAL. */
+/* 1 when the peer of a stream/seqpacket socket has hung up (POLLRDHUP,
+ * POLLHUP or POLLERR now), else 0. */
+int ccs_peer_hung_up(int sock);
+/* Take the next datagram off sock and drop it (its fds are closed). */
+ssize_t ccs_discard_datagram(int sock);
 ssize_t ccs_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
 /* Receive one message; fds arrive CLOEXEC. At most maxfds are kept in fds
  * and *nfds set; any beyond that are closed (and MSG_CTRUNC is an error). */
@@ -131,7 +145,16 @@ struct ccs_join_plan {
 	                               (EOF without a byte: _exit(127)) */
 	int new_pgrp;               /* setpgid(0, 0) before exec, so that a timeout
 	                               can kill what the program started too */
+	/* Joining the cgroup without cgroup.procs fds (a non-root caller): the
+	 * child connects to ctrobjd at daemon_path and sends "cgroup.join" with
+	 * join_container_fd; ctrobjd moves the child itself. Only when
+	 * join_via_daemon is 1 (a zeroed plan does not). */
+	int join_via_daemon;
+	int join_container_fd;
+	char daemon_path[108];
 };
+/* Set the cgroup.join part of a plan (path truncated to sun_path's size). */
+void ccs_plan_set_cgroup_join(struct ccs_join_plan *p, int container_fd, const char *daemon_path);
 /* Steps reported on failure (the child's stage, with its errno). */
 enum ccs_stage {
 	CCS_STAGE_FORK = 1, CCS_STAGE_CGROUP, CCS_STAGE_USERNS, CCS_STAGE_SETNS,
@@ -156,6 +179,14 @@ int ccs_msg_join_plan(const char *msg, size_t len, const int *fds, int nfds, str
 /* ---- one-off jobs in a container's namespaces (nsjobs.c) -------------- */
 /* A socket in the network ns of netns_fd, made on a fresh pthread. */
 int ccs_socket_in_netns(int netns_fd, int domain, int type, int protocol);
+/* The same with a caller's credentials: the thread joins netns_fd (if >= 0)
+ * and, if uid >= 0, drops to uid/gid with no groups and no capabilities
+ * (raw setres[ug]id: this thread only) before socket(2). */
+int ccs_socket_as(int netns_fd, int64_t uid, int64_t gid, int domain, int type, int protocol);
+/* Signal pids[0..n) through pidfds from a thread running as uid/gid (no
+ * groups, no capabilities): the kernel's kill permission check is the
+ * caller's. Returns how many were signalled. */
+int ccs_signal_pids_as(uid_t uid, gid_t gid, const pid_t *pids, int n, int sig);
 /* Run a mount inside a container: a child joins userns_fd (if >= 0 and
  * as_container_root) and mntns_fd, (pidns_fd: fork once more to be in it),
  * then either moves tree_fd onto target (tree_fd >= 0) or mounts

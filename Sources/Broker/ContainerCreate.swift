@@ -1,0 +1,253 @@
+import CShim
+import ContainerSystem
+import ContainerWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// container_create, adopt, container_open and list: the requests that make
+/// or find a container by name.
+///
+/// The order of create is what keeps it crash-consistent (Persistence.swift):
+/// cgroup, namespaces, pins in c<id>/ns, and only then the record; a crash
+/// before the record leaves a directory without one, which the next start
+/// removes with its cgroup.
+extension Broker {
+    /// fds a container may hold here: namespaces (up to 8), its root, its
+    /// cgroup.procs files (one per hierarchy), daemon ends, init's pidfd.
+    /// Creates are refused while fewer than this many fds (and a reserve for
+    /// connections and work) are left under RLIMIT_NOFILE.
+    static let fdsPerContainer = 24
+    static let fdReserve = 64
+
+    func createRequest(_ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
+        var reply = try create(m, conn: conn)
+        // "prepare": create and fork.prepare in one request, for a caller
+        // that starts init right away (Container.run); the container fd
+        // comes first, the plan's fds after it.
+        if m["prepare"] == "1", let r = byName[m["name"] ?? ""] {
+            let prepared = try forkPrepare(r, mode: "init", conn: conn)
+            reply.message.fields.merge(prepared.message.fields) { a, _ in a }
+            reply.fds += prepared.fds
+        }
+        return reply
+    }
+
+    /// Refuse a new container for a uid at its limit, or when ctrobjd is
+    /// short of fds (the lowest free fd number says how many are in use).
+    func admit(uid: uid_t, name: String, action: String) throws {
+        if uid != 0 && (containersPerUID[uid] ?? 0) >= config.maxContainersPerUID {
+            throw ContainerError(.busy,
+                "container \"\(name)\": \(action): uid \(uid) has \(config.maxContainersPerUID) containers, its limit (ctrobjd --max-containers-per-uid)",
+                errno: EDQUOT)
+        }
+        var lim = rlimit()
+        _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+        let probe = dup(0)
+        if probe >= 0 { close(probe) }
+        if probe < 0 || UInt64(probe) + UInt64(Self.fdsPerContainer + Self.fdReserve) > UInt64(lim.rlim_cur) {
+            throw ContainerError(.system,
+                "container \"\(name)\": \(action): ctrobjd is near its file descriptor limit (\(lim.rlim_cur)); destroy containers or raise it",
+                errno: EMFILE)
+        }
+    }
+
+    func create(_ m: Message, conn: ClientConnection) throws -> Reply {
+        let name = m["name"] ?? ""
+        guard let flags = m.uint64("flags").flatMap({ UInt32(exactly: $0) }) else {
+            throw ContainerError(.invalidArgument, "container_create: flags missing")
+        }
+        try Creator.validate(name: name, flags: flags)
+        if byName[name] != nil {
+            throw ContainerError(.exists, "container \"\(name)\": container_create: the name is taken")
+        }
+        if conn.uid != 0 && flags & ContainerFlags.newUserNS == 0 {
+            throw ContainerError(.permission,
+                "container \"\(name)\": container_create: uid \(conn.uid) is not root: an unprivileged caller must ask for CONTAINER_NEW_USER_NS")
+        }
+        try admit(uid: conn.uid, name: name, action: "container_create")
+        if conn.uid == 0, let spare = takeSpare(flags: flags) {
+            return try create(name: name, flags: flags, conn: conn, spare: spare)
+        }
+        let id = nextID
+        nextID += 1
+        let idBase: UInt32? = (conn.uid == 0 && flags & ContainerFlags.newUserNS != 0) ? try allocateIDBase() : nil
+        let cgroup = CgroupSet(layout: config.cgroupLayout, relativePath: "\(config.cgroupParent)/c\(id)")
+        do {
+            try cgroup.create()
+        } catch let e as ContainerError {
+            try? cgroup.remove(timeoutMs: 0)
+            throw ContainerError(e.code, "container \"\(name)\": container_create: cgroup: \(e.message)", errno: e.errno)
+        }
+        crashPoint("create")
+        let r = ContainerRecord(id: id, name: name, flags: flags, owner: conn.uid, ownerGid: conn.gid,
+                                createdAt: Sys.realtimeSeconds(), cgroup: cgroup)
+        r.idBase = idBase
+        do {
+            let made = try Creator(config: config).makeNamespaces(
+                name: name, flags: flags, creatorUID: conn.uid, creatorGID: conn.gid, idBase: idBase)
+            crashPoint("create")
+            try persistence.makeDirectory(r.directoryName)
+            for (kind, fd) in made.namespaces { try setNamespace(r, kind, fd) }
+            r.root = made.root
+            crashPoint("create")
+            return try finishCreate(r, conn: conn)
+        } catch {
+            discardUnfinished(r, removeCgroup: true)
+            throw error
+        }
+    }
+
+    /// create from a spare: everything but the record is made already.
+    func create(name: String, flags: UInt32, conn: ClientConnection, spare s: Spare) throws -> Reply {
+        let r = ContainerRecord(id: s.id, name: name, flags: flags, owner: conn.uid, ownerGid: conn.gid,
+                                createdAt: Sys.realtimeSeconds(), cgroup: s.cgroup)
+        r.idBase = s.idBase
+        for (kind, fd) in s.namespaces {
+            r.namespaces[kind] = fd
+            r.namespaceInodes[kind] = try Namespaces.inode(of: fd.raw)
+        }
+        r.pins = s.pins
+        r.root = s.root
+        crashPoint("create")
+        do {
+            return try finishCreate(r, conn: conn)
+        } catch {
+            discardUnfinished(r, removeCgroup: true)
+            throw error
+        }
+    }
+
+    func finishCreate(_ r: ContainerRecord, conn: ClientConnection) throws -> Reply {
+        register(r)
+        let fd = try issueFD(r)
+        try persistence.save(r)
+        crashPoint("create")
+        if conn.uid == 0 { scheduleSpare(flags: r.flags) }
+        logger.info("container \"\(RequestRules.escaped(r.name))\" (id \(r.id)) created, flags \(ContainerFlags.describe(r.flags)), owner uid \(conn.uid)")
+        return Reply(.ok(["id": "\(r.id)"]), [fd])
+    }
+
+    /// ctrobj adopt: a running process of another runtime (unshare(1), crun)
+    /// becomes a container: the namespaces it does not share with ctrobjd,
+    /// its root, and its pidfd as the init. Root only.
+    func adopt(_ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
+        let name = m["name"] ?? ""
+        try Creator.validate(name: name, flags: 0)
+        guard conn.uid == 0 else { throw ContainerError(.permission, "container \"\(name)\": adopt: only root may adopt processes") }
+        if byName[name] != nil { throw ContainerError(.exists, "container \"\(name)\": adopt: the name is taken") }
+        guard let pidfd = fds.first else { throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: no pidfd") }
+        try admit(uid: conn.uid, name: name, action: "adopt")
+        let pid = ccs_pidfd_pid(pidfd.raw)
+        guard pid > 0 else { throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: the fd is not a pidfd of a live process") }
+        let me = getpid()
+        var found: [NamespaceKind: OwnedFD] = [:]
+        for kind in NamespaceKind.allCases {
+            guard let fd = try? Sys.open("/proc/\(pid)/ns/\(kind.rawValue)", O_RDONLY),
+                  let ino = try? Namespaces.inode(of: fd.raw), ino != Namespaces.inode(pid: me, kind: kind) else { continue }
+            found[kind] = fd
+        }
+        let root = try Sys.open("/proc/\(pid)/root", O_PATH | O_DIRECTORY)
+        var cgroupPath = ""
+        for line in ((try? Sys.readFile("/proc/\(pid)/cgroup")) ?? "").split(separator: "\n") where line.hasPrefix("0::") {
+            cgroupPath = String(line.dropFirst(4))
+        }
+        let rootUID = (try? Sys.readFile("/proc/\(pid)/uid_map"))?.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        let startTime = ProcInfo.startTime(pid: pid) ?? 0
+        // Everything above was read while the pidfd pinned the process: check it still is that process.
+        guard ccs_pidfd_pid(pidfd.raw) == pid else { throw ContainerError(.dead, "container \"\(name)\": adopt: the process exited meanwhile") }
+        guard !found.isEmpty else {
+            throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: process \(pid) shares every namespace with the host")
+        }
+        var flags: UInt32 = 0
+        let flagOf: [NamespaceKind: UInt32] = [.mnt: ContainerFlags.newFSNS, .cgroup: ContainerFlags.newCgroupNS, .uts: ContainerFlags.newUTSNS,
+                                               .ipc: ContainerFlags.newIPCNS, .user: ContainerFlags.newUserNS, .pid: ContainerFlags.newPIDNS,
+                                               .net: ContainerFlags.newNetNS, .time: ContainerFlags.newTimeNS]
+        for k in found.keys { flags |= flagOf[k] ?? 0 }
+        let id = nextID
+        nextID += 1
+        let r = ContainerRecord(id: id, name: name, flags: flags, owner: 0, ownerGid: 0, createdAt: Sys.realtimeSeconds(),
+                                cgroup: CgroupSet(layout: config.cgroupLayout, relativePath: cgroupPath))
+        r.adopted = true
+        if found[.user] != nil, let words = rootUID, words.count >= 3, words[0] == "0" {
+            r.adoptedRootUID = UInt32(words[1])
+            r.adoptedIDCount = UInt32(words[2])
+        }
+        r.root = found[.mnt] != nil ? root : nil
+        r.initPid = pid
+        r.initStartTime = startTime
+        r.state = .running
+        do {
+            try persistence.makeDirectory(r.directoryName)
+            for (k, fd) in found { try setNamespace(r, k, fd) }
+            crashPoint("adopt")
+            r.initPidfd = pidfd
+            register(r)
+            try loop.watch(r.initPidfd!.raw) { [weak self, weak r] _ in if let self, let r { self.initExited(r) } }
+            try persistence.save(r)
+            crashPoint("adopt")
+            let fd = try issueFD(r)
+            try persistence.save(r)
+            crashPoint("adopt")
+            logger.info("container \"\(RequestRules.escaped(name))\" (id \(id)) adopted from pid \(pid): \(ContainerFlags.describe(flags))")
+            return Reply(.ok(["id": "\(id)"]), [fd])
+        } catch {
+            discardUnfinished(r, removeCgroup: false)
+            throw error
+        }
+    }
+
+    func openByName(_ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
+        let name = m["name"] ?? ""
+        guard let r = byName[name] else {
+            throw ContainerError(.notFound, "container \"\(RequestRules.escaped(name))\": container_open: no such container")
+        }
+        if conn.uid != 0 && conn.uid != r.owner {
+            throw r.err(.permission, "container_open", "owned by uid \(r.owner); uid \(conn.uid) may not open it")
+        }
+        let fd = try issueFD(r)
+        try? persistence.save(r)
+        return Reply(.ok(["id": "\(r.id)"]), [fd])
+    }
+
+    /// One page of the caller's containers (root sees all), in id order,
+    /// after the id `after`; `next` is set when more remain. A page stays
+    /// well under the socket's buffer whatever the fields hold.
+    func list(_ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
+        let after = m.uint64("after") ?? 0
+        let budget = RequestRules.maxBytes / 2
+        var f: [String: String] = [:]
+        var n = 0, bytes = 0
+        var last = after
+        if listOrder.isEmpty { listOrder = byID.keys.sorted() }
+        for id in listOrder[listOrder.partitionPoint { $0 <= after }...] {
+            guard let r = byID[id], conn.uid == 0 || conn.uid == r.owner else { continue }
+            refreshExitStatus(r)
+            let entry = r.statusFields
+            let size = entry.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count + 8 }
+            if n > 0 && bytes + size > budget {
+                f["next"] = "\(last)"
+                break
+            }
+            for (k, v) in entry { f["\(n).\(k)"] = v }
+            n += 1
+            bytes += size
+            last = id
+        }
+        f["count"] = "\(n)"
+        return Reply(.ok(f))
+    }
+}
+
+extension Array where Element == UInt64 {
+    /// The index of the first element for which `belowOrAt` is false (the
+    /// array is sorted, and `belowOrAt` true for a prefix).
+    func partitionPoint(_ belowOrAt: (UInt64) -> Bool) -> Int {
+        var lo = 0, hi = count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if belowOrAt(self[mid]) { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+}

@@ -1,0 +1,174 @@
+import CShim
+import ContainerSystem
+import ContainerWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// fork_into_container and entering a running container: the join plan
+/// (fork.prepare), the cgroup join of a non-root caller's child
+/// (cgroup.join), and the init's registration (fork.commit).
+///
+/// A non-root caller is never given cgroup.procs fds: ctrobjd opened them,
+/// so the kernel would let whoever holds them move any process (root's
+/// included) into the container, where container_kill would reach it. Its
+/// child asks ctrobjd instead, and ctrobjd moves that child only: the
+/// process at the other end of the asking connection (SO_PEERPIDFD).
+extension Broker {
+    func forkPrepareRequest(_ r: ContainerRecord, _ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
+        try forkPrepare(r, mode: m["mode"] ?? "init", conn: conn)
+    }
+
+    func forkPrepare(_ r: ContainerRecord, mode: String, conn: ClientConnection) throws -> Reply {
+        let enter = mode == "enter"
+        if enter {
+            guard r.state == .running else {
+                throw r.err(.dead, "exec", r.state == .created ? "no init is running yet" : "its init has exited")
+            }
+        } else {
+            if r.state != .created || (r.forkingConnection != nil && r.forkingConnection != ObjectIdentifier(conn)) {
+                throw r.err(.busy, "fork_into_container", "init already started")
+            }
+        }
+        let (plan, fds) = try joinPlan(r, enter: enter, cgroupFDs: conn.uid == 0)
+        if !enter {
+            // One reservation per connection: a new prepare gives up the last.
+            if let old = conn.forking, old !== r, old.forkingConnection == ObjectIdentifier(conn) {
+                old.forkingConnection = nil
+            }
+            r.forkingConnection = ObjectIdentifier(conn)
+            conn.forking = r
+        }
+        return Reply(.ok(plan.fields), fds)
+    }
+
+    /// What joining the container takes: its namespaces (user first), its
+    /// pid namespace (joined, or new for a first init), and its cgroup:
+    /// cgroup.procs fds for root (the kernel's upcall helpers, root
+    /// callers), a cgroup.join request for everyone else.
+    func joinPlan(_ r: ContainerRecord, enter: Bool, cgroupFDs: Bool = true) throws -> (JoinPlan, [OwnedFD]) {
+        var fds: [OwnedFD] = []
+        func add(_ fd: OwnedFD) throws -> Int {
+            fds.append(try fd.duplicate())
+            return fds.count - 1
+        }
+        let userIndex = try namespaceFD(r, .user).map(add)
+        var items: [(NamespaceKind, Int)] = []
+        for kind in [NamespaceKind.mnt, .uts, .ipc, .net, .cgroup, .time] {
+            if let fd = try namespaceFD(r, kind) { items.append((kind, try add(fd))) }
+        }
+        var pidns = JoinPlan.PidNS.none
+        if let p = try namespaceFD(r, .pid) {
+            pidns = .join(try add(p))
+        } else if !enter && r.flags & ContainerFlags.newPIDNS != 0 {
+            pidns = .new
+        } else if enter && r.flags & ContainerFlags.newPIDNS != 0 {
+            throw r.err(.system, "exec", "its pid namespace is not pinned")
+        }
+        var cg: [Int] = []
+        if cgroupFDs {
+            for f in try r.procsFilesForJoin() {
+                fds.append(f)
+                cg.append(fds.count - 1)
+            }
+        }
+        let newCgroupNS = !enter && r.pins[.cgroup] == nil && r.flags & ContainerFlags.newCgroupNS != 0
+        return (JoinPlan(userns: userIndex, namespaces: items, pidns: pidns, cgroups: cg, becomeRoot: userIndex != nil,
+                         newCgroupNS: newCgroupNS, cgroupJoinRequest: !cgroupFDs), fds)
+    }
+
+    /// cgroup.join: move the asking process itself into the container's cgroups.
+    func cgroupJoin(_ r: ContainerRecord, _ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
+        guard r.state == .running || (r.state == .created && r.forkingConnection != nil) else {
+            throw r.err(.dead, "cgroup.join", r.state == .created ? "no init is being started" : "its init has exited")
+        }
+        guard !r.adopted else { throw r.err(.invalidArgument, "cgroup.join", "an adopted container's cgroup is another runtime's") }
+        let raw = ccs_peer_pidfd(conn.fd.raw)
+        guard raw >= 0 else { throw r.err(.system, "cgroup.join", "SO_PEERPIDFD: \(errnoDescription(errno))", errno: errno) }
+        let peer = OwnedFD(raw)
+        let pid = ccs_pidfd_pid(peer.raw)
+        guard pid > 0 else { throw r.err(.dead, "cgroup.join", "the asking process has exited", errno: ESRCH) }
+        let files = try r.procsFilesForJoin()
+        for f in files {
+            let text = Array("\(pid)".utf8)
+            if pwrite(f.raw, text, text.count, 0) < 0 {
+                let e = errno
+                throw r.err(ContainerError.codeFor(e), "cgroup.join", "cgroup.procs: \(errnoDescription(e))", errno: e)
+            }
+        }
+        // The pid named the peer while its pidfd says it is alive: it
+        // cannot have been reused in between.
+        if ccs_pidfd_pid(peer.raw) != pid {
+            logger.warning("container \"\(RequestRules.escaped(r.name))\": cgroup.join: pid \(pid) exited during the join")
+        }
+        return Reply(.ok())
+    }
+
+    /// fork.commit: the caller's new init, checked before it is believed: a
+    /// live pidfd of the named pid, in the container's cgroup, and pid 1 of
+    /// its own pid namespace when the container has one.
+    func forkCommit(_ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
+        guard let r = conn.forking, r.forkingConnection == ObjectIdentifier(conn) else {
+            throw ContainerError(.invalidArgument, "fork.commit without fork.prepare")
+        }
+        conn.forking = nil
+        r.forkingConnection = nil
+        // The pidfd comes last (a container fd may come first).
+        guard let pidfd = fds.last, let pid = m.int("pid").flatMap({ pid_t(exactly: $0) }) else {
+            throw r.err(.invalidArgument, "fork_into_container", "commit without the init's pidfd")
+        }
+        if fds.count == 2 {
+            guard (try? record(for: fds.first, action: "fork.commit")) === r else {
+                throw r.err(.invalidArgument, "fork_into_container", "the container fd is not this container's")
+            }
+        }
+        let seen = ccs_pidfd_pid(pidfd.raw)
+        if seen < 0 && errno == ESRCH {
+            // A pidfd whose process is already gone (a short init, reaped at
+            // once): nothing can be checked, and nothing is left to act on.
+            // The container's start happened and ended.
+            r.initPid = pid
+            r.initPidfd = pidfd
+            r.state = .running
+            initExited(r)
+            return Reply(.ok())
+        }
+        guard seen > 0 else {
+            throw r.err(.invalidArgument, "fork_into_container", "the fd is not a pidfd")
+        }
+        guard seen == pid else {
+            throw r.err(.invalidArgument, "fork_into_container", "pidfd is of pid \(seen), not \(pid)")
+        }
+        guard ProcInfo.isInCgroup(pid: pid, r.cgroup) else {
+            throw r.err(.permission, "fork_into_container", "process \(pid) is not in the container's cgroup")
+        }
+        if r.flags & ContainerFlags.newPIDNS != 0 && r.pins[.pid] == nil {
+            guard ProcInfo.innermostPid(pid: pid) == 1 else {
+                throw r.err(.permission, "fork_into_container", "process \(pid) is not pid 1 of a new pid namespace")
+            }
+        }
+        // The namespaces born with init, opened through /proc and trusted
+        // once the pidfd shows the process still alive afterwards.
+        var born: [(NamespaceKind, OwnedFD)] = []
+        for (kind, flag) in [(NamespaceKind.pid, ContainerFlags.newPIDNS), (.cgroup, ContainerFlags.newCgroupNS)]
+            where r.pins[kind] == nil && r.flags & flag != 0 {
+            born.append((kind, try Sys.open("/proc/\(pid)/ns/\(kind.rawValue)", O_RDONLY)))
+        }
+        guard ccs_pidfd_pid(pidfd.raw) == pid, ProcInfo.isInCgroup(pid: pid, r.cgroup) else {
+            throw r.err(.dead, "fork_into_container", "process \(pid) exited or left while it was registered")
+        }
+        let startTime = ProcInfo.startTime(pid: pid) ?? 0
+        crashPoint("fork")
+        for (kind, fd) in born { try setNamespace(r, kind, fd) }
+        crashPoint("fork")
+        r.initPid = pid
+        r.initStartTime = startTime
+        r.initPidfd = pidfd
+        r.state = .running
+        try loop.watch(pidfd.raw) { [weak self, weak r] _ in if let self, let r { self.initExited(r) } }
+        try persistence.save(r)
+        crashPoint("fork")
+        logger.info("container \"\(RequestRules.escaped(r.name))\": init is pid \(pid)")
+        return Reply(.ok())
+    }
+}
