@@ -39,11 +39,17 @@ public final class Broker {
     var listOrder: [UInt64] = []
     /// Records per owner, for --max-containers-per-uid.
     var containersPerUID: [uid_t: Int] = [:]
+    /// Names and per-uid counts of creates whose namespaces are being made on a worker.
+    var creating: Set<String> = []
+    var creatingPerUID: [uid_t: Int] = [:]
     var connections: [CInt: ClientConnection] = [:]
     /// Open client connections per uid, for --max-connections-per-uid.
     var connectionsPerUID: [uid_t: Int] = [:]
+    /// Bytes of replies queued per uid, for --max-queued-bytes.
+    var queuedBytesPerUID: [uid_t: Int] = [:]
     /// accept() ran out of fds: the listener is unwatched until the next tick.
     var acceptPaused = false
+    var upcallAcceptPaused = false
     /// Crash points passed in the request being handled (fault injection).
     var crashPointsPassed = 0
     var ownNamespaceInodes: [NamespaceKind: UInt64?] = [:]

@@ -1,6 +1,7 @@
 import CShim
 import ContainerSystem
 import ContainerWire
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,11 +13,12 @@ import Glibc
 /// |-----------------------------------------|----------------------------------------------------------|
 /// | accept, uid over --max-connections-per-uid | one "error" message (EUSERS), then close             |
 /// | accept fails with EMFILE/ENFILE          | stop watching the listener until the next tick (no spin) |
-/// | a request (at most 16 per wakeup)        | RequestRules.check, handler, reply                      |
+/// | a request (one per connection per turn of the loop) | RequestRules.check, handler, reply           |
+/// | a handler that must wait (a holder made as an unprivileged creator, a mount, a freeze) | the wait runs on a worker; the connection reads nothing more until its answer is sent |
 /// | empty datagram                           | error reply EPROTO; the connection stays                 |
 /// | over RequestRules.maxBytes or too many fds | fds closed, error reply; the connection stays          |
 /// | reply would block                        | queued, EPOLLOUT watched; no more requests read until it drains |
-/// | queued replies over --max-queued-bytes, or not moving for 5 s | connection dropped            |
+/// | a uid's queued replies over --max-queued-bytes (root: per connection), or not moving for 5 s | dropped |
 /// | EOF / RDHUP / error                      | connection closed (a fork.prepare reservation is released) |
 extension Broker {
     func listen() throws {
@@ -34,8 +36,8 @@ extension Broker {
 
     /// Re-arm accept after a pause (called from the housekeeping tick).
     func resumeAcceptIfPaused() {
-        guard acceptPaused else { return }
-        try? watchListener()
+        if acceptPaused { try? watchListener() }
+        if upcallAcceptPaused { try? watchUpcallListener() }
     }
 
     func acceptAll() {
@@ -66,6 +68,7 @@ extension Broker {
             let conn = ClientConnection(fd: fd, pid: cred.pid, uid: cred.uid, gid: cred.gid)
             connections[c] = conn
             conn.counted = true
+            conn.interest = ClientConnection.readEvents
             connectionsPerUID[cred.uid, default: 0] += 1
             do {
                 try loop.watch(c, events: ClientConnection.readEvents) { [weak self, weak conn] events in
@@ -91,22 +94,74 @@ extension Broker {
             if r.forkingConnection == ObjectIdentifier(conn) { r.forkingConnection = nil }
             conn.forking = nil
         }
+        unqueue(conn.uid, conn.queuedBytes)
+        conn.queuedBytes = 0
         conn.output.removeAll()
         conn.fd.close()
+    }
+
+    func unqueue(_ uid: uid_t, _ n: Int) {
+        guard n > 0 else { return }
+        queuedBytesPerUID[uid, default: n] -= n
+        if queuedBytesPerUID[uid] == 0 { queuedBytesPerUID.removeValue(forKey: uid) }
     }
 
     func ready(_ conn: ClientConnection, _ events: UInt32) {
         if events & EPOLLOUT.rawValue != 0 { flush(conn) }
         if conn.closed { return }
         if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLRDHUP.rawValue | EPOLLERR.rawValue) != 0 {
-            // Bounded work per wakeup, so one busy client cannot hold the loop.
-            for _ in 0..<16 {
-                guard !conn.closed, conn.output.isEmpty else { return }
-                guard let (msg, fds) = receiveRequest(conn, events) else { return }
-                let reply = answer(msg, fds: fds, conn: conn)
-                send(reply, to: conn)
+            // One request per connection per turn of the loop: every ready
+            // client is served in turn, none can hold the loop.
+            guard !conn.closed, !conn.waiting, conn.output.isEmpty else {
+                if events & (EPOLLHUP.rawValue | EPOLLRDHUP.rawValue | EPOLLERR.rawValue) != 0 && ccs_peer_hung_up(conn.fd.raw) != 0 {
+                    closeConnection(conn)
+                }
+                return
+            }
+            guard let (msg, fds) = receiveRequest(conn, events) else { return }
+            let reply = answer(msg, fds: fds, conn: conn)
+            if reply.later {
+                conn.waiting = true
+                updateInterest(conn)
+                return
+            }
+            send(reply, to: conn)
+        }
+    }
+
+    /// What to wait for on a connection: its hang-up always; requests unless
+    /// an answer is pending (worker) or queued (socket full); writability
+    /// while one is queued. Never readable-and-ignored, which would spin.
+    func updateInterest(_ conn: ClientConnection) {
+        guard !conn.closed else { return }
+        var events = EPOLLRDHUP.rawValue
+        if conn.blockedSince != nil { events |= EPOLLOUT.rawValue } else if !conn.waiting { events |= EPOLLIN.rawValue }
+        guard events != conn.interest else { return }
+        conn.interest = events
+        try? loop.watch(conn.fd.raw, events: events) { [weak self, weak conn] events in
+            guard let self, let conn else { return }
+            self.ready(conn, events)
+        }
+    }
+
+    /// Answer later: `work` runs on a worker thread (it must not touch the
+    /// table), `finish` on the loop thread with its result, whatever became
+    /// of the connection meanwhile; its reply is sent if the client is
+    /// still there. The connection reads no further request until then.
+    func answerLater<T>(_ conn: ClientConnection, _ work: @escaping () -> T, then finish: @escaping (T) -> Reply) -> Reply {
+        let loop = self.loop
+        DispatchQueue.global().async {
+            let value = work()
+            loop.post { [weak self] in
+                guard let self else { return }
+                let reply = finish(value)
+                conn.waiting = false
+                guard !conn.closed else { return }
+                self.updateInterest(conn)
+                self.send(reply, to: conn)
             }
         }
+        return Reply.later
     }
 
     /// One request, or nil when there is nothing more to read now (the
@@ -163,6 +218,7 @@ extension Broker {
             try RequestRules.check(m, fdCount: fds.count)
             return try handle(m, fds: fds, conn: conn)
         } catch let e as ContainerError {
+            logger.debug("refused \((try? msg.get())?.op ?? "a malformed request") from pid \(conn.pid) uid \(conn.uid): \(RequestRules.escaped(e.message))")
             return Reply(Message.error(e))
         } catch {
             return Reply(Message.error(ContainerError(.system, "\(error)")))
@@ -181,9 +237,12 @@ extension Broker {
         }
         conn.output.append((bytes, fds))
         conn.queuedBytes += bytes.count
+        queuedBytesPerUID[conn.uid, default: 0] += bytes.count
         flush(conn)
-        if !conn.closed && conn.queuedBytes > config.maxQueuedBytes {
-            logger.notice("dropped pid \(conn.pid) uid \(conn.uid): \(conn.queuedBytes) bytes of replies unread")
+        // Root's bound is per connection; anyone else's covers all its connections.
+        let queued = conn.uid == 0 ? conn.queuedBytes : queuedBytesPerUID[conn.uid] ?? 0
+        if !conn.closed && queued > config.maxQueuedBytes {
+            logger.notice("dropped pid \(conn.pid) uid \(conn.uid): \(queued) bytes of replies unread (--max-queued-bytes)")
             closeConnection(conn)
         }
     }
@@ -197,11 +256,9 @@ extension Broker {
                 }
             } catch let e as ContainerError where e.errno == EAGAIN || e.errno == EWOULDBLOCK {
                 if conn.blockedSince == nil {
+                    // Writable is all we wait for now: its pending requests stay unread.
                     conn.blockedSince = Sys.monotonicNanos()
-                    try? loop.watch(conn.fd.raw, events: ClientConnection.readEvents | EPOLLOUT.rawValue) { [weak self, weak conn] events in
-                        guard let self, let conn else { return }
-                        self.ready(conn, events)
-                    }
+                    updateInterest(conn)
                 }
                 return
             } catch {
@@ -210,16 +267,13 @@ extension Broker {
             }
             conn.output.removeFirst()
             conn.queuedBytes -= bytes.count
+            unqueue(conn.uid, bytes.count)
             if conn.blockedSince != nil { conn.blockedSince = Sys.monotonicNanos() }
         }
         if conn.blockedSince != nil {
+            // Drained: requests that arrived meanwhile are read from the next turn on.
             conn.blockedSince = nil
-            try? loop.watch(conn.fd.raw, events: ClientConnection.readEvents) { [weak self, weak conn] events in
-                guard let self, let conn else { return }
-                self.ready(conn, events)
-            }
-            // Requests that arrived while we waited are read now.
-            ready(conn, EPOLLIN.rawValue)
+            updateInterest(conn)
         }
     }
 
@@ -248,6 +302,10 @@ final class ClientConnection {
     var blockedSince: UInt64?
     /// Counted against its uid's connection limit (client socket only).
     var counted = false
+    /// An answer is being worked out off the loop thread (answerLater).
+    var waiting = false
+    /// The epoll events the connection is watched for now.
+    var interest: UInt32 = 0
     var closed = false
 
     init(fd: OwnedFD, pid: pid_t, uid: uid_t, gid: gid_t) {
@@ -261,8 +319,16 @@ final class ClientConnection {
 struct Reply {
     var message: Message
     var fds: [OwnedFD]
+    /// Not an answer: the handler answers later (Broker.answerLater).
+    var later = false
     init(_ message: Message, _ fds: [OwnedFD] = []) {
         self.message = message
         self.fds = fds
+    }
+
+    static var later: Reply {
+        var r = Reply(Message("later"))
+        r.later = true
+        return r
     }
 }

@@ -20,12 +20,39 @@ extension Broker {
     static let fdsPerContainer = 24
     static let fdReserve = 64
 
+    /// create. Root's holder runs here, on the loop (it is root's own
+    /// process: nobody else can stop it). An unprivileged creator's holder
+    /// becomes that user, who could stop it (SIGSTOP) and so hold the loop:
+    /// its namespaces are made on a worker and the answer comes later.
     func createRequest(_ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
-        var reply = try create(m, conn: conn)
-        // "prepare": create and fork.prepare in one request, for a caller
-        // that starts init right away (Container.run); the container fd
-        // comes first, the plan's fds after it.
-        if m["prepare"] == "1", let r = byName[m["name"] ?? ""] {
+        let pending = try startCreate(m, conn: conn)
+        if let spare = pending.spare {
+            return try withPrepare(m, conn, create(name: pending.name, flags: pending.flags, conn: conn, spare: spare))
+        }
+        if conn.uid == 0 {
+            let made = Result { try makeNamespaces(pending, conn: conn) }
+            return try withPrepare(m, conn, finishCreate(pending, made, conn: conn))
+        }
+        let config = self.config
+        return answerLater(conn, { Result { try Creator(config: config).makeNamespaces(
+            name: pending.name, flags: pending.flags, creatorUID: conn.uid, creatorGID: conn.gid, idBase: pending.idBase) } },
+            then: { made in
+                do {
+                    return try self.withPrepare(m, conn, self.finishCreate(pending, made, conn: conn))
+                } catch let e as ContainerError {
+                    return Reply(Message.error(e))
+                } catch {
+                    return Reply(Message.error(ContainerError(.system, "\(error)")))
+                }
+            })
+    }
+
+    /// "prepare": create and fork.prepare in one request, for a caller that
+    /// starts init right away (Container.run); the container fd comes
+    /// first, the plan's fds after it.
+    func withPrepare(_ m: Message, _ conn: ClientConnection, _ created: Reply) throws -> Reply {
+        var reply = created
+        if m["prepare"] == "1", let r = byName[m["name"] ?? ""], !conn.closed {
             let prepared = try forkPrepare(r, mode: "init", conn: conn)
             reply.message.fields.merge(prepared.message.fields) { a, _ in a }
             reply.fds += prepared.fds
@@ -36,7 +63,7 @@ extension Broker {
     /// Refuse a new container for a uid at its limit, or when ctrobjd is
     /// short of fds (the lowest free fd number says how many are in use).
     func admit(uid: uid_t, name: String, action: String) throws {
-        if uid != 0 && (containersPerUID[uid] ?? 0) >= config.maxContainersPerUID {
+        if uid != 0 && (containersPerUID[uid] ?? 0) + (creatingPerUID[uid] ?? 0) >= config.maxContainersPerUID {
             throw ContainerError(.busy,
                 "container \"\(name)\": \(action): uid \(uid) has \(config.maxContainersPerUID) containers, its limit (ctrobjd --max-containers-per-uid)",
                 errno: EDQUOT)
@@ -52,13 +79,24 @@ extension Broker {
         }
     }
 
-    func create(_ m: Message, conn: ClientConnection) throws -> Reply {
+    /// What create decided before the namespaces are made; its name and
+    /// its place under the owner's limit are held until it finishes.
+    struct PendingCreate {
+        let id: UInt64
+        let name: String
+        let flags: UInt32
+        let idBase: UInt32?
+        let cgroup: CgroupSet
+        var spare: Spare?
+    }
+
+    func startCreate(_ m: Message, conn: ClientConnection) throws -> PendingCreate {
         let name = m["name"] ?? ""
         guard let flags = m.uint64("flags").flatMap({ UInt32(exactly: $0) }) else {
             throw ContainerError(.invalidArgument, "container_create: flags missing")
         }
         try Creator.validate(name: name, flags: flags)
-        if byName[name] != nil {
+        if byName[name] != nil || creating.contains(name) {
             throw ContainerError(.exists, "container \"\(name)\": container_create: the name is taken")
         }
         if conn.uid != 0 && flags & ContainerFlags.newUserNS == 0 {
@@ -67,7 +105,7 @@ extension Broker {
         }
         try admit(uid: conn.uid, name: name, action: "container_create")
         if conn.uid == 0, let spare = takeSpare(flags: flags) {
-            return try create(name: name, flags: flags, conn: conn, spare: spare)
+            return PendingCreate(id: spare.id, name: name, flags: flags, idBase: spare.idBase, cgroup: spare.cgroup, spare: spare)
         }
         let id = nextID
         nextID += 1
@@ -80,12 +118,27 @@ extension Broker {
             throw ContainerError(e.code, "container \"\(name)\": container_create: cgroup: \(e.message)", errno: e.errno)
         }
         crashPoint("create")
-        let r = ContainerRecord(id: id, name: name, flags: flags, owner: conn.uid, ownerGid: conn.gid,
-                                createdAt: Sys.realtimeSeconds(), cgroup: cgroup)
-        r.idBase = idBase
+        creating.insert(name)
+        creatingPerUID[conn.uid, default: 0] += 1
+        if let idBase { reservedIDBases.insert(idBase) }
+        return PendingCreate(id: id, name: name, flags: flags, idBase: idBase, cgroup: cgroup, spare: nil)
+    }
+
+    func makeNamespaces(_ p: PendingCreate, conn: ClientConnection) throws -> Creator.Made {
+        try Creator(config: config).makeNamespaces(name: p.name, flags: p.flags, creatorUID: conn.uid, creatorGID: conn.gid, idBase: p.idBase)
+    }
+
+    /// The rest of create, on the loop: pins, then the record, then the fd.
+    func finishCreate(_ p: PendingCreate, _ made: Result<Creator.Made, Error>, conn: ClientConnection) throws -> Reply {
+        creating.remove(p.name)
+        creatingPerUID[conn.uid, default: 1] -= 1
+        if creatingPerUID[conn.uid] == 0 { creatingPerUID.removeValue(forKey: conn.uid) }
+        if let b = p.idBase { reservedIDBases.remove(b) }
+        let r = ContainerRecord(id: p.id, name: p.name, flags: p.flags, owner: conn.uid, ownerGid: conn.gid,
+                                createdAt: Sys.realtimeSeconds(), cgroup: p.cgroup)
+        r.idBase = p.idBase
         do {
-            let made = try Creator(config: config).makeNamespaces(
-                name: name, flags: flags, creatorUID: conn.uid, creatorGID: conn.gid, idBase: idBase)
+            let made = try made.get()
             crashPoint("create")
             try persistence.makeDirectory(r.directoryName)
             for (kind, fd) in made.namespaces { try setNamespace(r, kind, fd) }
@@ -135,7 +188,7 @@ extension Broker {
         let name = m["name"] ?? ""
         try Creator.validate(name: name, flags: 0)
         guard conn.uid == 0 else { throw ContainerError(.permission, "container \"\(name)\": adopt: only root may adopt processes") }
-        if byName[name] != nil { throw ContainerError(.exists, "container \"\(name)\": adopt: the name is taken") }
+        if byName[name] != nil || creating.contains(name) { throw ContainerError(.exists, "container \"\(name)\": adopt: the name is taken") }
         guard let pidfd = fds.first else { throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: no pidfd") }
         try admit(uid: conn.uid, name: name, action: "adopt")
         let pid = ccs_pidfd_pid(pidfd.raw)

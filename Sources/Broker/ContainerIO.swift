@@ -1,6 +1,7 @@
 import CShim
 import ContainerSystem
 import ContainerWire
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -65,8 +66,6 @@ extension Broker {
             throw r.err(.invalidArgument, "container_mount", "flags out of range")
         }
         let msBind = UInt(CCS_MS_BIND), msRec = UInt(CCS_MS_REC)
-        var stage: CInt = 0
-        let rc: CInt
         if flags & msBind != 0 {
             guard fds.count > 1 else { throw r.err(.invalidArgument, "container_mount", "a bind mount needs its source") }
             let source = fds[1]
@@ -81,7 +80,12 @@ extension Broker {
                 throw r.err(ContainerError.codeFor(e), "container_mount", "open_tree \(RequestRules.escaped(m["source"] ?? "")): \(errnoDescription(e))", errno: e)
             }
             let treeFD = OwnedFD(tree)
-            rc = ccs_mount_in_container(-1, mnt.raw, -1, treeFD.raw, nil, target, nil, 0, nil, &stage)
+            let mntFD = try mnt.duplicate()
+            return answerLater(conn, { () -> (CInt, CInt, Int32) in
+                var stage: CInt = 0
+                let rc = ccs_mount_in_container(-1, mntFD.raw, -1, treeFD.raw, nil, target, nil, 0, nil, &stage)
+                return (rc, stage, errno)
+            }, then: { self.mountReply(r, target, $0) })
         } else {
             let fstype = m["fstype"] ?? ""
             guard !fstype.isEmpty else { throw r.err(.invalidArgument, "container_mount", "fstype is required unless MS_BIND") }
@@ -93,14 +97,29 @@ extension Broker {
                 pidns = p.raw
             }
             let data = m["data"] ?? ""
-            rc = ccs_mount_in_container(try namespaceFD(r, .user)?.raw ?? -1, mnt.raw, pidns, -1,
-                                        m["source"] ?? fstype, target, fstype, flags, data.isEmpty ? nil : data, &stage)
+            let source = m["source"] ?? fstype
+            // The fds the child needs, kept open until it is done.
+            let userFD = try namespaceFD(r, .user)?.duplicate()
+            let mntFD = try mnt.duplicate()
+            let pidFD = pidns >= 0 ? try namespaceFD(r, .pid)?.duplicate() : nil
+            return answerLater(conn, { () -> (CInt, CInt, Int32) in
+                var stage: CInt = 0
+                let rc = ccs_mount_in_container(userFD?.raw ?? -1, mntFD.raw, pidFD?.raw ?? -1, -1,
+                                                source, target, fstype, flags, data.isEmpty ? nil : data, &stage)
+                return (rc, stage, errno)
+            }, then: { self.mountReply(r, target, $0) })
         }
-        if rc < 0 {
-            let e = errno
-            throw r.err(ContainerError.codeFor(e), "container_mount", "\(RequestRules.escaped(target)): \(stageName(stage)): \(errnoDescription(e))", errno: e)
-        }
-        return Reply(.ok())
+    }
+
+    /// A mount is made by a child inside the container, and a path there may
+    /// be slow to resolve (a FUSE filesystem of the container's): the wait
+    /// runs on a worker (answerLater), and the child is killed after
+    /// CCS_MOUNT_TIMEOUT_MS.
+    func mountReply(_ r: ContainerRecord, _ target: String, _ result: (CInt, CInt, Int32)) -> Reply {
+        let (rc, stage, e) = result
+        guard rc < 0 else { return Reply(.ok()) }
+        return Reply(.error(r.err(ContainerError.codeFor(e), "container_mount",
+                                  "\(RequestRules.escaped(target)): \(stageName(stage)): \(errnoDescription(e))", errno: e)))
     }
 
     /// container_set_ns: namespaces of another container (by its fd), of a

@@ -123,16 +123,19 @@ extension Broker {
             }
         }
         let seen = ccs_pidfd_pid(pidfd.raw)
-        if seen < 0 && errno == ESRCH {
-            // A pidfd whose process is already gone (a short init, reaped at
-            // once): nothing can be checked, and nothing is left to act on.
-            // The container's start happened and ended.
+        // A pidfd whose process has already exited (a short init; the
+        // commit is posted, and the caller may have reaped it since): its
+        // cgroup and pid namespace can no longer be read, and nothing is left
+        // to act on. The container's start happened and ended. (Whoever
+        // fakes this only ends the start of a container it holds.)
+        func endedAlready() -> Reply {
             r.initPid = pid
             r.initPidfd = pidfd
             r.state = .running
             initExited(r)
             return Reply(.ok())
         }
+        if seen < 0 && errno == ESRCH { return endedAlready() }
         guard seen > 0 else {
             throw r.err(.invalidArgument, "fork_into_container", "the fd is not a pidfd")
         }
@@ -140,10 +143,13 @@ extension Broker {
             throw r.err(.invalidArgument, "fork_into_container", "pidfd is of pid \(seen), not \(pid)")
         }
         guard ProcInfo.isInCgroup(pid: pid, r.cgroup) else {
-            throw r.err(.permission, "fork_into_container", "process \(pid) is not in the container's cgroup")
+            if ccs_wait_readable(pidfd.raw, 0) == 0 { return endedAlready() }
+            let seenCgroups = ((try? Sys.readFile("/proc/\(pid)/cgroup")) ?? "").split(separator: "\n").joined(separator: " ")
+            throw r.err(.permission, "fork_into_container", "process \(pid) is not in the container's cgroup (its cgroups: \(seenCgroups))")
         }
         if r.flags & ContainerFlags.newPIDNS != 0 && r.pins[.pid] == nil {
             guard ProcInfo.innermostPid(pid: pid) == 1 else {
+                if ccs_wait_readable(pidfd.raw, 0) == 0 { return endedAlready() }
                 throw r.err(.permission, "fork_into_container", "process \(pid) is not pid 1 of a new pid namespace")
             }
         }
@@ -152,10 +158,15 @@ extension Broker {
         var born: [(NamespaceKind, OwnedFD)] = []
         for (kind, flag) in [(NamespaceKind.pid, ContainerFlags.newPIDNS), (.cgroup, ContainerFlags.newCgroupNS)]
             where r.pins[kind] == nil && r.flags & flag != 0 {
-            born.append((kind, try Sys.open("/proc/\(pid)/ns/\(kind.rawValue)", O_RDONLY)))
+            guard let fd = try? Sys.open("/proc/\(pid)/ns/\(kind.rawValue)", O_RDONLY) else {
+                if ccs_wait_readable(pidfd.raw, 0) == 0 { return endedAlready() }
+                throw r.err(.dead, "fork_into_container", "process \(pid): its \(kind.rawValue) namespace cannot be opened")
+            }
+            born.append((kind, fd))
         }
         guard ccs_pidfd_pid(pidfd.raw) == pid, ProcInfo.isInCgroup(pid: pid, r.cgroup) else {
-            throw r.err(.dead, "fork_into_container", "process \(pid) exited or left while it was registered")
+            if ccs_wait_readable(pidfd.raw, 0) == 0 { return endedAlready() }
+            throw r.err(.dead, "fork_into_container", "process \(pid) left the container's cgroup while it was registered")
         }
         let startTime = ProcInfo.startTime(pid: pid) ?? 0
         crashPoint("fork")

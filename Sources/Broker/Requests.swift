@@ -108,7 +108,17 @@ extension Broker {
         let freeze = m.op == Op.freeze
         let action = freeze ? "container_freeze" : "container_thaw"
         try requireAlive(r, action)
-        do { try r.cgroup.setFrozen(freeze) } catch let e as ContainerError {
+        // Written here; the kernel's answer (every task frozen or thawed) is
+        // awaited on a worker: a task stuck in the kernel must not hold the loop.
+        let cgroup = r.cgroup
+        do { try cgroup.setFrozen(freeze, timeoutMs: 0) } catch let e as ContainerError where e.code == .timeout {
+            return answerLater(conn, { () -> ContainerError? in
+                do { try cgroup.waitFrozen(freeze, timeoutMs: 2000); return nil } catch let e as ContainerError { return e } catch { return nil }
+            }, then: { e in
+                guard let e else { return Reply(.ok()) }
+                return Reply(.error(r.err(ContainerError.codeFor(e.errno), action, e.message, errno: e.errno)))
+            })
+        } catch let e as ContainerError {
             throw r.err(ContainerError.codeFor(e.errno), action, e.message, errno: e.errno)
         }
         return Reply(.ok())

@@ -20,11 +20,24 @@ extension Broker {
         let path = "\(config.stateDir)/upcall.sock"
         let fd = try Sys.listenUnix(path, type: SOCK_SEQPACKET, mode: 0o600, nonblocking: true)
         upcallListener = fd
+        try watchUpcallListener()
+    }
+
+    func watchUpcallListener() throws {
+        guard let fd = upcallListener else { return }
+        upcallAcceptPaused = false
         try loop.watch(fd.raw) { [weak self] _ in
             guard let self else { return }
             while true {
                 let c = ccs_accept(fd.raw)
-                if c < 0 { return }
+                if c < 0 {
+                    if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
+                        // As for the client socket: no spinning at the fd limit.
+                        self.loop.unwatch(fd.raw)
+                        self.upcallAcceptPaused = true
+                    }
+                    return
+                }
                 self.acceptUpcall(OwnedFD(c))
             }
         }

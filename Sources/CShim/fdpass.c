@@ -87,21 +87,29 @@ ssize_t ccs_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds,
 	return n;
 }
 
+/* poll(2) one fd, EINTR retried: >0 with *revents, 0 on timeout, -1 error. */
+static int poll_one(int fd, short events, int timeout_ms, short *revents)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int r;
+	do {
+		r = poll(&p, 1, timeout_ms);
+	} while (r < 0 && errno == EINTR);
+	*revents = p.revents;
+	return r;
+}
+
 int ccs_wait_readable(int fd, int timeout_ms)
 {
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	for (;;) {
-		int r = poll(&p, 1, timeout_ms);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -1;
-		if (r == 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		return 0;
+	short revents;
+	int r = poll_one(fd, POLLIN, timeout_ms, &revents);
+	if (r < 0)
+		return -1;
+	if (r == 0) {
+		errno = ETIMEDOUT;
+		return -1;
 	}
+	return 0;
 }
 
 ssize_t ccs_peek_size(int sock)
@@ -116,12 +124,8 @@ ssize_t ccs_peek_size(int sock)
 
 int ccs_peer_hung_up(int sock)
 {
-	struct pollfd p = { .fd = sock, .events = POLLRDHUP };
-	int r;
-	do {
-		r = poll(&p, 1, 0);
-	} while (r < 0 && errno == EINTR);
-	return r > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+	short revents;
+	return poll_one(sock, POLLRDHUP, 0, &revents) > 0 && (revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 ssize_t ccs_discard_datagram(int sock)

@@ -10,37 +10,23 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-struct netns_job {
-	int netns_fd, domain, type, protocol;
-	int result, err;
-};
-
-static void *socket_thread(void *arg)
+/* Run fn(arg) on a fresh pthread and wait for it: namespace joins and id
+ * changes made there end with the thread. 0, or -1 with errno. */
+static int run_on_thread(void *(*fn)(void *), void *arg)
 {
-	struct netns_job *j = arg;
-	if (setns(j->netns_fd, CLONE_NEWNET) < 0) {
-		j->err = errno;
-		return NULL;
-	}
-	j->result = socket(j->domain, j->type | SOCK_CLOEXEC, j->protocol);
-	if (j->result < 0)
-		j->err = errno;
-	return NULL; /* the thread ends here, taking its namespace with it */
-}
-
-int ccs_socket_in_netns(int netns_fd, int domain, int type, int protocol)
-{
-	struct netns_job j = { netns_fd, domain, type, protocol, -1, 0 };
 	pthread_t t;
-	int rc = pthread_create(&t, NULL, socket_thread, &j);
+	int rc = pthread_create(&t, NULL, fn, arg);
 	if (rc) {
 		errno = rc;
 		return -1;
 	}
 	pthread_join(t, NULL);
-	if (j.result < 0)
-		errno = j.err;
-	return j.result;
+	return 0;
+}
+
+int ccs_socket_in_netns(int netns_fd, int domain, int type, int protocol)
+{
+	return ccs_socket_as(netns_fd, -1, -1, domain, type, protocol);
 }
 
 static void wait_child(pid_t pid)
@@ -113,7 +99,18 @@ int ccs_mount_in_container(int userns_fd, int mntns_fd, int pidns_fd, int tree_f
 	}
 	close(sv[1]);
 	struct ccs_report r;
-	int got = ccs_child_read(sv[0], &r);
+	int got;
+	if (ccs_wait_readable(sv[0], CCS_MOUNT_TIMEOUT_MS) < 0) {
+		/* A path inside that never resolves (a FUSE server that does not
+		 * answer): the child is ours, its pid cannot have been reused. */
+		kill(pid, SIGKILL);
+		close(sv[0]);
+		wait_child(pid);
+		*stage = CCS_STAGE_MOUNT;
+		errno = ETIMEDOUT;
+		return -1;
+	}
+	got = ccs_child_read(sv[0], &r);
 	close(sv[0]);
 	wait_child(pid);
 	if (got == 1 && r.tag == 'O')
@@ -217,13 +214,8 @@ static void *socket_as_thread(void *arg)
 int ccs_socket_as(int netns_fd, int64_t uid, int64_t gid, int domain, int type, int protocol)
 {
 	struct socket_as_job j = { netns_fd, domain, type, protocol, uid, gid, -1, 0 };
-	pthread_t t;
-	int rc = pthread_create(&t, NULL, socket_as_thread, &j);
-	if (rc) {
-		errno = rc;
+	if (run_on_thread(socket_as_thread, &j) < 0)
 		return -1;
-	}
-	pthread_join(t, NULL);
 	if (j.result < 0)
 		errno = j.err;
 	return j.result;
@@ -257,13 +249,8 @@ static void *signal_as_thread(void *arg)
 int ccs_signal_pids_as(uid_t uid, gid_t gid, const pid_t *pids, int n, int sig)
 {
 	struct signal_as_job j = { uid, gid, pids, n, sig, 0, 0 };
-	pthread_t t;
-	int rc = pthread_create(&t, NULL, signal_as_thread, &j);
-	if (rc) {
-		errno = rc;
+	if (run_on_thread(signal_as_thread, &j) < 0)
 		return -1;
-	}
-	pthread_join(t, NULL);
 	if (j.err) {
 		errno = j.err;
 		return -1;

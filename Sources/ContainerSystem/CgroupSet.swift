@@ -128,14 +128,24 @@ public final class CgroupSet {
     /// Freeze or thaw, and wait (up to `timeoutMs`) until the kernel reports
     /// every task there: freezing is asynchronous in both versions.
     public func setFrozen(_ frozen: Bool, timeoutMs: Int = 2000) throws {
-        let done: () -> Bool
         if let v2 = layout.v2Mount {
             try Sys.writeFile("\(dir(v2))/cgroup.freeze", frozen ? "1" : "0")
+        } else if case .v1(let m) = layout.source(of: "freezer") {
+            try Sys.writeFile("\(dir(m))/freezer.state", frozen ? "FROZEN" : "THAWED")
+        } else {
+            throw unsupported("freezer")
+        }
+        try waitFrozen(frozen, timeoutMs: timeoutMs)
+    }
+
+    /// Wait until the kernel reports every task frozen (or thawed).
+    public func waitFrozen(_ frozen: Bool, timeoutMs: Int) throws {
+        let done: () -> Bool
+        if let v2 = layout.v2Mount {
             done = { [self] in
                 ((try? Sys.readFile("\(dir(v2))/cgroup.events")) ?? "").contains(frozen ? "frozen 1" : "frozen 0")
             }
         } else if case .v1(let m) = layout.source(of: "freezer") {
-            try Sys.writeFile("\(dir(m))/freezer.state", frozen ? "FROZEN" : "THAWED")
             done = { [self] in
                 ((try? Sys.readFile("\(dir(m))/freezer.state")) ?? "").hasPrefix(frozen ? "FROZEN" : "THAWED")
             }
@@ -144,7 +154,7 @@ public final class CgroupSet {
         }
         let deadline = Sys.monotonicNanos() + UInt64(timeoutMs) * 1_000_000
         while !done() {
-            if Sys.monotonicNanos() > deadline {
+            if Sys.monotonicNanos() >= deadline {
                 throw ContainerError(.timeout, "cgroup \(relativePath) did not become \(frozen ? "frozen" : "thawed") within \(timeoutMs) ms")
             }
             usleep(1000)
@@ -176,7 +186,8 @@ public final class CgroupSet {
         } else {
             signalAll(SIGKILL)
         }
-        if isFrozen { try? setFrozen(false) }
+        // Thawed without waiting: the killed tasks go as they thaw.
+        if isFrozen { try? setFrozen(false, timeoutMs: 0) }
     }
 
     /// Remove the directories; waits up to `timeoutMs` for killed members to go.

@@ -33,7 +33,7 @@ struct CtrobjD: ParsableCommand {
     @Option(help: "Open connections one uid (other than root) may have.")
     var maxConnectionsPerUid = 64
 
-    @Option(help: "Bytes of unread replies queued for one connection before it is dropped.")
+    @Option(help: "Bytes of unread replies queued for one uid (root: per connection) before its connection is dropped.")
     var maxQueuedBytes = 1 << 20
 
     @Option(help: ArgumentHelp("Fault injection for tests: kill -9 ctrobjd at the Nth crash point of OP (create, fork, setns, destroy, adopt).",

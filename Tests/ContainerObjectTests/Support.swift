@@ -91,10 +91,21 @@ func runProgram(_ argv: [String], env: [String]? = nil, timeoutSeconds: Int = 60
     return (code, text)
 }
 
+/// Suites change machine-wide state (core_pattern, request-key.d, the
+/// modprobe path): one test process at a time on a machine, whichever
+/// checkout it runs from. Taken by the first daemon a test starts and held
+/// until the process exits.
+let machineLock: CInt = {
+    let fd = open("/run/lock/ctrobj-tests.lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+    if fd >= 0 { _ = flock(fd, LOCK_EX) }
+    return fd
+}()
+
 typealias TestDaemon = PrivateDaemon
 
 extension PrivateDaemon {
     convenience init() throws {
+        _ = machineLock
         try self.init(binary: "\(buildDir)/ctrobjd", name: "ctrobj-test-\(uniqueSuffix())", logLevel: "debug")
     }
 

@@ -541,8 +541,14 @@ struct UpcallTests {
             #expect(again != nil, "ctrobjd restarts the core server within its half-second housekeeping")
             if let again {
                 // A daemon that outlives ctrobjd keeps nothing of ctrobjd's: stdio and its socket.
-                let fds = Sys.listDirectory("/proc/\(again)/fd").compactMap { Int($0) }.sorted()
-                let links = fds.map { readlinkText("/proc/\(again)/fd/\($0)") }
+                // (Its pid file appears just before it closes the ready pipe: allow it that moment.)
+                var fds: [Int] = [], links: [String] = []
+                for _ in 0..<200 {
+                    fds = Sys.listDirectory("/proc/\(again)/fd").compactMap { Int($0) }.sorted()
+                    links = fds.map { readlinkText("/proc/\(again)/fd/\($0)") }
+                    if fds.count == 4 { break }
+                    usleep(5000)
+                }
                 #expect(fds.prefix(3) == [0, 1, 2] && links.dropFirst(3).allSatisfy { $0.hasPrefix("socket:") } && fds.count == 4,
                         "stdio and core.sock only: fds \(fds): \(links)")
             }

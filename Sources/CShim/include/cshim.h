@@ -187,6 +187,8 @@ int ccs_socket_as(int netns_fd, int64_t uid, int64_t gid, int domain, int type, 
  * groups, no capabilities): the kernel's kill permission check is the
  * caller's. Returns how many were signalled. */
 int ccs_signal_pids_as(uid_t uid, gid_t gid, const pid_t *pids, int n, int sig);
+/* How long a mount inside a container may take before its child is killed. */
+#define CCS_MOUNT_TIMEOUT_MS 10000
 /* Run a mount inside a container: a child joins userns_fd (if >= 0 and
  * as_container_root) and mntns_fd, (pidns_fd: fork once more to be in it),
  * then either moves tree_fd onto target (tree_fd >= 0) or mounts
