@@ -54,7 +54,7 @@ let package = Package(
                           path: "Tests/ctrobj-attack"),
         .testTarget(name: "ContainerSystemTests", dependencies: ["ContainerSystem", "ContainerWire"]),
         .testTarget(name: "ContainerObjectTests", dependencies: [
-            "ContainerObject", "ContainerObjectC", "Broker", "ContainerSystem",
+            "ContainerObject", "ContainerObjectC", "Broker", "ContainerSystem", "CShim",
         ]),
     ],
     swiftLanguageModes: [.v5]

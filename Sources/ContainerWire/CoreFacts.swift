@@ -164,7 +164,14 @@ public struct UpcallConfig: Sendable, Equatable {
     }
 
     public static func load(stateDir: String) -> UpcallConfig? {
-        guard let text = try? Sys.readFile(path(stateDir: stateDir)), let m = try? Message.decode(Array(text.utf8)) else { return nil }
+        guard let text = try? Sys.readFile(path(stateDir: stateDir)) else { return nil }
+        return parse(text)
+    }
+
+    /// The configuration in upcall.conf's text (what `encoded` writes); nil
+    /// when it is not a message. Missing fields take their defaults.
+    public static func parse(_ text: String) -> UpcallConfig? {
+        guard let m = try? Message.decode(Array(text.utf8)) else { return nil }
         return UpcallConfig(spoolDir: m["spool"] ?? "/var/lib/ctrobj/spool", previousCorePattern: m["previous_core_pattern"] ?? "core",
                             previousModprobe: m["previous_modprobe"], mode: m["mode"] ?? "pipe",
                             keyTimeoutSeconds: m.int("key_timeout") ?? 10)

@@ -1,3 +1,4 @@
+import CShim
 import ContainerObject
 import ContainerSystem
 import ContainerWire
@@ -66,12 +67,12 @@ struct IsolationTests {
     func socketInNetns() throws {
         try withDaemon { _ in
             let c = try Container.create("net", options: [.newNetNS, .killOnClose])
-            let s = try c.socket(domain: AF_INET, type: Int32(Glibc.SOCK_DGRAM.rawValue))
+            let s = try c.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue))
             // A host interface other than lo:
             guard let hostIf = NetInterfaces.names().first(where: { $0 != "lo" }) else { return }
             #expect(NetInterfaces.exists("lo", via: s.raw))
             #expect(!NetInterfaces.exists(hostIf, via: s.raw), "host interface \(hostIf) must not be visible")
-            let hostSock = socket(AF_INET, Int32(Glibc.SOCK_DGRAM.rawValue), 0)
+            let hostSock = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
             defer { close(hostSock) }
             #expect(NetInterfaces.exists(hostIf, via: hostSock))
             // The netns inode of the socket is the container's.
