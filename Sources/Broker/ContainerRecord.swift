@@ -38,8 +38,11 @@ public final class ContainerRecord {
     public var exitStatus: Int32?
     /// Live container fds: client end's socket cookie -> daemon's end.
     public var ends: [UInt64: OwnedFD] = [:]
-    /// Every client end ever handed out that may still exist.
+    /// Every client end ever handed out that may still exist (at most maxCookies).
     public var cookies: Set<UInt64> = []
+    static let maxCookies = 256
+    /// Whom each live end is charged to (Broker.endsPerPrincipal).
+    var endCharges: [UInt64: uid_t] = [:]
     /// Where its cores go: "file" (default) or "drop".
     public var corePolicy = "file"
     /// Registered from another runtime's running process (ctrobj adopt):

@@ -113,9 +113,10 @@ extension Broker {
 
     /// Stop watching and close every daemon end of its container fds.
     func closeEnds(_ r: ContainerRecord) {
-        for (_, end) in r.ends {
+        for (cookie, end) in r.ends {
             loop.unwatch(end.raw)
             end.close()
+            uncharge(r, cookie)
         }
         r.ends.removeAll()
         for c in r.cookies where byCookie[c] === r { byCookie.removeValue(forKey: c) }

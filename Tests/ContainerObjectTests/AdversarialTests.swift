@@ -459,6 +459,87 @@ struct AdversarialTests {
         }
     }
 
+    @Test("a user's bind of a read-only, nodev, noexec host mount cannot be remounted writable inside its container")
+    func bindKeepsHostMountLocks() throws {
+        let source = """
+        #include <errno.h>
+        #include <fcntl.h>
+        #include <stdio.h>
+        #include <sys/mount.h>
+        #include <unistd.h>
+        int main(int argc, char **argv) {
+            char file[256];
+            int rc = mount(NULL, argv[1], NULL, MS_REMOUNT | MS_BIND, NULL);
+            printf("remount=%d errno=%d\\n", rc, rc < 0 ? errno : 0);
+            snprintf(file, sizeof(file), "%s/written", argv[1]);
+            int fd = open(file, O_WRONLY | O_CREAT, 0644);
+            printf("write=%d errno=%d\\n", fd < 0 ? -1 : 0, fd < 0 ? errno : 0);
+            return 0;
+        }
+        """
+        try withStaticProgram("remount", source) { program, _ in
+        try withAdversary { user, d in
+            let dir = "/tmp/ctrobj-adv-ro-\(uniqueSuffix())"
+            try Sys.mkdirs(dir, 0o755)
+            // A mount this test adds and removes: read-only, nodev, noexec, nosuid.
+            let flags = UInt(MS_RDONLY) | UInt(MS_NODEV) | UInt(MS_NOEXEC) | UInt(MS_NOSUID)
+            try #require(mount("none", dir, "tmpfs", flags, "mode=0777") == 0, "mount tmpfs: \(errno)")
+            defer {
+                _ = umount2(dir, Int32(MNT_DETACH))
+                removeTree(dir)
+            }
+            let r = try attack(["bind-remount", dir, program], as: user, daemon: d)
+            #expect(r.result("bind") == "ok", "\(r.at("bind"))")
+            let out = r.value("remount", "output") ?? ""
+            #expect(out.contains("remount=-1 errno=\(EPERM)"), "remounted read-write inside: \(out)")
+            #expect(out.contains("write=-1"), "wrote through the bind: \(out)")
+            #expect(!Sys.exists("\(dir)/written"))
+        }
+        }
+    }
+
+    @Test("--max-container-fds-per-uid 16: a user's 16th open container fd is refused (EMFILE); closing makes room")
+    func containerFDsPerUID() throws {
+        try withAdversary(daemonArguments: ["--max-container-fds-per-uid", "16"]) { user, d in
+            let r = try attack(["open-many", "40"], as: user, daemon: d)
+            #expect(r.value("open-many", "held") == "16", "\(r.at("open-many"))")
+            #expect(r.errno("open-many") == EMFILE, "\(r.at("open-many"))")
+            #expect(r.result("open-after-close") == "ok", "\(r.at("open-after-close"))")
+        }
+    }
+
+    @Test("setns with a pidfd of a non-dumpable process of the user's uid is refused, as the kernel refuses the user its /proc/PID/ns")
+    func setnsPidfdAsTheKernelWould() throws {
+        let source = """
+        #include <sched.h>
+        #include <stdlib.h>
+        #include <sys/syscall.h>
+        #include <unistd.h>
+        /* root: a private network namespace, then the user's ids without exec (not dumpable) */
+        int main(int argc, char **argv) {
+            unsigned id = (unsigned)atoi(argv[1]);
+            if (unshare(CLONE_NEWNET) < 0) return 1;
+            if (syscall(SYS_setresgid, id, id, id) < 0 || syscall(SYS_setresuid, id, id, id) < 0) return 2;
+            sleep(60);
+            return 0;
+        }
+        """
+        try withStaticProgram("nondump", source) { program, _ in
+            try withAdversary { user, d in
+                let pid = try spawn([program, "\(user.uid)"])
+                let pfd = try Sys.pidfdOpen(pid)
+                defer {
+                    try? Sys.pidfdSendSignal(pfd.raw, SIGKILL)
+                    _ = try? Sys.pidfdWait(pfd.raw)
+                }
+                for _ in 0..<200 where ProcInfo.statusField(pid: pid, "Uid")?.first != "\(user.uid)" { usleep(5000) }
+                let r = try attack(["setns-pidfd", "\(pid)"], as: user, daemon: d)
+                #expect(r.result("own-open") == "error", "the kernel itself refuses the user: \(r.at("own-open"))")
+                #expect(r.errno("setns-nondumpable") == EACCES || r.errno("setns-nondumpable") == EPERM, "\(r.at("setns-nondumpable"))")
+            }
+        }
+    }
+
     // MARK: finding 10
 
     @Test("names with control bytes are EINVAL; ctrobj ls prints no raw control byte")

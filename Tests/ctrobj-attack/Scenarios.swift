@@ -572,6 +572,73 @@ enum Scenarios {
         try? c.destroy()
     }
 
+    /// bind-remount HOSTDIR PROGRAM: bind HOSTDIR (a read-only, nodev,
+    /// noexec mount on the host) into the user's own container, then run
+    /// PROGRAM there as its root: it remounts /d read-write (MS_REMOUNT |
+    /// MS_BIND) and writes through it. The kernel locks those flags in a user
+    /// namespace's copy of the host's mounts; ctrobjd's bind must carry them.
+    static func bindRemount(_ args: [String]) throws {
+        guard args.count == 2 else { throw Usage() }
+        let c = try Container.create("adv-remount", options: [.newUserNS, .newEmptyFSNS, .newPIDNS])
+        do {
+            try c.mkdir("/d")
+            try c.mount(source: args[0], target: "/d", fstype: nil, flags: 4096)
+            Report.line("bind", [("result", "ok"), ("errno", "0")])
+        } catch let e as ContainerError {
+            Report.line("bind", [("result", "error"), ("errno", "\(e.errno)"), ("message", e.message)])
+            return
+        }
+        try c.copyIn(hostPath: args[1], to: "/remount")
+        var p: [CInt] = [-1, -1]
+        guard pipe(&p) == 0 else { throw Usage() }
+        let r = OwnedFD(p[0]), w = OwnedFD(p[1])
+        _ = fcntl(r.raw, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(w.raw, F_SETFD, FD_CLOEXEC)
+        let spec = ProcessSpec("/remount", ["remount", "/d"], stdio: (w.raw, w.raw, w.raw))
+        let initP = try withExtendedLifetime(w) { try c.spawnInit(spec) }
+        w.close()
+        let out = (try? Sys.readAll(r.raw)) ?? ""
+        _ = try? initP.wait()
+        Report.line("remount", [("output", out)])
+        try? c.destroy()
+    }
+
+    /// open-many N: create a container and open it by name N times,
+    /// holding every fd: the per-uid bound on container fds must stop it.
+    static func openMany(_ args: [String]) throws {
+        guard args.count == 1, let n = Int(args[0]) else { throw Usage() }
+        let c = try Raw.connect()
+        guard let first = made(c, "adv-open-\(getpid())") else { return }
+        var held = [first]
+        var firstError: Outcome?
+        for _ in 0..<n {
+            let o = c.call(Op.open, ["name": "adv-open-\(getpid())"])
+            if let fd = o.fds.first { held.append(fd) } else if firstError == nil { firstError = o }
+        }
+        Report.line("open-many", [("held", "\(held.count)")] + (firstError?.report ?? [("errno", "0")]))
+        held.removeAll()
+        usleep(200_000) // the daemon sees the closes
+        let again = c.call(Op.open, ["name": "adv-open-\(getpid())"])
+        Report.line("open-after-close", again.report)
+    }
+
+    /// setns-pidfd PID: share PID's network namespace into the user's
+    /// container through a pidfd. PID runs as the user's uid but is not
+    /// dumpable (root that dropped to it without exec): the kernel would not
+    /// let the user open /proc/PID/ns/net, and neither may ctrobjd for it.
+    static func setnsPidfd(_ args: [String]) throws {
+        guard args.count == 1, let pid = pid_t(args[0]) else { throw Usage() }
+        let own = open("/proc/\(pid)/ns/net", O_RDONLY | O_CLOEXEC)
+        Report.line("own-open", [("result", own >= 0 ? "ok" : "error"), ("errno", "\(own >= 0 ? 0 : errno)")])
+        if own >= 0 { close(own) }
+        let c = try Raw.connect()
+        guard let cfd = made(c, "adv-setns-\(getpid())") else { return }
+        let (pfd, e) = pidfd(of: pid)
+        guard let pfd else { Report.line("pidfd", [("result", "error"), ("errno", "\(e)")]); return }
+        _ = Report.expect("setns-nondumpable", c.call(Op.setns, ["nstypes": "\(NamespaceKind.net.cloneFlag)"], fds: [cfd.raw, pfd.raw]),
+                          [EACCES, EPERM])
+    }
+
     // MARK: finding 10 and the rest of the wire
 
     /// names: control bytes refused; a legal odd name kept (for `ctrobj ls`).

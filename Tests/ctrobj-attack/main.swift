@@ -30,6 +30,9 @@ let scenarios: [String: ([String]) throws -> Void] = [
     "bind-victim": Scenarios.bindVictim,       // finding 9
     "bind-dir": Scenarios.bindDir,             // finding 9, every path call
     "bind-peel": Scenarios.bindPeel,           // a bind must not uncover what a submount hides
+    "bind-remount": Scenarios.bindRemount,     // nor lift a host mount's ro/nodev/noexec
+    "open-many": Scenarios.openMany,           // container fds per uid are bounded
+    "setns-pidfd": Scenarios.setnsPidfd,       // a pidfd's namespaces only as the kernel would give them
     "names": Scenarios.names,                  // finding 10
     "prepare-two": Scenarios.prepareTwo,       // finding 10
     "wire-junk": Scenarios.wireJunk,           // finding 10, contract 6
