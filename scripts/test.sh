@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: set up and build; the kernel patch under qemu with the C
-# conformance programs (kernel-patch/ci.sh); then the Swift suites, which also
+# conformance programs (kernel-patch/ci.sh); a short run of every fuzz target
+# (scripts/fuzz.sh --short); then the Swift suites, which also
 # build and run the same conformance programs against the emulation. The Swift
 # run comes last so that its summary line closes the output.
 set -euo pipefail
@@ -11,6 +12,10 @@ command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
 if [ -x kernel-patch/ci.sh ]; then
 	bash kernel-patch/ci.sh
 fi
+
+# The fuzz targets (Fuzz/, docs/fuzzing.md), a few seconds each from their
+# seed corpus: a crash, leak or failed check fails the run.
+bash scripts/fuzz.sh --short
 
 # Global kernel state the suites must leave untouched, checked at the end.
 before=$(cat /proc/sys/kernel/core_pattern /proc/sys/kernel/core_pipe_limit /proc/sys/fs/suid_dumpable 2>/dev/null; ls /etc/request-key.d 2>/dev/null || true)

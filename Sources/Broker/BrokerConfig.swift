@@ -32,6 +32,8 @@ public struct BrokerConfig: Sendable {
     public var maxContainersPerUID = 256
     public var maxConnectionsPerUID = 64
     public var maxQueuedBytes = 1 << 20
+    /// Open container fds (each costs ctrobjd one fd) per principal.
+    public var maxContainerFDsPerUID = 1024
     /// A connection whose queued replies have not moved for this long is dropped.
     public var stalledClientMs: UInt64 = 5000
     /// Fault injection for the crash-consistency tests: kill -9 ourselves at

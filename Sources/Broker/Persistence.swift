@@ -166,17 +166,25 @@ final class Persistence {
     /// mount table (one read for all: PinNamespace.mounted) and pins it does
     /// not name removed. Unreadable records are skipped (the directory is
     /// then an orphan for removeOrphans).
-    func load() -> [Loaded] {
+    func load(unreadable: inout [String]) -> [Loaded] {
         var out: [Loaded] = []
         let mounted = pinNS.mounted()
         var named = Set<String>()
         var loadedDirs = Set<String>()
         for entry in Sys.listDirectory(config.containersDir) where entry.hasPrefix("c") {
             let d = "\(config.containersDir)/\(entry)"
-            guard let text = try? Sys.readFile("\(d)/record"),
-                  let m = try? Message.decode(Array(text.utf8)),
-                  let r = try? ContainerRecord.fromPersisted(m, layout: config.cgroupLayout),
-                  r.directoryName == entry else { continue }
+            guard let text = try? Sys.readFile("\(d)/record") else { continue }
+            let r: ContainerRecord
+            do {
+                r = try ContainerRecord.fromPersisted(try Message.decode(Array(text.utf8)), layout: config.cgroupLayout)
+                guard r.directoryName == entry else { throw ContainerError(.protocolError, "record of c\(r.id) in \(entry)") }
+            } catch {
+                // Left in place for root to look at; never served.
+                unreadable.append("\(entry): \((error as? ContainerError)?.message ?? "\(error)")")
+                continue
+            }
+            guard let m = try? Message.decode(Array(text.utf8)) else { continue }
+            unlink("\(d)/record.tmp")
             loadedDirs.insert(entry)
             var problem: String?
             for pinName in (m["namespaces"] ?? "").split(separator: ",").map(String.init) {

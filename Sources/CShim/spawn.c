@@ -44,14 +44,16 @@ static int join_namespaces(const struct ccs_join_plan *p)
 {
 	if (p->die_with_parent)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (p->join_via_daemon) {
-		if (ccs_child_cgroup_join(p->join_container_fd, p->daemon_path) < 0)
-			return CCS_STAGE_CGROUP;
-	} else if (ccs_join_cgroups(p->cgroup_procs_fds, p->cgroup_count) < 0) {
+	/* Root's way: the cgroup.procs fds ctrobjd opened, then the user ns.
+	 * Everyone else asks ctrobjd from inside the container's user ns (a
+	 * setuid-root program exec'd there later gains nothing: its owner is
+	 * not mapped), which ctrobjd checks. */
+	if (!p->join_via_daemon && ccs_join_cgroups(p->cgroup_procs_fds, p->cgroup_count) < 0)
 		return CCS_STAGE_CGROUP;
-	}
 	if (p->userns_fd >= 0 && setns(p->userns_fd, CLONE_NEWUSER) < 0)
 		return CCS_STAGE_USERNS;
+	if (p->join_via_daemon && ccs_child_cgroup_join(p->join_container_fd, p->daemon_path) < 0)
+		return CCS_STAGE_CGROUP;
 	for (int i = 0; i < p->ns_count; i++)
 		if (setns(p->ns_fds[i], p->ns_types[i]) < 0)
 			return CCS_STAGE_SETNS;

@@ -73,12 +73,7 @@ public struct UpcallInstaller {
         files += Sys.listDirectory(requestKeyDir).filter { $0.hasSuffix(".conf") && $0 != "ctrobj.conf" }.sorted()
             .map { "\(requestKeyDir)/\($0)" }
         for f in files {
-            for line in ((try? Sys.readFile(f)) ?? "").split(separator: "\n") {
-                let cols = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-                guard cols.count >= 4, cols[0] == "create" else { continue }
-                let sel = cols[0...3].joined(separator: " ")
-                if !selectors.contains(sel) { selectors.append(sel) }
-            }
+            RequestKeyConf.addCreateSelectors(of: (try? Sys.readFile(f)) ?? "", to: &selectors)
         }
         if !selectors.contains("create * * *") { selectors.append("create * * *") }
         let program = "\(keyProgram) key \(stateDir) %k %t %u %g %T %P %S %d"

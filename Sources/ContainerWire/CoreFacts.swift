@@ -120,13 +120,18 @@ public struct CoreFacts: Sendable, Equatable {
     }
 
     public init(fields m: Message) throws {
-        guard let pid = m.int("pid"), let uid = m.int("uid"), let gid = m.int("gid") else {
+        func n<T: FixedWidthInteger>(_ key: String, _: T.Type) throws -> T? {
+            guard let text = m[key] else { return nil }
+            guard let v = T(text) else { throw ContainerError(.protocolError, "core: field \(key) out of range") }
+            return v
+        }
+        guard let pid = try n("pid", pid_t.self), let uid = try n("uid", uid_t.self), let gid = try n("gid", gid_t.self) else {
             throw ContainerError(.protocolError, "core: pid, uid and gid are required")
         }
-        self.init(pid: pid_t(pid), uid: uid_t(uid), gid: gid_t(gid), signal: Int32(m.int("signal") ?? 0),
-                  time: m.int("time") ?? 0, dumpMode: Int32(m.int("dump_mode") ?? 1), comm: m["comm"] ?? "")
+        self.init(pid: pid, uid: uid, gid: gid, signal: try n("signal", Int32.self) ?? 0,
+                  time: try n("time", Int.self) ?? 0, dumpMode: try n("dump_mode", Int32.self) ?? 1, comm: m["comm"] ?? "")
         cgroup = m["cgroup"] ?? ""
-        nsPid = pid_t(m.int("ns_pid") ?? 0)
+        nsPid = try n("ns_pid", pid_t.self) ?? 0
         for (k, v) in m.fields where k.hasPrefix("ns.") { namespaces[String(k.dropFirst(3))] = UInt64(v) }
     }
 }
@@ -159,7 +164,14 @@ public struct UpcallConfig: Sendable, Equatable {
     }
 
     public static func load(stateDir: String) -> UpcallConfig? {
-        guard let text = try? Sys.readFile(path(stateDir: stateDir)), let m = try? Message.decode(Array(text.utf8)) else { return nil }
+        guard let text = try? Sys.readFile(path(stateDir: stateDir)) else { return nil }
+        return parse(text)
+    }
+
+    /// The configuration in upcall.conf's text (what `encoded` writes); nil
+    /// when it is not a message. Missing fields take their defaults.
+    public static func parse(_ text: String) -> UpcallConfig? {
+        guard let m = try? Message.decode(Array(text.utf8)) else { return nil }
         return UpcallConfig(spoolDir: m["spool"] ?? "/var/lib/ctrobj/spool", previousCorePattern: m["previous_core_pattern"] ?? "core",
                             previousModprobe: m["previous_modprobe"], mode: m["mode"] ?? "pipe",
                             keyTimeoutSeconds: m.int("key_timeout") ?? 10)

@@ -54,27 +54,24 @@ public struct Message: Equatable, Sendable {
         return out
     }
 
+    /// Lines, "=" and escapes are found in the UTF-8 bytes, as the C reader
+    /// (CShim wire.c) finds them: not in Characters, where "\r\n" is one
+    /// Character and so is "=" or "A" followed by a combining mark, and a
+    /// value ending in "\r" would swallow the next line.
     public static func decode(_ bytes: [UInt8]) throws -> Message {
-        var op: String?
-        var fields: [String: String] = [:]
-        var start = 0
-        let n = bytes.count
-        while start <= n {
-            var end = start
-            while end < n && bytes[end] != 0x0A { end += 1 }
-            if op == nil {
-                guard end > start else { throw ContainerError(.protocolError, "empty message") }
-                op = String(decoding: bytes[start..<end], as: UTF8.self)
-            } else if end > start {
-                guard let eq = bytes[start..<end].firstIndex(of: UInt8(ascii: "=")) else {
-                    throw ContainerError(.protocolError, "malformed field line")
-                }
-                let value = String(decoding: bytes[(eq + 1)..<end], as: UTF8.self)
-                fields[String(decoding: bytes[start..<eq], as: UTF8.self)] = unescape(value)
-            }
-            start = end + 1
+        var lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        guard let first = lines.first, !first.isEmpty else {
+            throw ContainerError(.protocolError, "empty message")
         }
-        return Message(op ?? "", fields)
+        lines.removeFirst()
+        var fields: [String: String] = [:]
+        for line in lines where !line.isEmpty {
+            guard let eq = line.firstIndex(of: UInt8(ascii: "=")) else {
+                throw ContainerError(.protocolError, "malformed field line")
+            }
+            fields[String(decoding: line[..<eq], as: UTF8.self)] = unescape(line[(eq + 1)...])
+        }
+        return Message(String(decoding: first, as: UTF8.self), fields)
     }
 
     // The common case, nothing to escape, is a byte scan: String.contains(String)
@@ -82,12 +79,42 @@ public struct Message: Equatable, Sendable {
     // (the upcall helper) a noticeable part of its run.
     static func escape(_ v: String) -> String {
         guard v.utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "\n") }) else { return v }
-        return v.replacing("%", with: "%25").replacing("\n", with: "%0A")
+        var out: [UInt8] = []
+        out.reserveCapacity(v.utf8.count + 8)
+        for b in v.utf8 {
+            switch b {
+            case UInt8(ascii: "%"): out += [UInt8(ascii: "%"), UInt8(ascii: "2"), UInt8(ascii: "5")]
+            case UInt8(ascii: "\n"): out += [UInt8(ascii: "%"), UInt8(ascii: "0"), UInt8(ascii: "A")]
+            default: out.append(b)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
-    static func unescape(_ v: String) -> String {
-        guard v.utf8.contains(UInt8(ascii: "%")) else { return v }
-        return v.replacing("%0A", with: "\n").replacing("%25", with: "%")
+    /// "%25" is "%", "%0A" is "\n", any other "%" is itself (as wire.c's ccs_msg_get).
+    static func unescape(_ v: ArraySlice<UInt8>) -> String {
+        guard v.contains(UInt8(ascii: "%")) else { return String(decoding: v, as: UTF8.self) }
+        var out: [UInt8] = []
+        out.reserveCapacity(v.count)
+        var i = v.startIndex
+        while i < v.endIndex {
+            if v[i] == UInt8(ascii: "%"), v.endIndex - i >= 3 {
+                let a = v[i + 1], b = v[i + 2]
+                if a == UInt8(ascii: "2") && b == UInt8(ascii: "5") {
+                    out.append(UInt8(ascii: "%"))
+                    i += 3
+                    continue
+                }
+                if a == UInt8(ascii: "0") && b == UInt8(ascii: "A") {
+                    out.append(UInt8(ascii: "\n"))
+                    i += 3
+                    continue
+                }
+            }
+            out.append(v[i])
+            i += 1
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     // MARK: replies

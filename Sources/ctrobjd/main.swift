@@ -36,6 +36,9 @@ struct CtrobjD: ParsableCommand {
     @Option(help: "Open connections one uid (other than root) may have.")
     var maxConnectionsPerUid = 64
 
+    @Option(help: "Open container fds one uid (other than root) may hold.")
+    var maxContainerFdsPerUid = 1024
+
     @Option(help: "Bytes of unread replies queued for one uid (root: per connection) before its connection is dropped.")
     var maxQueuedBytes = 1 << 20
 
@@ -67,6 +70,8 @@ struct CtrobjD: ParsableCommand {
         config.maxContainersPerUID = maxContainersPerUid
         config.maxConnectionsPerUID = maxConnectionsPerUid
         config.maxQueuedBytes = maxQueuedBytes
+        guard maxContainerFdsPerUid >= 1 else { throw ValidationError("--max-container-fds-per-uid >= 1") }
+        config.maxContainerFDsPerUID = maxContainerFdsPerUid
         if let crashAt {
             let parts = crashAt.split(separator: ":")
             guard parts.count == 2, let n = Int(parts[1]), n >= 1,

@@ -11,6 +11,25 @@ struct WireTests {
         #expect(try Message.decode(m.encoded()) == m)
     }
 
+    @Test("values survive the wire whatever Characters they make: CR before the newline, combining marks after = or an escape")
+    func byteLevelFraming() throws {
+        let m = Message("ok", ["name": "web\r", "owner": "1001", "mark": "\u{301}x", "nl": "\n\u{301}", "pct": "%\u{301}"])
+        #expect(try Message.decode(m.encoded()) == m)
+        #expect(try Message.decode(Array("\r\np=1".utf8)) == Message("\r", ["p": "1"]))
+    }
+
+    @Test("core facts with a number out of its type's range are an error, not a trap")
+    func coreFactsRanges() throws {
+        let ok = ["pid": "42", "uid": "0", "gid": "0", "signal": "11"]
+        #expect(try CoreFacts(fields: Message("core", ok)).signal == 11)
+        for (key, value) in [("pid", "99999999999"), ("uid", "-1"), ("gid", "4294967296"), ("signal", "4294967296"),
+                             ("dump_mode", "-2147483649"), ("ns_pid", "2147483648")] {
+            var f = ok
+            f[key] = value
+            #expect(throws: ContainerError.self) { _ = try CoreFacts(fields: Message("core", f)) }
+        }
+    }
+
     @Test("the C helpers' encoding (CShim wire.c) and Message agree, both ways")
     func cAgreesWithSwift() throws {
         let fields = ["key_desc": "a%b\nc d%0A", "key_type": "user", "pid": "42", "empty": ""]
