@@ -4,10 +4,10 @@ import ContainerWire
 import Glibc
 #endif
 
-func json(_ s: ContainerStatus) -> JSON {
+func json(_ s: ContainerStatus, flagNames: String? = nil) -> JSON {
     var o: [(String, JSON)] = [
         ("name", .string(s.name)), ("id", .int(Int64(s.id))), ("state", .string(s.state.name)),
-        ("flags", .string(ContainerFlags.describe(s.flags))), ("flagsValue", .int(Int64(s.flags))),
+        ("flags", .string(flagNames ?? ContainerFlags.describe(s.flags))), ("flagsValue", .int(Int64(s.flags))),
         ("initPid", .int(Int64(s.initPid))), ("owner", .int(Int64(s.owner))), ("created", .int(Int64(s.created))),
         ("cgroup", .string(s.cgroup)),
     ]

@@ -68,13 +68,23 @@ struct List: ParsableCommand {
     func run() throws {
         try guarded {
             let all = try Container.list()
+            var flagNames: [UInt32: String] = [:] // a node has few distinct flag sets
             if json {
-                print(JSON.array(all.map(ContainerObjectsCLI.json)).text)
+                // One string for the whole array, no tree of every container first.
+                var out = "["
+                out.reserveCapacity(all.count * 400)
+                for (i, s) in all.enumerated() {
+                    if i > 0 { out += "," }
+                    let flags = flagNames[s.flags] ?? ContainerFlags.describe(s.flags)
+                    flagNames[s.flags] = flags
+                    ctrobj.json(s, flagNames: flags).write(to: &out)
+                }
+                out += "]"
+                print(out)
                 return
             }
             var rows = [["NAME", "ID", "STATE", "INIT", "OWNER", "FLAGS"]]
             rows.reserveCapacity(all.count + 1)
-            var flagNames: [UInt32: String] = [:] // a node has few distinct flag sets
             for s in all {
                 // A name is the owner's text: never raw bytes on root's terminal.
                 let flags = flagNames[s.flags] ?? ContainerFlags.describe(s.flags)

@@ -99,6 +99,32 @@ struct ScaleTests {
         }
     }
 
+    @Test("replies of any size: a container with the longest allowed fields is inspected and listed, beside three hundred others")
+    func longestFields() throws {
+        try withDaemon { d in
+            for i in 0..<300 { try Container.create("f\(i)", options: [.newUTSNS]).close() }
+            let name = String(repeating: "n", count: 23)
+            let c = try Container.create(name, options: Self.usual)
+            defer { c.close() }
+            let core = "handler:/" + String(repeating: "h", count: 4096 - 9)
+            // 63 names of 64 bytes: 4,094 bytes joined, under the 4,096 a request value may have
+            let modules = (0..<63).map { "m\($0)" + String(repeating: "x", count: 64 - "m\($0)".count) }
+            let devices = (0..<63).map { "d\($0)" + String(repeating: "y", count: 64 - "d\($0)".count) }
+            try c.setPolicy(core: core, modules: modules, devices: devices)
+            let env = ["CTROBJ_STATE_DIR=\(d.stateDir)", "PATH=/usr/bin:/bin"]
+            let (code, out) = try runProgram(["\(buildDir)/ctrobj", "inspect", name], env: env)
+            #expect(code == 0, "\(out.prefix(300))")
+            #expect(out.contains(name))
+            let (jcode, jout) = try runProgram(["\(buildDir)/ctrobj", "inspect", name, "--json"], env: env)
+            #expect(jcode == 0 && jout.hasPrefix("{") && jout.contains(name), "\(jout.prefix(300))")
+            let all = try Container.list()
+            #expect(all.count == 301)
+            #expect(all.contains { $0.name == name })
+            let (lcode, lout) = try runProgram(["\(buildDir)/ctrobj", "ls"], env: env)
+            #expect(lcode == 0 && lout.split(separator: "\n").count == 302, "ctrobj ls: \(lout.prefix(200))")
+        }
+    }
+
     @Test("pins of the old layout (in the host's mount table) move into the pin namespace at start")
     func migration() throws {
         try withDaemon { d in
