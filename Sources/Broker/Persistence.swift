@@ -58,7 +58,9 @@ final class Persistence {
     /// the pin namespace: pinned inside first, then unmounted on the host.
     func migrateHostPins() {
         let prefix = config.containersDir + "/"
-        let mounts = ((try? Sys.readFile("/proc/self/mountinfo")) ?? "").split(separator: "\n").compactMap { line -> String? in
+        // No 1 MiB cap here: an old layout of 10,000 containers is 50,000 lines.
+        let table = String(decoding: (try? Sys.readBytes("/proc/self/mountinfo", limit: 1 << 30)) ?? [], as: UTF8.self)
+        let mounts = table.split(separator: "\n").compactMap { line -> String? in
             let f = line.split(separator: " ")
             guard f.count > 4 else { return nil }
             let point = String(f[4])
