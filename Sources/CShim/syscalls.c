@@ -12,6 +12,7 @@
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include <linux/openat2.h>
 #include <sched.h>
@@ -189,6 +190,11 @@ int ccs_peer_cred(int sockfd, pid_t *pid, uid_t *uid, gid_t *gid)
 	*uid = cred.uid;
 	*gid = cred.gid;
 	return 0;
+}
+
+long ccs_getxattr(const char *path, const char *name, void *value, unsigned long size)
+{
+	return (long)getxattr(path, name, value, size);
 }
 
 int ccs_seqpacket_pair(int fds[2])

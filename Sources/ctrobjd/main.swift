@@ -15,8 +15,12 @@ struct CtrobjD: ParsableCommand {
     @Option(help: "State directory: socket, lock, records, namespace bind mounts.")
     var stateDir = "/run/ctrobj"
 
-    @Option(help: "Cgroup parent path made in every hierarchy.")
+    @Option(help: "Cgroup parent path made in every hierarchy (unless ctrobjd runs in a delegated cgroup v2 subtree).")
     var cgroupParent = "ctrobj"
+
+    @Option(help: ArgumentHelp("Use the delegated cgroup v2 subtree ctrobjd was started in: auto (when it finds one), yes, no (always --cgroup-parent).",
+                               valueName: "auto|yes|no"))
+    var cgroupDelegation = "auto"
 
     @Option(help: "First host id of the id blocks for root-created user namespaces.")
     var idBase: UInt32 = 1_000_000
@@ -55,6 +59,10 @@ struct CtrobjD: ParsableCommand {
         }
         var config = BrokerConfig(stateDir: stateDir, cgroupParent: cgroupParent, idRangeBase: idBase, idRangeSize: idSize)
         config.prewarm = !noPrewarm
+        guard let delegation = CgroupPlacement.Choice(rawValue: cgroupDelegation) else {
+            throw ValidationError("--cgroup-delegation auto, yes or no")
+        }
+        config.cgroupDelegation = delegation
         guard maxContainersPerUid >= 0, maxConnectionsPerUid >= 1, maxQueuedBytes >= 65536 else {
             throw ValidationError("limits: --max-containers-per-uid >= 0, --max-connections-per-uid >= 1, --max-queued-bytes >= 65536")
         }

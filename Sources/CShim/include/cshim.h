@@ -50,6 +50,8 @@ pid_t ccs_pidfd_pid(int pidfd);
 uint64_t ccs_socket_cookie(int fd);
 int ccs_peer_pidfd(int sockfd);
 int ccs_peer_cred(int sockfd, pid_t *pid, uid_t *uid, gid_t *gid);
+/* getxattr(2): the value's length, or -1 with errno (ENODATA: not set). */
+long ccs_getxattr(const char *path, const char *name, void *value, unsigned long size);
 int ccs_seqpacket_pair(int fds[2]);
 int ccs_bind_mount_fd(int fd, const char *target);
 /* 1 when a mount sits anywhere below what fd names (a child of its mount
