@@ -209,6 +209,16 @@ int ccs_bind_mount_fd(int fd, const char *target)
 	return mount(src, target, NULL, MS_BIND, NULL);
 }
 
+int ccs_bind_mount(const char *src, const char *target)
+{
+	return mount(src, target, NULL, MS_BIND, NULL);
+}
+
+int ccs_make_private(const char *target)
+{
+	return mount(NULL, target, NULL, MS_PRIVATE | MS_REC, NULL);
+}
+
 int ccs_umount_detach(const char *target)
 {
 	return umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW);
