@@ -38,6 +38,9 @@
 #   nothing-outside  no cgroup was made outside the delegated subtree, and
 #                    ctrobj rm removed the container's cgroup
 #
+# and, on the host before the boot, `systemd-analyze verify` of
+# dist/systemd/ctrobjd.service (Delegate=yes).
+#
 # Exit 0 only if every case passed. A FAIL, a missing case, a kernel
 # BUG/WARNING/Oops/panic, or a guest that does not finish within
 # QEMU_TIMEOUT seconds (default 420) fails the run.
@@ -69,6 +72,19 @@ guest_apt_install qemu-system-x86 cpio busybox-static keyutils binutils
 for f in ctrobjd ctrobj ctrobj-upcall ctrobj-upcall-pipe ctrobj-upcall-key libcontainerobject.so; do
 	[ -e "$bin/$f" ] || die "no $bin/$f: run swift build and scripts/build-c-helpers.sh first"
 done
+
+# ---- the systemd unit (PID 1 here is not systemd; the analyzer works anyway)
+command -v systemd-analyze >/dev/null || guest_apt_install systemd
+unitdir=$build/unit
+rm -rf "$unitdir" && mkdir -p "$unitdir"
+sed "s|^ExecStart=/usr/local/bin/ctrobjd|ExecStart=$bin/ctrobjd|" "$repo/dist/systemd/ctrobjd.service" > "$unitdir/ctrobjd.service"
+if out=$(systemd-analyze verify "$unitdir/ctrobjd.service" 2>&1) && [ -z "$out" ] &&
+	grep -qx 'Delegate=yes' "$unitdir/ctrobjd.service"; then
+	unit_ok=1
+else
+	unit_ok=0
+	say "dist/systemd/ctrobjd.service: systemd-analyze verify: ${out:-no Delegate=yes}"
+fi
 
 # ---- the kernel: Debian's own, extracted, never installed --------------------
 pkg=${GUEST_KERNEL_PKG:-}
@@ -164,7 +180,7 @@ export PATH=/opt/ctrobj/bin:/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
 cg=/sys/fs/cgroup
 pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1: $2"; }
-check() { name=$1; shift; if "$@"; then pass "$name"; else fail "$name" "$why"; fi; }
+check() { name=$1; shift; if "$@"; then pass "$name"; echo "DETAIL| $name: $why"; else fail "$name" "$why"; fi; }
 echo "GUEST-BEGIN $(uname -r) $(nproc) cpu(s)"
 
 # ---- cgroup2-only
@@ -269,6 +285,12 @@ for name in $cases; do
 		failed=1
 	fi
 done
+if [ "$unit_ok" = 1 ]; then
+	echo "PASS unit-file (systemd-analyze verify, on the host)"
+else
+	echo "FAIL unit-file"
+	failed=1
+fi
 for name in $programs; do
 	grep -qE "^GUEST-RC $name (0|77)\$" "$log" || { say "$name: $(grep "^GUEST-RC $name " "$log" || echo 'no exit status')"; failed=1; }
 done
@@ -279,14 +301,14 @@ if ! grep -q '^GUEST-END' "$log"; then
 fi
 if [ "$failed" != 0 ]; then
 	say "the tour and ctrobjd said:"
-	grep -E '^(TOUR|CTROBJD|INFO)\| ' "$log" | tail -n 80 >&2 || true
+	grep -E '^(TOUR|CTROBJD|INFO|DETAIL)\| ' "$log" | tail -n 100 >&2 || true
 fi
 if guest_kernel_complained "$log"; then
 	say "the kernel complained (lines above)"
 	failed=1
 fi
-n=$(echo $cases | wc -w)
-passed=$(grep -cE '^PASS ' "$log" || true)
+n=$(( $(echo $cases | wc -w) + 1 ))
+passed=$(( $(grep -cE '^PASS ' "$log" || true) + unit_ok ))
 skipped=$(grep -cE '^SKIP ' "$log" || true)
 say "$passed of $n cases passed, $skipped skipped (kernel-only and upcall programs under the emulation), in $(( $(date +%s) - t_start ))s all told"
 exit "$failed"

@@ -22,6 +22,9 @@ public struct BrokerConfig: Sendable {
     /// (CgroupPlacement): auto finds out; the placement replaces
     /// `cgroupParent` at start when it is delegated.
     public var cgroupDelegation: CgroupPlacement.Choice = .auto
+    /// `--cgroup-parent` was given: auto then keeps to it (a private
+    /// daemon, a test's, has a parent of its own in whatever cgroup it runs).
+    public var cgroupParentGiven = false
     /// Where the core helper spools while the daemon is down (when no
     /// upcall.conf names another).
     public var spoolDir = "/var/lib/ctrobj/spool"

@@ -12,7 +12,7 @@ extension Broker {
     func placeCgroups() throws {
         let layout = config.cgroupLayout
         let placement = CgroupPlacement.decide(layout: layout, configuredParent: config.cgroupParent,
-                                               choice: config.cgroupDelegation)
+                                               choice: config.cgroupDelegation, parentGiven: config.cgroupParentGiven)
         let enabled = try placement.apply(layout: layout)
         config.cgroupParent = placement.parent
         cgroupPlacement = placement

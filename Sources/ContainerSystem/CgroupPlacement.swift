@@ -13,6 +13,9 @@ import Glibc
 /// | pure v2         | X/daemon, X/containers beside it   | delegated (a restart inside the leaf it made)    |
 /// | pure v2         | X, not delegated                   | configured                                       |
 ///
+/// An explicit `--cgroup-parent` (a private daemon's, a test's) is kept to
+/// unless `--cgroup-delegation yes`; `--cgroup-delegation no` always keeps to it.
+///
 /// On a systemd host (/run/systemd/system exists) a cgroup counts as
 /// delegated only when systemd says so: the `trusted.delegate` xattr it sets
 /// on a unit's cgroup with `Delegate=yes` (`user.delegate` from a user
@@ -60,12 +63,13 @@ public struct CgroupPlacement: Sendable, Equatable {
     }
 
     /// Decide, without changing anything.
-    public static func decide(layout: CgroupLayout, configuredParent: String, choice: Choice,
+    public static func decide(layout: CgroupLayout, configuredParent: String, choice: Choice, parentGiven: Bool = false,
                               ownCgroup: String? = ownV2Cgroup()) -> CgroupPlacement {
         func configured(_ why: String) -> CgroupPlacement {
             CgroupPlacement(mode: .configured, parent: configuredParent, delegatedRoot: nil, daemonCgroup: nil, reason: why)
         }
         if choice == .no { return configured("--cgroup-delegation no") }
+        if choice == .auto && parentGiven { return configured("--cgroup-parent was given") }
         guard layout.isPureV2, let v2 = layout.v2Mount else {
             return configured("the cgroup layout is \(layout.kindName), not pure v2")
         }
