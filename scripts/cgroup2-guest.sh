@@ -37,6 +37,9 @@
 #                    pids.events max > 0)
 #   nothing-outside  no cgroup was made outside the delegated subtree, and
 #                    ctrobj rm removed the container's cgroup
+#   configured-parent  a second ctrobjd started in the root cgroup keeps to
+#                    the configured parent (/ctrobj), enables the controllers
+#                    there, and its container's memory.max and pids.max read back
 #
 # and, on the host before the boot, `systemd-analyze verify` of
 # dist/systemd/ctrobjd.service (Delegate=yes).
@@ -255,6 +258,25 @@ check nothing-outside sh -c "[ ! -d $dir ] && [ \"$after\" = \"$before\" ]"
 
 kill $daemon
 wait $daemon
+
+# ---- configured parent on pure v2: a second ctrobjd in the root cgroup
+ctrobjd --state-dir /run/ctrobj-b > /tmp/ctrobjd-b.log 2>&1 &
+second=$!
+i=0
+while [ ! -S /run/ctrobj-b/ctrobjd.sock ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+sed 's/^/CTROBJD-B| /' /tmp/ctrobjd-b.log
+export CTROBJ_STATE_DIR=/run/ctrobj-b
+ctrobj run confd --memory 32m --pids 8 --detach -- /bin/busybox sleep 600 > /tmp/run-b.out 2>&1
+rel=$(ctrobj inspect confd 2>/dev/null | sed -n 's/^cgroup: *//p')
+dir=$cg/$rel
+why="$(cat /tmp/run-b.out); $(ctrobj info | grep -E '^(placement|parent|reason)' | tr -s ' ' | tr '\n' ';') cgroup /$rel: memory.max $(cat $dir/memory.max 2>&1) pids.max $(cat $dir/pids.max 2>&1); ctrobj enables: $(cat $cg/ctrobj/cgroup.subtree_control 2>&1)"
+check configured-parent sh -c "ctrobj info | grep -q '^placement: *configured' && case /$rel in /ctrobj/c*) ;; *) exit 1 ;; esac &&
+	[ \"\$(cat $dir/memory.max)\" = 33554432 ] && [ \"\$(cat $dir/pids.max)\" = 8 ] &&
+	[ \"\$(cat /proc/$second/cgroup)\" = 0::/ ]"
+ctrobj rm confd > /dev/null 2>&1
+unset CTROBJ_STATE_DIR
+kill $second
+wait $second
 echo "GUEST-END"
 reboot -f
 INIT
@@ -273,7 +295,7 @@ say "guest ran $(( $(date +%s) - t_boot ))s; serial log: $log"
 
 # ---- results -------------------------------------------------------------------
 failed=0
-cases="cgroup2-only delegation $programs tour limits-readback stats oom-kill fork-bomb nothing-outside"
+cases="cgroup2-only delegation $programs tour limits-readback stats oom-kill fork-bomb nothing-outside configured-parent"
 grep -E '^(PASS|FAIL|SKIP) ' "$log" || true
 for name in $cases; do
 	if grep -qE "^SKIP $name(:|\$)" "$log"; then
