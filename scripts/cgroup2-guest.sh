@@ -44,7 +44,8 @@
 # and, on the host before the boot, `systemd-analyze verify` of
 # dist/systemd/ctrobjd.service (Delegate=yes).
 #
-# Exit 0 only if every case passed. A FAIL, a missing case, a kernel
+# Every step inside has a timeout of its own (the tour 240 s, others 60 s),
+# so one hang shows as that case's FAIL. Exit 0 only if every case passed. A FAIL, a missing case, a kernel
 # BUG/WARNING/Oops/panic, or a guest that does not finish within
 # QEMU_TIMEOUT seconds (default 420) fails the run.
 #
@@ -217,14 +218,14 @@ for t in /conformance/*; do
 done
 
 # ---- the tour
-ctrobj demo > /tmp/tour.out 2>&1
+timeout 240 ctrobj demo > /tmp/tour.out 2>&1
 rc=$?
 sed 's/^/TOUR| /' /tmp/tour.out
 why="ctrobj demo exited $rc: $(grep -c FAIL /tmp/tour.out) check(s) failed"
 check tour sh -c "[ $rc = 0 ] && grep -q 'every check passed' /tmp/tour.out"
 
 # ---- limits, read back from the guest's tree
-ctrobj run lim --memory 64m --pids 16 --cpu 500 --detach -- /bin/busybox sleep 600 > /tmp/run.out 2>&1
+timeout 60 ctrobj run lim --memory 64m --pids 16 --cpu 500 --detach -- /bin/busybox sleep 600 > /tmp/run.out 2>&1
 rel=$(ctrobj inspect lim 2>/dev/null | sed -n 's/^cgroup: *//p')
 dir=$cg/$rel
 why="run: $(cat /tmp/run.out); cgroup /$rel: memory.max $(cat $dir/memory.max 2>&1) pids.max $(cat $dir/pids.max 2>&1) cpu.max $(cat $dir/cpu.max 2>&1)"
@@ -235,14 +236,14 @@ why="$(cat /tmp/stats.out)"
 check stats sh -c "grep -Eq '^memory [1-9][0-9]* bytes, pids [1-9][0-9]*, cpu [1-9][0-9]* ns' /tmp/stats.out"
 
 # ---- a memory hog inside: OOM-killed at 64 MiB
-ctrobj exec lim -- /bin/busybox dd if=/dev/zero of=/dev/null bs=256M count=1 > /tmp/hog.out 2>&1
+timeout 60 ctrobj exec lim -- /bin/busybox dd if=/dev/zero of=/dev/null bs=256M count=1 > /tmp/hog.out 2>&1
 rc=$?
 kills=$(sed -n 's/^oom_kill //p' $dir/memory.events)
 why="exit $rc ($(cat /tmp/hog.out | tr '\n' ' ')), memory.events oom_kill ${kills:-?}, memory.peak $(cat $dir/memory.peak 2>/dev/null || echo n/a)"
 check oom-kill sh -c "[ $rc = 137 ] && [ \"${kills:-0}\" -ge 1 ]"
 
 # ---- a fork bomb inside: stopped at pids.max
-ctrobj exec lim -- /bin/busybox sh -c 'i=0; while [ $i -lt 200 ]; do /bin/busybox sleep 60 & i=$((i+1)); done 2>/dev/null; exit 0' > /dev/null 2>&1
+timeout 60 ctrobj exec lim -- /bin/busybox sh -c 'i=0; while [ $i -lt 200 ]; do /bin/busybox sleep 60 & i=$((i+1)); done 2>/dev/null; exit 0' > /dev/null 2>&1
 cur=$(cat $dir/pids.current)
 hits=$(sed -n 's/^max //p' $dir/pids.events)
 why="pids.current $cur, pids.max $(cat $dir/pids.max), pids.events max ${hits:-?}"
@@ -266,7 +267,7 @@ i=0
 while [ ! -S /run/ctrobj-b/ctrobjd.sock ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
 sed 's/^/CTROBJD-B| /' /tmp/ctrobjd-b.log
 export CTROBJ_STATE_DIR=/run/ctrobj-b
-ctrobj run confd --memory 32m --pids 8 --detach -- /bin/busybox sleep 600 > /tmp/run-b.out 2>&1
+timeout 60 ctrobj run confd --memory 32m --pids 8 --detach -- /bin/busybox sleep 600 > /tmp/run-b.out 2>&1
 rel=$(ctrobj inspect confd 2>/dev/null | sed -n 's/^cgroup: *//p')
 dir=$cg/$rel
 why="$(cat /tmp/run-b.out); $(ctrobj info | grep -E '^(placement|parent|reason)' | tr -s ' ' | tr '\n' ';') cgroup /$rel: memory.max $(cat $dir/memory.max 2>&1) pids.max $(cat $dir/pids.max 2>&1); ctrobj enables: $(cat $cg/ctrobj/cgroup.subtree_control 2>&1)"
