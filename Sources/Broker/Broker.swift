@@ -11,7 +11,9 @@ import Glibc
 /// requests on its socket, watches container fds (last close), init pidfds
 /// (exit) and signals, and persists every change.
 public final class Broker {
-    public let config: BrokerConfig
+    /// `cgroupParent` is final once start() has placed the cgroups.
+    public internal(set) var config: BrokerConfig
+    public internal(set) var cgroupPlacement: CgroupPlacement?
     let logger: Logger
     let loop: EventLoop
     let persistence: Persistence
@@ -90,6 +92,7 @@ public final class Broker {
             throw ContainerError(.busy, "another ctrobjd already serves \(config.stateDir) (\(config.lockPath) is locked)")
         }
         lock = lockFD
+        try placeCgroups()
         try persistence.prepare()
         restore()
         removeOrphans()

@@ -26,8 +26,11 @@ struct Persistence {
 
     func dir(_ r: ContainerRecord) -> String { "\(config.containersDir)/\(r.directoryName)" }
 
+    /// Pins go in a private mount where the state directory's mount is
+    /// shared (any systemd host): a mount namespace's pin cannot propagate.
     func prepare() throws {
         try Sys.mkdirs(config.containersDir, 0o700)
+        try MountPropagation.makePrivateIfPropagating(config.containersDir)
     }
 
     /// The record is not fsync'd: it describes namespace bind mounts that

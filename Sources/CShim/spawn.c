@@ -7,6 +7,8 @@
  *   child -> parent  'G'            target waits at the start gate (exec follows)
  *   child -> parent  'E' stage err  a step failed
  *   EOF                             the target exec'd (the socket is CLOEXEC)
+ * With a new pid namespace 'P' (from the intermediate) and 'O'/'G' (from the
+ * target) come in either order: the parent waits for both.
  */
 #include "cshim.h"
 #include "child.h"
@@ -256,7 +258,7 @@ pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
 	int rep = sv[0];
 	struct ccs_report r;
 	pid_t target = p->pidns_mode ? -1 : mid;
-	int failed_stage = 0, failed_errno = 0;
+	int failed_stage = 0, failed_errno = 0, ready = 0;
 	for (;;) {
 		int got = ccs_child_read(rep, &r);
 		if (got <= 0) {
@@ -268,8 +270,14 @@ pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
 		}
 		if (r.tag == 'P') {
 			target = r.value;
+			if (ready)
+				break;
 		} else if (r.tag == 'O' || r.tag == 'G') {
-			break;
+			/* With a new pid namespace the target's report and the
+			 * intermediate's 'P' race: wait for both. */
+			ready = 1;
+			if (target > 0)
+				break;
 		} else if (r.tag == 'E') {
 			failed_stage = r.stage;
 			failed_errno = r.value;

@@ -102,7 +102,8 @@ public func removeTree(_ path: String) {
     guard lstat(path, &st) == 0 else { return }
     if (st.st_mode & S_IFMT) == S_IFDIR {
         for e in Sys.listDirectory(path) { removeTree("\(path)/\(e)") }
-        rmdir(path)
+        // ctrobjd binds <state>/containers onto itself where mounts are shared.
+        if rmdir(path) < 0 && errno == EBUSY && umount2(path, Int32(MNT_DETACH)) == 0 { rmdir(path) }
     } else {
         _ = umount2(path, Int32(MNT_DETACH))
         unlink(path)

@@ -50,6 +50,12 @@ pid_t ccs_pidfd_pid(int pidfd);
 uint64_t ccs_socket_cookie(int fd);
 int ccs_peer_pidfd(int sockfd);
 int ccs_peer_cred(int sockfd, pid_t *pid, uid_t *uid, gid_t *gid);
+/* mount(src, target, MS_BIND): a directory bound onto itself becomes a mount point. */
+int ccs_bind_mount(const char *src, const char *target);
+/* mount(MS_PRIVATE | MS_REC): nothing mounted below target propagates in or out. */
+int ccs_make_private(const char *target);
+/* getxattr(2): the value's length, or -1 with errno (ENODATA: not set). */
+long ccs_getxattr(const char *path, const char *name, void *value, unsigned long size);
 int ccs_seqpacket_pair(int fds[2]);
 int ccs_bind_mount_fd(int fd, const char *target);
 /* statfs(2)'s f_type of path (NSFS_MAGIC, CGROUP2_SUPER_MAGIC, ...). */
