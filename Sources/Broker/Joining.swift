@@ -66,7 +66,12 @@ extension Broker {
             throw r.err(.system, "exec", "its pid namespace is not pinned")
         }
         var cg: [Int] = []
-        if cgroupFDs {
+        var dir: Int?
+        if cgroupFDs, let v2 = config.cgroupLayout.v2Mount, config.cgroupLayout.hierarchies == [v2] {
+            // Pure v2: the joiner is born in the cgroup (CLONE_INTO_CGROUP).
+            fds.append(try Sys.open("\(v2)/\(r.cgroup.relativePath)", O_PATH | O_DIRECTORY))
+            dir = fds.count - 1
+        } else if cgroupFDs {
             for f in try r.procsFilesForJoin() {
                 fds.append(f)
                 cg.append(fds.count - 1)
@@ -74,7 +79,7 @@ extension Broker {
         }
         let newCgroupNS = !enter && r.pins[.cgroup] == nil && r.flags & ContainerFlags.newCgroupNS != 0
         return (JoinPlan(userns: userIndex, namespaces: items, pidns: pidns, cgroups: cg, becomeRoot: userIndex != nil,
-                         newCgroupNS: newCgroupNS, cgroupJoinRequest: !cgroupFDs), fds)
+                         newCgroupNS: newCgroupNS, cgroupJoinRequest: !cgroupFDs, cgroupDir: dir), fds)
     }
 
     /// cgroup.join: move the asking process itself into the container's

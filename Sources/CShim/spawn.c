@@ -26,6 +26,9 @@
 #ifndef SYS_clone3
 #define SYS_clone3 435
 #endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -177,7 +180,7 @@ static int first_child(void *arg)
  * namespace (setns refuses a task whose mm is shared). */
 static int can_share_memory(const struct ccs_join_plan *p)
 {
-	if (!p->path || p->gate_fd >= 0)
+	if (!p->path || p->gate_fd >= 0 || p->into_cgroup)
 		return 0;
 	for (int i = 0; i < p->ns_count; i++)
 		if (p->ns_types[i] == CLONE_NEWTIME)
@@ -221,8 +224,25 @@ pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
 		errno = e;
 		shared = mid > 0;
 	}
-	if (!shared)
+	if (!shared && p->into_cgroup) {
+		/* Born in the container's cgroup: no migration afterwards. */
+		struct clone_args args;
+		memset(&args, 0, sizeof(args));
+		args.flags = CLONE_INTO_CGROUP;
+		args.exit_signal = SIGCHLD;
+		args.cgroup = (uint64_t)p->cgroup_dir_fd;
+		mid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+		if (mid < 0) {
+			int e = errno;
+			close(sv[0]);
+			close(sv[1]);
+			*stage = CCS_STAGE_CGROUP;
+			errno = e;
+			return -1;
+		}
+	} else if (!shared) {
 		mid = ccs_raw_fork();
+	}
 	if (mid < 0) {
 		int e = errno;
 		close(sv[0]);

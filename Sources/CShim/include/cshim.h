@@ -158,6 +158,11 @@ struct ccs_join_plan {
 	int join_via_daemon;
 	int join_container_fd;
 	char daemon_path[108];
+	/* Pure cgroup v2: the first child is made by clone3(CLONE_INTO_CGROUP)
+	 * with cgroup_dir_fd (the container's cgroup directory) instead of
+	 * writing cgroup.procs. Only when into_cgroup is 1. */
+	int into_cgroup;
+	int cgroup_dir_fd;
 };
 /* Set the cgroup.join part of a plan (path truncated to sun_path's size). */
 void ccs_plan_set_cgroup_join(struct ccs_join_plan *p, int container_fd, const char *daemon_path);
