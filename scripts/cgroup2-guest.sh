@@ -29,8 +29,8 @@
 #                    container, uninstall; every check passes
 #   limits-readback  memory.max, pids.max and cpu.max read back from the
 #                    container's cgroup in the guest's tree
-#   stats            `ctrobj limits` reports memory.current, pids.current and
-#                    cpu.stat usage
+#   stats            `ctrobj limits` reports memory.current, pids.current,
+#                    cpu.stat usage and memory.stat anon
 #   oom-kill         a memory hog inside the container is OOM-killed at its
 #                    limit (SIGKILL, memory.events oom_kill >= 1)
 #   fork-bomb        200 forks inside stop at pids.max (pids.current <= max,
@@ -233,7 +233,7 @@ check limits-readback sh -c "case /$rel in /system.slice/ctrobjd.service/contain
 	[ \"\$(cat $dir/memory.max)\" = 67108864 ] && [ \"\$(cat $dir/pids.max)\" = 16 ] && [ \"\$(cat $dir/cpu.max)\" = '50000 100000' ]"
 ctrobj limits lim > /tmp/stats.out 2>&1
 why="$(cat /tmp/stats.out)"
-check stats sh -c "grep -Eq '^memory [1-9][0-9]* bytes, pids [1-9][0-9]*, cpu [1-9][0-9]* ns' /tmp/stats.out"
+check stats sh -c "grep -Eq '^memory [1-9][0-9]* bytes, pids [1-9][0-9]*, cpu [1-9][0-9]* ns, anonymous memory [1-9][0-9]* bytes' /tmp/stats.out"
 
 # ---- a memory hog inside: OOM-killed at 64 MiB
 timeout 60 ctrobj exec lim -- /bin/busybox dd if=/dev/zero of=/dev/null bs=256M count=1 > /tmp/hog.out 2>&1
