@@ -96,11 +96,12 @@ public final class Broker {
         try persistence.prepare()
         restore()
         removeOrphans()
-        try listen()
         try listenUpcalls()
         upcallHousekeeping()
         for r in byID.values { learnDevicePaths(r.grantedDevices) }
         updateUeventMonitor()
+        // The client socket last: once it answers, everything else is up.
+        try listen()
         let sig = try SignalWatch([SIGTERM, SIGINT, SIGHUP])
         signals = sig
         try loop.watch(sig.fd.raw) { [weak self] _ in
