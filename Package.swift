@@ -49,9 +49,12 @@ let package = Package(
         ]),
         .executableTarget(name: "ctrobj-bench", dependencies: ["ContainerObject", "ContainerSystem", "ContainerWire", "CShim"],
                           path: "Benchmarks/Sources/ctrobj-bench"),
+        // The hostile client the adversarial suite runs as an unprivileged user.
+        .executableTarget(name: "ctrobj-attack", dependencies: ["ContainerObject", "ContainerWire", "ContainerSystem", "CShim"],
+                          path: "Tests/ctrobj-attack"),
         .testTarget(name: "ContainerSystemTests", dependencies: ["ContainerSystem", "ContainerWire"]),
         .testTarget(name: "ContainerObjectTests", dependencies: [
-            "ContainerObject", "ContainerObjectC", "Broker", "ContainerSystem",
+            "ContainerObject", "ContainerObjectC", "Broker", "ContainerSystem", "CShim",
         ]),
     ],
     swiftLanguageModes: [.v5]

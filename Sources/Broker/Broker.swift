@@ -1,6 +1,7 @@
 import CShim
 import ContainerSystem
 import ContainerWire
+import Dispatch
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -10,7 +11,9 @@ import Glibc
 /// requests on its socket, watches container fds (last close), init pidfds
 /// (exit) and signals, and persists every change.
 public final class Broker {
-    public let config: BrokerConfig
+    /// `cgroupParent` is final once start() has placed the cgroups.
+    public internal(set) var config: BrokerConfig
+    public internal(set) var cgroupPlacement: CgroupPlacement?
     let logger: Logger
     let loop: EventLoop
     let persistence: Persistence
@@ -47,6 +50,11 @@ public final class Broker {
     var connectionsPerUID: [uid_t: Int] = [:]
     /// Bytes of replies queued per uid, for --max-queued-bytes.
     var queuedBytesPerUID: [uid_t: Int] = [:]
+    /// Where answerLater's work runs (Connections.swift).
+    var workQueues: [uid_t: DispatchQueue] = [:]
+    let sharedWorkQueues = (0..<8).map { DispatchQueue(label: "ctrobjd.work.shared.\($0)") }
+    /// Open container fds (daemon ends) per principal, for --max-container-fds-per-uid.
+    var endsPerPrincipal: [uid_t: Int] = [:]
     /// accept() ran out of fds: the listener is unwatched until the next tick.
     var acceptPaused = false
     var upcallAcceptPaused = false
@@ -84,6 +92,7 @@ public final class Broker {
             throw ContainerError(.busy, "another ctrobjd already serves \(config.stateDir) (\(config.lockPath) is locked)")
         }
         lock = lockFD
+        try placeCgroups()
         try persistence.prepare()
         restore()
         removeOrphans()
@@ -146,7 +155,7 @@ public final class Broker {
 
     func register(_ r: ContainerRecord) {
         if byID[r.id] !== r {
-            containersPerUID[r.owner, default: 0] += 1
+            containersPerUID[principal(r.owner), default: 0] += 1
             listOrder.removeAll()
         }
         byName[r.name] = r
@@ -155,7 +164,7 @@ public final class Broker {
         // attributed by its namespaces only.
         if !r.adopted && !r.cgroup.relativePath.isEmpty { byCgroup[r.cgroup.relativePath] = r }
         for c in r.cookies { byCookie[c] = r }
-        for (_, ino) in r.namespaceInodes { byNamespace[ino] = r }
+        for (kind, ino) in r.namespaceInodes where byNamespace[ino] == nil && ino != ownNamespace(kind) { byNamespace[ino] = r }
         nextID = max(nextID, r.id + 1)
     }
 
@@ -163,13 +172,24 @@ public final class Broker {
         if byName[r.name] === r { byName.removeValue(forKey: r.name) }
         if byID[r.id] === r {
             byID.removeValue(forKey: r.id)
-            containersPerUID[r.owner, default: 1] -= 1
-            if containersPerUID[r.owner] == 0 { containersPerUID.removeValue(forKey: r.owner) }
+            containersPerUID[principal(r.owner), default: 1] -= 1
+            if containersPerUID[principal(r.owner)] == 0 { containersPerUID.removeValue(forKey: principal(r.owner)) }
             listOrder.removeAll()
         }
         if byCgroup[r.cgroup.relativePath] === r { byCgroup.removeValue(forKey: r.cgroup.relativePath) }
         for c in r.cookies where byCookie[c] === r { byCookie.removeValue(forKey: c) }
         for (_, ino) in r.namespaceInodes where byNamespace[ino] === r { byNamespace.removeValue(forKey: ino) }
+    }
+
+    /// Whom the per-uid limits charge for a uid: the uids of one id block
+    /// (a root-made container's user namespace, 65,536 of them) are one
+    /// principal, the block's first id; any other uid is itself.
+    func principal(_ uid: uid_t) -> uid_t {
+        let base = UInt64(config.idRangeBase), size = UInt64(config.idRangeSize)
+        guard size > 0, UInt64(uid) >= base else { return uid }
+        let k = (UInt64(uid) - base) / size
+        guard k < UInt64(config.idRangeCount) else { return uid }
+        return uid_t(truncatingIfNeeded: base + k * size)
     }
 
     /// Give the container a namespace: pinned (before any record names
@@ -183,8 +203,9 @@ public final class Broker {
         r.pins[kind] = pinName
         r.namespaces[kind] = fd
         r.namespaceInodes[kind] = ino
-        // A shared namespace (a pod's net) attributes to its first owner.
-        if byNamespace[ino] == nil { byNamespace[ino] = r }
+        // A shared namespace (a pod's net) attributes to its first owner;
+        // the host's (ctrobjd's own) to nobody.
+        if byNamespace[ino] == nil && ino != ownNamespace(kind) { byNamespace[ino] = r }
         if kind == .net && !r.grantedDevices.isEmpty {
             forgetUeventTarget(r)
             updateUeventMonitor()
@@ -255,10 +276,27 @@ public final class Broker {
     }
 
     /// Hand out a new container fd: one end of a fresh SEQPACKET pair.
-    func issueFD(_ r: ContainerRecord) throws -> OwnedFD {
+    /// Each open container fd costs ctrobjd one fd (the daemon's end): a
+    /// non-root principal may hold --max-container-fds-per-uid of them.
+    func issueFD(_ r: ContainerRecord, for conn: ClientConnection) throws -> OwnedFD {
+        if conn.uid != 0 && (endsPerPrincipal[conn.principal] ?? 0) >= config.maxContainerFDsPerUID {
+            throw r.err(.busy, "container fd", "uid \(conn.uid) holds \(config.maxContainerFDsPerUID) container fds, its limit (ctrobjd --max-container-fds-per-uid)",
+                        errno: EMFILE)
+        }
+        try requireFDHeadroom(r.name, "container fd")
         let (daemonEnd, clientEnd) = try Sys.seqpacketPair()
         let cookie = Sys.socketCookie(clientEnd.raw)
         r.ends[cookie] = daemonEnd
+        r.endCharges[cookie] = conn.principal
+        endsPerPrincipal[conn.principal, default: 0] += 1
+        // Cookies of fds from before a restart cannot be seen to close: a
+        // record keeps a bounded number of them (the oldest go first).
+        if r.cookies.count >= ContainerRecord.maxCookies {
+            for c in r.cookies.sorted().prefix(r.cookies.count - ContainerRecord.maxCookies + 1) where r.ends[c] == nil {
+                r.cookies.remove(c)
+                if byCookie[c] === r { byCookie.removeValue(forKey: c) }
+            }
+        }
         r.cookies.insert(cookie)
         byCookie[cookie] = r
         let hup = EPOLLHUP.rawValue | EPOLLRDHUP.rawValue | EPOLLIN.rawValue
@@ -273,12 +311,19 @@ public final class Broker {
         return clientEnd // the caller saves the record (with the new cookie)
     }
 
+    func uncharge(_ r: ContainerRecord, _ cookie: UInt64) {
+        guard let who = r.endCharges.removeValue(forKey: cookie) else { return }
+        endsPerPrincipal[who, default: 1] -= 1
+        if endsPerPrincipal[who] == 0 { endsPerPrincipal.removeValue(forKey: who) }
+    }
+
     /// Every reference to one client end is gone.
     func endClosed(_ r: ContainerRecord, _ cookie: UInt64) {
         if let end = r.ends.removeValue(forKey: cookie) {
             loop.unwatch(end.raw)
             end.close()
         }
+        uncharge(r, cookie)
         r.cookies.remove(cookie)
         if byCookie[cookie] === r { byCookie.removeValue(forKey: cookie) }
         if r.killOnClose && r.ends.isEmpty && byID[r.id] === r {

@@ -18,6 +18,13 @@ public struct BrokerConfig: Sendable {
     /// How long a namespace holder may take before creation fails.
     public var holderTimeoutMs: Int32
     public var cgroupLayout: CgroupLayout
+    /// Whether to use a delegated cgroup v2 subtree ctrobjd was started in
+    /// (CgroupPlacement): auto finds out; the placement replaces
+    /// `cgroupParent` at start when it is delegated.
+    public var cgroupDelegation: CgroupPlacement.Choice = .auto
+    /// `--cgroup-parent` was given: auto then keeps to it (a private
+    /// daemon, a test's, has a parent of its own in whatever cgroup it runs).
+    public var cgroupParentGiven = false
     /// Where the core helper spools while the daemon is down (when no
     /// upcall.conf names another).
     public var spoolDir = "/var/lib/ctrobj/spool"
@@ -29,6 +36,8 @@ public struct BrokerConfig: Sendable {
     public var maxContainersPerUID = 256
     public var maxConnectionsPerUID = 64
     public var maxQueuedBytes = 1 << 20
+    /// Open container fds (each costs ctrobjd one fd) per principal.
+    public var maxContainerFDsPerUID = 1024
     /// A connection whose queued replies have not moved for this long is dropped.
     public var stalledClientMs: UInt64 = 5000
     /// Fault injection for the crash-consistency tests: kill -9 ourselves at
@@ -50,4 +59,6 @@ public struct BrokerConfig: Sendable {
     public var socketPath: String { "\(stateDir)/ctrobjd.sock" }
     public var containersDir: String { "\(stateDir)/containers" }
     public var lockPath: String { "\(stateDir)/ctrobjd.lock" }
+    /// What `ctrobj info` reads: the cgroup layout and placement chosen at start.
+    public var placementPath: String { "\(stateDir)/cgroup-placement" }
 }

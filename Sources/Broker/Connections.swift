@@ -58,7 +58,8 @@ extension Broker {
             let fd = OwnedFD(c)
             _ = fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK)
             guard let cred = try? Sys.peerCred(c) else { continue }
-            if cred.uid != 0 && (connectionsPerUID[cred.uid] ?? 0) >= config.maxConnectionsPerUID {
+            let who = principal(cred.uid)
+            if cred.uid != 0 && (connectionsPerUID[who] ?? 0) >= config.maxConnectionsPerUID {
                 let e = ContainerError(.busy, "uid \(cred.uid) has \(config.maxConnectionsPerUID) connections open to ctrobjd (--max-connections-per-uid)",
                                        errno: EUSERS)
                 _ = try? FDPassing.send(c, Message.error(e).encoded())
@@ -69,7 +70,8 @@ extension Broker {
             connections[c] = conn
             conn.counted = true
             conn.interest = ClientConnection.readEvents
-            connectionsPerUID[cred.uid, default: 0] += 1
+            conn.principal = who
+            connectionsPerUID[who, default: 0] += 1
             do {
                 try loop.watch(c, events: ClientConnection.readEvents) { [weak self, weak conn] events in
                     guard let self, let conn else { return }
@@ -87,14 +89,14 @@ extension Broker {
         loop.unwatch(conn.fd.raw)
         connections.removeValue(forKey: conn.fd.raw)
         if conn.counted {
-            connectionsPerUID[conn.uid, default: 1] -= 1
-            if connectionsPerUID[conn.uid] == 0 { connectionsPerUID.removeValue(forKey: conn.uid) }
+            connectionsPerUID[conn.principal, default: 1] -= 1
+            if connectionsPerUID[conn.principal] == 0 { connectionsPerUID.removeValue(forKey: conn.principal) }
         }
         if let r = conn.forking {
             if r.forkingConnection == ObjectIdentifier(conn) { r.forkingConnection = nil }
             conn.forking = nil
         }
-        unqueue(conn.uid, conn.queuedBytes)
+        unqueue(conn.principal, conn.queuedBytes)
         conn.queuedBytes = 0
         conn.output.removeAll()
         conn.fd.close()
@@ -144,13 +146,23 @@ extension Broker {
         }
     }
 
+    /// One serial queue per principal (a few shared ones past 256): what
+    /// one user's work waits on holds up that user's later work only.
+    func workQueue(for who: uid_t) -> DispatchQueue {
+        if let q = workQueues[who] { return q }
+        if workQueues.count >= 256 { return sharedWorkQueues[Int(who % 8)] }
+        let q = DispatchQueue(label: "ctrobjd.work.\(who)")
+        workQueues[who] = q
+        return q
+    }
+
     /// Answer later: `work` runs on a worker thread (it must not touch the
     /// table), `finish` on the loop thread with its result, whatever became
     /// of the connection meanwhile; its reply is sent if the client is
     /// still there. The connection reads no further request until then.
     func answerLater<T>(_ conn: ClientConnection, _ work: @escaping () -> T, then finish: @escaping (T) -> Reply) -> Reply {
         let loop = self.loop
-        DispatchQueue.global().async {
+        workQueue(for: conn.principal).async {
             let value = work()
             loop.post { [weak self] in
                 guard let self else { return }
@@ -237,10 +249,10 @@ extension Broker {
         }
         conn.output.append((bytes, fds))
         conn.queuedBytes += bytes.count
-        queuedBytesPerUID[conn.uid, default: 0] += bytes.count
+        queuedBytesPerUID[conn.principal, default: 0] += bytes.count
         flush(conn)
         // Root's bound is per connection; anyone else's covers all its connections.
-        let queued = conn.uid == 0 ? conn.queuedBytes : queuedBytesPerUID[conn.uid] ?? 0
+        let queued = conn.uid == 0 ? conn.queuedBytes : queuedBytesPerUID[conn.principal] ?? 0
         if !conn.closed && queued > config.maxQueuedBytes {
             logger.notice("dropped pid \(conn.pid) uid \(conn.uid): \(queued) bytes of replies unread (--max-queued-bytes)")
             closeConnection(conn)
@@ -267,7 +279,7 @@ extension Broker {
             }
             conn.output.removeFirst()
             conn.queuedBytes -= bytes.count
-            unqueue(conn.uid, bytes.count)
+            unqueue(conn.principal, bytes.count)
             if conn.blockedSince != nil { conn.blockedSince = Sys.monotonicNanos() }
         }
         if conn.blockedSince != nil {
@@ -294,6 +306,8 @@ final class ClientConnection {
     let pid: pid_t
     let uid: uid_t
     let gid: gid_t
+    /// Whom the per-uid limits charge (Broker.principal).
+    var principal: uid_t
     var forking: ContainerRecord?
     /// Replies not yet taken by the socket, oldest first.
     var output: [(bytes: [UInt8], fds: [OwnedFD])] = []
@@ -313,6 +327,7 @@ final class ClientConnection {
         self.pid = pid
         self.uid = uid
         self.gid = gid
+        self.principal = uid
     }
 }
 

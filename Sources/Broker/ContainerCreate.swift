@@ -63,18 +63,26 @@ extension Broker {
     /// Refuse a new container for a uid at its limit, or when ctrobjd is
     /// short of fds (the lowest free fd number says how many are in use).
     func admit(uid: uid_t, name: String, action: String) throws {
-        if uid != 0 && (containersPerUID[uid] ?? 0) + (creatingPerUID[uid] ?? 0) >= config.maxContainersPerUID {
+        let who = principal(uid)
+        if uid != 0 && (containersPerUID[who] ?? 0) + (creatingPerUID[who] ?? 0) >= config.maxContainersPerUID {
             throw ContainerError(.busy,
                 "container \"\(name)\": \(action): uid \(uid) has \(config.maxContainersPerUID) containers, its limit (ctrobjd --max-containers-per-uid)",
                 errno: EDQUOT)
         }
+        try requireFDHeadroom(name, action, Self.fdsPerContainer)
+    }
+
+    /// Refuse work that needs fds when fewer than `need` and a reserve are
+    /// left under RLIMIT_NOFILE (the lowest free fd number says how many
+    /// are in use).
+    func requireFDHeadroom(_ name: String, _ action: String, _ need: Int = 1) throws {
         var lim = rlimit()
         _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
         let probe = dup(0)
         if probe >= 0 { close(probe) }
-        if probe < 0 || UInt64(probe) + UInt64(Self.fdsPerContainer + Self.fdReserve) > UInt64(lim.rlim_cur) {
+        if probe < 0 || UInt64(probe) + UInt64(need + Self.fdReserve) > UInt64(lim.rlim_cur) {
             throw ContainerError(.system,
-                "container \"\(name)\": \(action): ctrobjd is near its file descriptor limit (\(lim.rlim_cur)); destroy containers or raise it",
+                "container \"\(RequestRules.escaped(name))\": \(action): ctrobjd is near its file descriptor limit (\(lim.rlim_cur)); destroy containers or raise it",
                 errno: EMFILE)
         }
     }
@@ -119,7 +127,7 @@ extension Broker {
         }
         crashPoint("create")
         creating.insert(name)
-        creatingPerUID[conn.uid, default: 0] += 1
+        creatingPerUID[principal(conn.uid), default: 0] += 1
         if let idBase { reservedIDBases.insert(idBase) }
         return PendingCreate(id: id, name: name, flags: flags, idBase: idBase, cgroup: cgroup, spare: nil)
     }
@@ -131,8 +139,8 @@ extension Broker {
     /// The rest of create, on the loop: pins, then the record, then the fd.
     func finishCreate(_ p: PendingCreate, _ made: Result<Creator.Made, Error>, conn: ClientConnection) throws -> Reply {
         creating.remove(p.name)
-        creatingPerUID[conn.uid, default: 1] -= 1
-        if creatingPerUID[conn.uid] == 0 { creatingPerUID.removeValue(forKey: conn.uid) }
+        creatingPerUID[principal(conn.uid), default: 1] -= 1
+        if creatingPerUID[principal(conn.uid)] == 0 { creatingPerUID.removeValue(forKey: principal(conn.uid)) }
         if let b = p.idBase { reservedIDBases.remove(b) }
         let r = ContainerRecord(id: p.id, name: p.name, flags: p.flags, owner: conn.uid, ownerGid: conn.gid,
                                 createdAt: Sys.realtimeSeconds(), cgroup: p.cgroup)
@@ -173,7 +181,7 @@ extension Broker {
 
     func finishCreate(_ r: ContainerRecord, conn: ClientConnection) throws -> Reply {
         register(r)
-        let fd = try issueFD(r)
+        let fd = try issueFD(r, for: conn)
         try persistence.save(r)
         crashPoint("create")
         if conn.uid == 0 { scheduleSpare(flags: r.flags) }
@@ -239,7 +247,7 @@ extension Broker {
             try loop.watch(r.initPidfd!.raw) { [weak self, weak r] _ in if let self, let r { self.initExited(r) } }
             try persistence.save(r)
             crashPoint("adopt")
-            let fd = try issueFD(r)
+            let fd = try issueFD(r, for: conn)
             try persistence.save(r)
             crashPoint("adopt")
             logger.info("container \"\(RequestRules.escaped(name))\" (id \(id)) adopted from pid \(pid): \(ContainerFlags.describe(flags))")
@@ -258,7 +266,7 @@ extension Broker {
         if conn.uid != 0 && conn.uid != r.owner {
             throw r.err(.permission, "container_open", "owned by uid \(r.owner); uid \(conn.uid) may not open it")
         }
-        let fd = try issueFD(r)
+        let fd = try issueFD(r, for: conn)
         try? persistence.save(r)
         return Reply(.ok(["id": "\(r.id)"]), [fd])
     }

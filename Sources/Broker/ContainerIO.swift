@@ -69,10 +69,24 @@ extension Broker {
         if flags & msBind != 0 {
             guard fds.count > 1 else { throw r.err(.invalidArgument, "container_mount", "a bind mount needs its source") }
             let source = fds[1]
-            // Recursive for a non-root caller: a bind of one mount alone
-            // could uncover what a mount below it hides (the kernel refuses
-            // that inside a user namespace for the same reason).
-            let recursive = flags & msRec != 0 || conn.uid != 0
+            if conn.uid != 0 {
+                // Made as the owner could make it: its own copy of the host's
+                // mounts (flags and submounts locked by the kernel, so they
+                // cannot be remounted or peeled off inside), cloned there.
+                let path = try Sys.readLink("/proc/self/fd/\(source.raw)")
+                guard path.hasPrefix("/") else {
+                    throw r.err(.invalidArgument, "container_mount", "the source is not reachable by a path (\(RequestRules.escaped(path)))")
+                }
+                let (user, mntFD, src) = (try namespaceFD(r, .user)?.duplicate(), try mnt.duplicate(), try source.duplicate())
+                guard let user else { throw r.err(.permission, "container_mount", "no user namespace") }
+                let (uid, gid) = (conn.uid, conn.gid)
+                return answerLater(conn, { () -> (CInt, CInt, Int32) in
+                    var stage: CInt = 0
+                    let rc = ccs_bind_as_owner(uid, gid, user.raw, mntFD.raw, path, src.raw, target, &stage)
+                    return (rc, stage, errno)
+                }, then: { self.mountReply(r, target, $0) })
+            }
+            let recursive = flags & msRec != 0
             let tree = ccs_open_tree(source.raw, "", UInt32(CCS_OPEN_TREE_CLONE) | UInt32(CCS_AT_EMPTY_PATH)
                                                   | (recursive ? UInt32(CCS_AT_RECURSIVE) : 0))
             if tree < 0 {
@@ -168,8 +182,16 @@ extension Broker {
                 }
             }
             for k in kinds {
-                let fd = try Sys.open("/proc/\(pid)/ns/\(k.rawValue)", O_RDONLY)
-                found.append((k, fd))
+                // Opened as the caller (uid, gid, no capabilities) unless root:
+                // the kernel's own check (ptrace access: same ids, dumpable)
+                // decides, not ours alone.
+                let path = "/proc/\(pid)/ns/\(k.rawValue)"
+                let raw = conn.uid == 0 ? open(path, O_RDONLY | O_CLOEXEC) : ccs_open_as(conn.uid, conn.gid, path, O_RDONLY)
+                if raw < 0 {
+                    let e = errno
+                    throw r.err(ContainerError.codeFor(e), "container_set_ns", "process \(pid)'s \(k.rawValue) namespace: \(errnoDescription(e))", errno: e)
+                }
+                found.append((k, OwnedFD(raw)))
             }
             guard ccs_pidfd_pid(source.raw) == pid else {
                 throw r.err(.dead, "container_set_ns", "process \(pid) exited while its namespaces were opened")

@@ -38,8 +38,11 @@ public final class ContainerRecord {
     public var exitStatus: Int32?
     /// Live container fds: client end's socket cookie -> daemon's end.
     public var ends: [UInt64: OwnedFD] = [:]
-    /// Every client end ever handed out that may still exist.
+    /// Every client end ever handed out that may still exist (at most maxCookies).
     public var cookies: Set<UInt64> = []
+    static let maxCookies = 256
+    /// Whom each live end is charged to (Broker.endsPerPrincipal).
+    var endCharges: [UInt64: uid_t] = [:]
     /// Where its cores go: "file" (default) or "drop".
     public var corePolicy = "file"
     /// Registered from another runtime's running process (ctrobj adopt):
@@ -151,12 +154,19 @@ public final class ContainerRecord {
               let owner = n("owner", uid_t.self), let gid = n("gid", gid_t.self), let cg = m["cgroup"] else {
             throw ContainerError(.protocolError, "record is missing fields")
         }
+        // What a request could not have made, a record may not bring back.
+        try Creator.validate(name: name, flags: flags)
+        guard let state = ContainerState(rawValue: n("state", Int.self) ?? 1),
+              let initPid = m["init_pid"] == nil ? 0 : n("init_pid", pid_t.self), initPid >= 0, Int64(initPid) <= RequestRules.pidMax,
+              !cg.utf8.contains(where: { $0 < 0x20 }), !cg.split(separator: "/").contains("..") else {
+            throw ContainerError(.protocolError, "record has fields out of range")
+        }
         let r = ContainerRecord(id: id, name: name, flags: flags, owner: owner, ownerGid: gid,
                                 createdAt: n("created", Int.self) ?? 0,
                                 cgroup: CgroupSet(layout: layout, relativePath: cg))
-        r.state = ContainerState(rawValue: n("state", Int.self) ?? 1) ?? .created
+        r.state = state
         r.idBase = n("id_base", UInt32.self)
-        r.initPid = n("init_pid", pid_t.self) ?? 0
+        r.initPid = initPid
         r.initStartTime = n("init_start", UInt64.self) ?? 0
         r.exitStatus = n("exit_status", Int32.self)
         r.corePolicy = m["core_policy"] ?? "file"

@@ -15,11 +15,17 @@ import Glibc
 ///   drop            read and discarded
 extension Broker {
     /// The container a crashing process belongs to: its cgroup first (every
-    /// container has its own), then its namespaces. O(1) lookups.
+    /// container has its own), then its namespaces. O(1) lookups. By
+    /// namespace only when the process is in the container's own user
+    /// namespace (if it has one): a container may share namespaces of
+    /// others (set_ns), and that must not bring it their processes' cores.
+    /// ctrobjd's own namespaces (the host's) are never indexed (setNamespace).
     func attribute(_ f: CoreFacts) -> ContainerRecord? {
         if let r = byCgroup[f.cgroupKey] { return r }
         for kind in ["pid", "mnt", "user", "net", "uts", "ipc", "cgroup"] {
-            if let ino = f.namespaces[kind], let r = byNamespace[ino] { return r }
+            guard let ino = f.namespaces[kind], let r = byNamespace[ino] else { continue }
+            if let user = r.namespaceInodes[.user], f.namespaces["user"] != user { continue }
+            return r
         }
         return nil
     }
@@ -58,7 +64,7 @@ extension Broker {
             reply(.error(ContainerError(.dead, "container \"\(r.name)\": core: it has no root any more")))
             return
         }
-        let fsid = r.rootHostID
+        let fsid = r.rootHostID, fsgid = r.rootHostGID
         let name = r.name
         let file = "core.\(sanitize(facts.comm)).\(facts.nsPid == 0 ? facts.pid : facts.nsPid).\(facts.time)"
         let logger = self.logger
@@ -68,7 +74,7 @@ extension Broker {
         runNow {
             let out: OwnedFD, path: String
             do {
-                (out, path) = try openCoreFile(root: root, fsid: fsid, file: file)
+                (out, path) = try openCoreFile(root: root, fsid: fsid, fsgid: fsgid, file: file)
             } catch {
                 // Nothing read yet: a live core that cannot go inside (a
                 // read-only or full root) is kept on the host, root's only,
@@ -156,9 +162,9 @@ func sanitize(_ s: String) -> String {
 /// Create a core file below the container's root as the container's root
 /// (fsuid on this thread only): directories and file are its root's, nothing
 /// follows a symlink the container planted. Returns the file and its path inside.
-func openCoreFile(root: OwnedFD, fsid: UInt32, file: String) throws -> (OwnedFD, String) {
+func openCoreFile(root: OwnedFD, fsid: UInt32, fsgid: UInt32, file: String) throws -> (OwnedFD, String) {
     var oldU: uid_t = 0, oldG: gid_t = 0
-    ccs_swap_fsids(fsid, fsid, &oldU, &oldG)
+    ccs_swap_fsids(fsid, fsgid, &oldU, &oldG)
     defer {
         var u: uid_t = 0, g: gid_t = 0
         ccs_swap_fsids(oldU, oldG, &u, &g)
@@ -200,12 +206,12 @@ extension Broker {
     func runCoreHandler(_ r: ContainerRecord, _ f: CoreFacts, core: OwnedFD, early: Bool, reply: @escaping (Message) -> Void) {
         let finished: (Message) -> Void = { m in if !early { reply(m) } }
         let path = String(r.corePolicy.dropFirst("handler:".count))
-        let inside = { (id: UInt32) -> UInt32 in
-            let base = r.rootHostID
-            guard r.pins[.user] != nil, id >= base, id < base + self.config.idRangeSize else { return id }
+        let count = r.idCount(config)
+        let inside = { (id: UInt32, base: UInt32) -> UInt32 in
+            guard r.pins[.user] != nil, id >= base, UInt64(id) < UInt64(base) + UInt64(count) else { return id }
             return id - base
         }
-        let args = [path, "\(f.nsPid == 0 ? f.pid : f.nsPid)", "\(inside(f.uid))", "\(inside(f.gid))", "\(f.signal)", "\(f.time)", f.comm]
+        let args = [path, "\(f.nsPid == 0 ? f.pid : f.nsPid)", "\(inside(f.uid, r.rootHostID))", "\(inside(f.gid, r.rootHostGID))", "\(f.signal)", "\(f.time)", f.comm]
         let plan: JoinPlan, fds: [OwnedFD]
         do {
             (plan, fds) = try joinPlan(r, enter: true)

@@ -103,6 +103,10 @@ struct Creator {
             made.root = try Sys.open("/proc/\(pid)/root", O_PATH | O_DIRECTORY)
         }
         withExtendedLifetime(ctl) { _ = ccs_holder_tell(ctl.raw, CChar(UInt8(ascii: "X"))) }
+        // Its work is done once the fds are open; it runs as the creator, who
+        // could stop it, so it is not waited for: killed (our own unreaped
+        // child, the pid cannot have been reused) and reaped.
+        kill(pid, SIGKILL)
         _ = try? Sys.waitpid(pid)
         reaped = true
         return made

@@ -77,29 +77,49 @@ extension Broker {
                          newCgroupNS: newCgroupNS, cgroupJoinRequest: !cgroupFDs), fds)
     }
 
-    /// cgroup.join: move the asking process itself into the container's cgroups.
+    /// cgroup.join: move the asking process itself into the container's
+    /// cgroups. A non-root caller's process must already be in the
+    /// container's user namespace (a setuid-root program it might exec
+    /// there gains nothing: its owner is not mapped) and run only as the
+    /// caller's uid. The process is pinned by ptrace for the move, so that
+    /// its pid cannot pass to a stranger between the check and the writes.
     func cgroupJoin(_ r: ContainerRecord, _ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
         guard r.state == .running || (r.state == .created && r.forkingConnection != nil) else {
             throw r.err(.dead, "cgroup.join", r.state == .created ? "no init is being started" : "its init has exited")
         }
         guard !r.adopted else { throw r.err(.invalidArgument, "cgroup.join", "an adopted container's cgroup is another runtime's") }
+        var userns: UInt64 = 0
+        if conn.uid != 0 {
+            guard let ino = r.namespaceInodes[.user], r.pins[.user] != nil else {
+                throw r.err(.permission, "cgroup.join", "uid \(conn.uid) may join only a container with a user namespace")
+            }
+            userns = ino
+        }
         let raw = ccs_peer_pidfd(conn.fd.raw)
         guard raw >= 0 else { throw r.err(.system, "cgroup.join", "SO_PEERPIDFD: \(errnoDescription(errno))", errno: errno) }
         let peer = OwnedFD(raw)
         let pid = ccs_pidfd_pid(peer.raw)
         guard pid > 0 else { throw r.err(.dead, "cgroup.join", "the asking process has exited", errno: ESRCH) }
-        let files = try r.procsFilesForJoin()
-        for f in files {
-            let text = Array("\(pid)".utf8)
-            if pwrite(f.raw, text, text.count, 0) < 0 {
-                let e = errno
-                throw r.err(ContainerError.codeFor(e), "cgroup.join", "cgroup.procs: \(errnoDescription(e))", errno: e)
+        if conn.uid != 0 {
+            let uids = ProcInfo.statusField(pid: pid, "Uid")?.compactMap { uid_t($0) } ?? []
+            guard uids.count == 4, uids.allSatisfy({ $0 == conn.uid }) else {
+                throw r.err(.permission, "cgroup.join", "the asking process does not run only as uid \(conn.uid)")
             }
         }
-        // The pid named the peer while its pidfd says it is alive: it
-        // cannot have been reused in between.
-        if ccs_pidfd_pid(peer.raw) != pid {
-            logger.warning("container \"\(RequestRules.escaped(r.name))\": cgroup.join: pid \(pid) exited during the join")
+        let files = try r.procsFilesForJoin()
+        let raws = files.map(\.raw)
+        let rc = withExtendedLifetime(files) {
+            raws.withUnsafeBufferPointer { ccs_cgroup_move_pinned(pid, peer.raw, $0.baseAddress, CInt($0.count), userns) }
+        }
+        if rc < 0 {
+            let e = errno
+            let why: String
+            switch e {
+            case EPERM: why = "the asking process is not in the container's user namespace, or cannot be pinned (traced already?)"
+            case ESRCH: why = "the asking process exited"
+            default: why = errnoDescription(e)
+            }
+            throw r.err(ContainerError.codeFor(e), "cgroup.join", why, errno: e)
         }
         return Reply(.ok())
     }

@@ -22,7 +22,7 @@ import Glibc
 /// does not.
 extension Broker {
     func routeKey(_ msg: Message, pidfd: OwnedFD?) -> (Message, [OwnedFD]) {
-        guard let pidfd, let pid = msg.int("pid").map({ pid_t($0) }), pid > 0, ccs_pidfd_pid(pidfd.raw) == pid else {
+        guard let pidfd, let pid = msg["pid"].flatMap({ pid_t($0) }), pid > 0, ccs_pidfd_pid(pidfd.raw) == pid else {
             return (.error(ContainerError(.invalidArgument, "key: the requester's pid and pidfd are required")), [])
         }
         var facts = CoreFacts(pid: pid, uid: 0, gid: 0, signal: 0, time: 0, dumpMode: 1, comm: "")

@@ -113,9 +113,10 @@ extension Broker {
 
     /// Stop watching and close every daemon end of its container fds.
     func closeEnds(_ r: ContainerRecord) {
-        for (_, end) in r.ends {
+        for (cookie, end) in r.ends {
             loop.unwatch(end.raw)
             end.close()
+            uncharge(r, cookie)
         }
         r.ends.removeAll()
         for c in r.cookies where byCookie[c] === r { byCookie.removeValue(forKey: c) }
@@ -135,7 +136,16 @@ extension Broker {
     /// that is not whole is removed: a destroy that did not finish, pins
     /// missing, or a namespace its flags promise that it does not have.
     func restore() {
-        for loaded in persistence.load() {
+        // No new container may take the directory of one that is on disk,
+        // readable or not.
+        for entry in Sys.listDirectory(config.containersDir) where entry.hasPrefix("c") {
+            if let id = UInt64(entry.dropFirst()), id < UInt64.max { nextID = max(nextID, id + 1) }
+        }
+        var unreadable: [String] = []
+        defer {
+            for u in unreadable { logger.error("record \(RequestRules.escaped(u)): not restored (left on disk)") }
+        }
+        for loaded in persistence.load(unreadable: &unreadable) {
             let r = loaded.record
             if let why = loaded.problem ?? missingNamespace(r) ?? (r.destroying ? "its destroy did not finish" : nil) {
                 logger.warning("container \"\(RequestRules.escaped(r.name))\" (id \(r.id)) removed at start: \(why)")

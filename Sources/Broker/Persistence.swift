@@ -26,8 +26,11 @@ struct Persistence {
 
     func dir(_ r: ContainerRecord) -> String { "\(config.containersDir)/\(r.directoryName)" }
 
+    /// Pins go in a private mount where the state directory's mount is
+    /// shared (any systemd host): a mount namespace's pin cannot propagate.
     func prepare() throws {
         try Sys.mkdirs(config.containersDir, 0o700)
+        try MountPropagation.makePrivateIfPropagating(config.containersDir)
     }
 
     /// The record is not fsync'd: it describes namespace bind mounts that
@@ -104,14 +107,21 @@ struct Persistence {
     /// Every record on disk, its pins checked (stat, no fd kept) and pins
     /// it does not name removed. Unreadable records are skipped (the
     /// directory is then an orphan for removeOrphans).
-    func load() -> [Loaded] {
+    func load(unreadable: inout [String]) -> [Loaded] {
         var out: [Loaded] = []
         for entry in Sys.listDirectory(config.containersDir) where entry.hasPrefix("c") {
             let d = "\(config.containersDir)/\(entry)"
-            guard let text = try? Sys.readFile("\(d)/record"),
-                  let m = try? Message.decode(Array(text.utf8)),
-                  let r = try? ContainerRecord.fromPersisted(m, layout: config.cgroupLayout),
-                  r.directoryName == entry else { continue }
+            guard let text = try? Sys.readFile("\(d)/record") else { continue }
+            let r: ContainerRecord
+            do {
+                r = try ContainerRecord.fromPersisted(try Message.decode(Array(text.utf8)), layout: config.cgroupLayout)
+                guard r.directoryName == entry else { throw ContainerError(.protocolError, "record of c\(r.id) in \(entry)") }
+            } catch {
+                // Left in place for root to look at; never served.
+                unreadable.append("\(entry): \((error as? ContainerError)?.message ?? "\(error)")")
+                continue
+            }
+            guard let m = try? Message.decode(Array(text.utf8)) else { continue }
             unlink("\(d)/record.tmp")
             var problem: String?
             for pinName in (m["namespaces"] ?? "").split(separator: ",").map(String.init) {

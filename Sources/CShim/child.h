@@ -74,6 +74,30 @@ static inline int ccs_join_cgroups(const int *fds, int count)
 	return 0;
 }
 
+/* Close every fd but keep[0..n) (n <= 8; negative entries ignored): a child
+ * that runs work for a client holds nothing else of ctrobjd's. */
+static inline void ccs_close_fds_except(const int *keep, int n)
+{
+	int k[8], m = 0;
+	for (int i = 0; i < n && m < 8; i++) {
+		if (keep[i] < 0)
+			continue;
+		int j = m++;
+		while (j > 0 && k[j - 1] > keep[i]) {
+			k[j] = k[j - 1];
+			j--;
+		}
+		k[j] = keep[i];
+	}
+	unsigned int from = 0;
+	for (int i = 0; i < m; i++) {
+		if ((unsigned int)k[i] > from)
+			syscall(SYS_close_range, from, (unsigned int)k[i] - 1, 0);
+		from = (unsigned int)k[i] + 1;
+	}
+	syscall(SYS_close_range, from, ~0U, 0);
+}
+
 /* A non-root caller's child joins the container's cgroup by asking ctrobjd
  * (op "cgroup.join" with the container fd, on a connection of its own; the
  * daemon moves the peer, i.e. this process). Raw syscalls only. 0, or -1

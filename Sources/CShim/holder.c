@@ -96,7 +96,8 @@ pid_t ccs_holder_start(const struct ccs_holder_plan *plan, int *ctl)
 		return -1;
 	}
 	if (pid == 0) {
-		close(sv[0]);
+		/* It becomes the creator, who may look at it: it holds nothing of ctrobjd's. */
+		ccs_close_fds_except(&sv[1], 1);
 		holder_main(plan, sv[1]);
 		_exit(0);
 	}

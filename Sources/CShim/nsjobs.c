@@ -9,6 +9,9 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <stdio.h>
 
 /* Run fn(arg) on a fresh pthread and wait for it: namespace joins and id
  * changes made there end with the thread. 0, or -1 with errno. */
@@ -36,6 +39,38 @@ static void wait_child(pid_t pid)
 		;
 }
 
+/* Wait for a mount child's report on rep (closed here), killing it after
+ * CCS_MOUNT_TIMEOUT_MS, and reap it: 0, or -1 with errno and *stage. */
+static int await_mount_child(pid_t pid, int rep, int *stage)
+{
+	struct ccs_report r;
+	int got;
+	if (ccs_wait_readable(rep, CCS_MOUNT_TIMEOUT_MS) < 0) {
+		/* A path inside that never resolves (a FUSE server that does not
+		 * answer): the child is ours, its pid cannot have been reused. */
+		kill(pid, SIGKILL);
+		close(rep);
+		wait_child(pid);
+		*stage = CCS_STAGE_MOUNT;
+		errno = ETIMEDOUT;
+		return -1;
+	}
+	got = ccs_child_read(rep, &r);
+	close(rep);
+	wait_child(pid);
+	if (got == 1 && r.tag == 'O')
+		return 0;
+	if (got == 1 && r.tag == 'E') {
+		*stage = r.stage;
+		errno = r.value;
+		return -1;
+	}
+	*stage = CCS_STAGE_SYNC;
+	errno = ECHILD;
+	return -1;
+}
+
+
 int ccs_mount_in_container(int userns_fd, int mntns_fd, int pidns_fd, int tree_fd,
                            const char *source, const char *target, const char *fstype,
                            unsigned long flags, const char *data, int *stage)
@@ -53,7 +88,8 @@ int ccs_mount_in_container(int userns_fd, int mntns_fd, int pidns_fd, int tree_f
 		return -1;
 	}
 	if (pid == 0) {
-		close(sv[0]);
+		int keep[] = { sv[1], userns_fd, mntns_fd, pidns_fd, tree_fd };
+		ccs_close_fds_except(keep, 5);
 		if (userns_fd >= 0 && setns(userns_fd, CLONE_NEWUSER) < 0) {
 			ccs_child_report(sv[1], 'E', CCS_STAGE_USERNS, errno);
 			_exit(1);
@@ -98,31 +134,7 @@ int ccs_mount_in_container(int userns_fd, int mntns_fd, int pidns_fd, int tree_f
 		_exit(0);
 	}
 	close(sv[1]);
-	struct ccs_report r;
-	int got;
-	if (ccs_wait_readable(sv[0], CCS_MOUNT_TIMEOUT_MS) < 0) {
-		/* A path inside that never resolves (a FUSE server that does not
-		 * answer): the child is ours, its pid cannot have been reused. */
-		kill(pid, SIGKILL);
-		close(sv[0]);
-		wait_child(pid);
-		*stage = CCS_STAGE_MOUNT;
-		errno = ETIMEDOUT;
-		return -1;
-	}
-	got = ccs_child_read(sv[0], &r);
-	close(sv[0]);
-	wait_child(pid);
-	if (got == 1 && r.tag == 'O')
-		return 0;
-	if (got == 1 && r.tag == 'E') {
-		*stage = r.stage;
-		errno = r.value;
-		return -1;
-	}
-	*stage = CCS_STAGE_SYNC;
-	errno = ECHILD;
-	return -1;
+	return await_mount_child(pid, sv[0], stage);
 }
 
 int ccs_open_root_of_mntns(int mntns_fd)
@@ -256,4 +268,149 @@ int ccs_signal_pids_as(uid_t uid, gid_t gid, const pid_t *pids, int n, int sig)
 		return -1;
 	}
 	return j.done;
+}
+
+struct move_job {
+	pid_t pid;
+	int pidfd;
+	const int *fds;
+	int n;
+	uint64_t userns_ino;
+	int err;
+};
+
+static void *move_thread(void *arg)
+{
+	struct move_job *j = arg;
+	if (ptrace(PTRACE_SEIZE, j->pid, 0, 0) < 0) {
+		j->err = errno;
+		return NULL;
+	}
+	/* Seized: from here the pid cannot pass to another process. Is it
+	 * still the one the pidfd names (not a stranger that got the pid)? */
+	if (ccs_pidfd_pid(j->pidfd) != j->pid) {
+		j->err = ESRCH;
+		return NULL;
+	}
+	if (j->userns_ino) {
+		char path[64];
+		struct stat st;
+		snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)j->pid);
+		if (stat(path, &st) < 0 || (uint64_t)st.st_ino != j->userns_ino) {
+			j->err = EPERM;
+			return NULL;
+		}
+	}
+	char text[16];
+	int len = snprintf(text, sizeof(text), "%d", (int)j->pid);
+	for (int i = 0; i < j->n; i++) {
+		ssize_t w;
+		do {
+			w = pwrite(j->fds[i], text, (size_t)len, 0);
+		} while (w < 0 && errno == EINTR);
+		if (w < 0) {
+			j->err = errno;
+			return NULL;
+		}
+	}
+	return NULL; /* the thread's exit detaches the tracee */
+}
+
+int ccs_cgroup_move_pinned(pid_t pid, int pidfd, const int *procs_fds, int n, uint64_t userns_ino)
+{
+	struct move_job j = { pid, pidfd, procs_fds, n, userns_ino, 0 };
+	if (run_on_thread(move_thread, &j) < 0)
+		return -1;
+	if (j.err) {
+		errno = j.err;
+		return -1;
+	}
+	return 0;
+}
+
+struct open_as_job {
+	uid_t uid;
+	gid_t gid;
+	const char *path;
+	int flags, result, err;
+};
+
+static void *open_as_thread(void *arg)
+{
+	struct open_as_job *j = arg;
+	if (become_on_thread(j->uid, j->gid) < 0) {
+		j->err = errno;
+		return NULL;
+	}
+	j->result = open(j->path, j->flags | O_CLOEXEC);
+	if (j->result < 0)
+		j->err = errno;
+	return NULL;
+}
+
+int ccs_open_as(uid_t uid, gid_t gid, const char *path, int flags)
+{
+	struct open_as_job j = { uid, gid, path, flags, -1, 0 };
+	if (run_on_thread(open_as_thread, &j) < 0)
+		return -1;
+	if (j.result < 0)
+		errno = j.err;
+	return j.result;
+}
+
+/* The child of ccs_bind_as_owner: 0 or a stage with errno set. */
+static int bind_as_owner_child(uid_t uid, gid_t gid, int userns_fd, int mntns_fd, const char *source,
+                               int source_fd, const char *target)
+{
+	if (ccs_raw_become(uid, gid, 1) < 0)
+		return CCS_STAGE_SETID;
+	if (setns(userns_fd, CLONE_NEWUSER) < 0)
+		return CCS_STAGE_USERNS;
+	/* A copy of ctrobjd's (the host's) mounts, owned by the container's
+	 * user namespace: the kernel locks their flags and submounts. */
+	if (unshare(CLONE_NEWNS) < 0)
+		return CCS_STAGE_SETNS;
+	int tree = ccs_open_tree(AT_FDCWD, source, CCS_OPEN_TREE_CLONE | CCS_AT_RECURSIVE);
+	if (tree < 0)
+		return CCS_STAGE_MOUNT;
+	struct stat a, b;
+	if (fstat(tree, &a) < 0 || fstat(source_fd, &b) < 0)
+		return CCS_STAGE_MOUNT;
+	if (a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+		errno = EXDEV; /* the path no longer names what the caller opened */
+		return CCS_STAGE_MOUNT;
+	}
+	if (setns(mntns_fd, CLONE_NEWNS) < 0)
+		return CCS_STAGE_SETNS;
+	if (chdir("/") < 0)
+		return CCS_STAGE_CHDIR;
+	if (ccs_move_mount_to(tree, AT_FDCWD, target) < 0)
+		return CCS_STAGE_MOUNT;
+	return 0;
+}
+
+int ccs_bind_as_owner(uid_t uid, gid_t gid, int userns_fd, int mntns_fd, const char *source, int source_fd,
+                      const char *target, int *stage)
+{
+	int sv[2];
+	*stage = 0;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	pid_t pid = ccs_raw_fork();
+	if (pid < 0) {
+		int e = errno;
+		close(sv[0]);
+		close(sv[1]);
+		errno = e;
+		return -1;
+	}
+	if (pid == 0) {
+		int keep[] = { sv[1], userns_fd, mntns_fd, source_fd };
+		ccs_close_fds_except(keep, 4);
+		int st = bind_as_owner_child(uid, gid, userns_fd, mntns_fd, source, source_fd, target);
+		ccs_child_report(sv[1], st ? 'E' : 'O', st, st ? errno : 0);
+		_exit(st ? 1 : 0);
+	}
+	close(sv[1]);
+	return await_mount_child(pid, sv[0], stage);
 }

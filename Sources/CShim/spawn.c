@@ -7,6 +7,8 @@
  *   child -> parent  'G'            target waits at the start gate (exec follows)
  *   child -> parent  'E' stage err  a step failed
  *   EOF                             the target exec'd (the socket is CLOEXEC)
+ * With a new pid namespace 'P' (from the intermediate) and 'O'/'G' (from the
+ * target) come in either order: the parent waits for both.
  */
 #include "cshim.h"
 #include "child.h"
@@ -44,14 +46,16 @@ static int join_namespaces(const struct ccs_join_plan *p)
 {
 	if (p->die_with_parent)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (p->join_via_daemon) {
-		if (ccs_child_cgroup_join(p->join_container_fd, p->daemon_path) < 0)
-			return CCS_STAGE_CGROUP;
-	} else if (ccs_join_cgroups(p->cgroup_procs_fds, p->cgroup_count) < 0) {
+	/* Root's way: the cgroup.procs fds ctrobjd opened, then the user ns.
+	 * Everyone else asks ctrobjd from inside the container's user ns (a
+	 * setuid-root program exec'd there later gains nothing: its owner is
+	 * not mapped), which ctrobjd checks. */
+	if (!p->join_via_daemon && ccs_join_cgroups(p->cgroup_procs_fds, p->cgroup_count) < 0)
 		return CCS_STAGE_CGROUP;
-	}
 	if (p->userns_fd >= 0 && setns(p->userns_fd, CLONE_NEWUSER) < 0)
 		return CCS_STAGE_USERNS;
+	if (p->join_via_daemon && ccs_child_cgroup_join(p->join_container_fd, p->daemon_path) < 0)
+		return CCS_STAGE_CGROUP;
 	for (int i = 0; i < p->ns_count; i++)
 		if (setns(p->ns_fds[i], p->ns_types[i]) < 0)
 			return CCS_STAGE_SETNS;
@@ -254,7 +258,7 @@ pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
 	int rep = sv[0];
 	struct ccs_report r;
 	pid_t target = p->pidns_mode ? -1 : mid;
-	int failed_stage = 0, failed_errno = 0;
+	int failed_stage = 0, failed_errno = 0, ready = 0;
 	for (;;) {
 		int got = ccs_child_read(rep, &r);
 		if (got <= 0) {
@@ -266,8 +270,14 @@ pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
 		}
 		if (r.tag == 'P') {
 			target = r.value;
+			if (ready)
+				break;
 		} else if (r.tag == 'O' || r.tag == 'G') {
-			break;
+			/* With a new pid namespace the target's report and the
+			 * intermediate's 'P' race: wait for both. */
+			ready = 1;
+			if (target > 0)
+				break;
 		} else if (r.tag == 'E') {
 			failed_stage = r.stage;
 			failed_errno = r.value;

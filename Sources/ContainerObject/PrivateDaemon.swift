@@ -1,3 +1,4 @@
+import CShim
 import ContainerSystem
 import ContainerWire
 #if canImport(Glibc)
@@ -16,20 +17,40 @@ public final class PrivateDaemon {
     public private(set) var pidfd: OwnedFD?
     public var socket: String { "\(stateDir)/ctrobjd.sock" }
 
-    public init(binary: String, name: String, logLevel: String = "info") throws {
+    /// Options added after the ones this type passes (`--max-containers-per-uid 20`);
+    /// read at every `start()`, so a restart can change them.
+    public var extraArguments: [String]
+    /// A command the daemon is started through (`prlimit --nofile=300:300 --`);
+    /// it must exec ctrobjd in the same process, so `pidfd` names the daemon.
+    public var wrapper: [String]
+
+    public init(binary: String, name: String, logLevel: String = "info",
+                extraArguments: [String] = [], wrapper: [String] = []) throws {
         self.binary = binary
         stateDir = "/tmp/\(name)"
         cgroupParent = name
         logPath = "/tmp/\(name).log"
         self.logLevel = logLevel
+        self.extraArguments = extraArguments
+        self.wrapper = wrapper
         try start()
     }
 
     let logLevel: String
 
+    /// The daemon's pid, while it runs.
+    public var pid: pid_t? { pidfd.map { ccs_pidfd_pid($0.raw) }.flatMap { $0 > 0 ? $0 : nil } }
+
+    /// Whether the daemon is still running (it is not reaped here).
+    public var isRunning: Bool {
+        guard let p = pidfd else { return false }
+        var status: CInt = 0
+        return ccs_pidfd_wait(p.raw, WNOHANG | WNOWAIT, &status) == 0
+    }
+
     public func start() throws {
-        let pid = try spawnProcess([binary, "--state-dir", stateDir, "--cgroup-parent", cgroupParent, "--log-level", logLevel],
-                                   output: logPath)
+        let argv = wrapper + [binary, "--state-dir", stateDir, "--cgroup-parent", cgroupParent, "--log-level", logLevel] + extraArguments
+        let pid = try spawnProcess(argv, output: logPath)
         pidfd = try Sys.pidfdOpen(pid)
         let deadline = Sys.monotonicNanos() + 10_000_000_000
         while Sys.monotonicNanos() < deadline {
@@ -81,7 +102,8 @@ public func removeTree(_ path: String) {
     guard lstat(path, &st) == 0 else { return }
     if (st.st_mode & S_IFMT) == S_IFDIR {
         for e in Sys.listDirectory(path) { removeTree("\(path)/\(e)") }
-        rmdir(path)
+        // ctrobjd binds <state>/containers onto itself where mounts are shared.
+        if rmdir(path) < 0 && errno == EBUSY && umount2(path, Int32(MNT_DETACH)) == 0 { rmdir(path) }
     } else {
         _ = umount2(path, Int32(MNT_DETACH))
         unlink(path)

@@ -129,6 +129,15 @@ public enum Sys {
         return out
     }
 
+    /// The target of a symbolic link (or what /proc/self/fd/N names).
+    public static func readLink(_ path: String) throws -> String {
+        var buf = [CChar](repeating: 0, count: 4097)
+        let n = readlink(path, &buf, buf.count - 1)
+        if n < 0 { throw ContainerError.sys("readlink \(path)") }
+        guard n < buf.count - 1 else { throw ContainerError(.invalidArgument, "readlink \(path): target too long", errno: ENAMETOOLONG) }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     public static func mkdir(_ path: String, _ mode: mode_t = 0o755, existOK: Bool = true) throws {
         if Glibc.mkdir(path, mode) < 0 {
             let e = errno

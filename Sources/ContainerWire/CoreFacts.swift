@@ -120,19 +120,18 @@ public struct CoreFacts: Sendable, Equatable {
     }
 
     public init(fields m: Message) throws {
-        guard let pid = m.int("pid"), let uid = m.int("uid"), let gid = m.int("gid") else {
+        func n<T: FixedWidthInteger>(_ key: String, _: T.Type) throws -> T? {
+            guard let text = m[key] else { return nil }
+            guard let v = T(text) else { throw ContainerError(.protocolError, "core: field \(key) out of range") }
+            return v
+        }
+        guard let pid = try n("pid", pid_t.self), let uid = try n("uid", uid_t.self), let gid = try n("gid", gid_t.self) else {
             throw ContainerError(.protocolError, "core: pid, uid and gid are required")
         }
-        // A number that does not fit its type is an error, not a trap.
-        func fit<T: FixedWidthInteger>(_ v: Int, _ key: String) throws -> T {
-            guard let t = T(exactly: v) else { throw ContainerError(.protocolError, "core: \(key)=\(v) is out of range") }
-            return t
-        }
-        self.init(pid: try fit(pid, "pid"), uid: try fit(uid, "uid"), gid: try fit(gid, "gid"),
-                  signal: try fit(m.int("signal") ?? 0, "signal"), time: m.int("time") ?? 0,
-                  dumpMode: try fit(m.int("dump_mode") ?? 1, "dump_mode"), comm: m["comm"] ?? "")
+        self.init(pid: pid, uid: uid, gid: gid, signal: try n("signal", Int32.self) ?? 0,
+                  time: try n("time", Int.self) ?? 0, dumpMode: try n("dump_mode", Int32.self) ?? 1, comm: m["comm"] ?? "")
         cgroup = m["cgroup"] ?? ""
-        nsPid = try fit(m.int("ns_pid") ?? 0, "ns_pid")
+        nsPid = try n("ns_pid", pid_t.self) ?? 0
         for (k, v) in m.fields where k.hasPrefix("ns.") { namespaces[String(k.dropFirst(3))] = UInt64(v) }
     }
 }

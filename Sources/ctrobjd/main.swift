@@ -15,8 +15,12 @@ struct CtrobjD: ParsableCommand {
     @Option(help: "State directory: socket, lock, records, namespace bind mounts.")
     var stateDir = "/run/ctrobj"
 
-    @Option(help: "Cgroup parent path made in every hierarchy.")
-    var cgroupParent = "ctrobj"
+    @Option(help: "Cgroup parent path made in every hierarchy (default ctrobj). Given, it is used even in a delegated cgroup v2 subtree.")
+    var cgroupParent: String?
+
+    @Option(help: ArgumentHelp("Use the delegated cgroup v2 subtree ctrobjd was started in: auto (when it finds one and no --cgroup-parent is given), yes, no (always the cgroup parent).",
+                               valueName: "auto|yes|no"))
+    var cgroupDelegation = "auto"
 
     @Option(help: "First host id of the id blocks for root-created user namespaces.")
     var idBase: UInt32 = 1_000_000
@@ -32,6 +36,9 @@ struct CtrobjD: ParsableCommand {
 
     @Option(help: "Open connections one uid (other than root) may have.")
     var maxConnectionsPerUid = 64
+
+    @Option(help: "Open container fds one uid (other than root) may hold.")
+    var maxContainerFdsPerUid = 1024
 
     @Option(help: "Bytes of unread replies queued for one uid (root: per connection) before its connection is dropped.")
     var maxQueuedBytes = 1 << 20
@@ -53,14 +60,21 @@ struct CtrobjD: ParsableCommand {
         guard geteuid() == 0 else {
             throw ValidationError("ctrobjd must run as root: it makes namespaces and cgroups for its callers")
         }
-        var config = BrokerConfig(stateDir: stateDir, cgroupParent: cgroupParent, idRangeBase: idBase, idRangeSize: idSize)
+        var config = BrokerConfig(stateDir: stateDir, cgroupParent: cgroupParent ?? "ctrobj", idRangeBase: idBase, idRangeSize: idSize)
         config.prewarm = !noPrewarm
+        guard let delegation = CgroupPlacement.Choice(rawValue: cgroupDelegation) else {
+            throw ValidationError("--cgroup-delegation auto, yes or no")
+        }
+        config.cgroupDelegation = delegation
+        config.cgroupParentGiven = cgroupParent != nil
         guard maxContainersPerUid >= 0, maxConnectionsPerUid >= 1, maxQueuedBytes >= 65536 else {
             throw ValidationError("limits: --max-containers-per-uid >= 0, --max-connections-per-uid >= 1, --max-queued-bytes >= 65536")
         }
         config.maxContainersPerUID = maxContainersPerUid
         config.maxConnectionsPerUID = maxConnectionsPerUid
         config.maxQueuedBytes = maxQueuedBytes
+        guard maxContainerFdsPerUid >= 1 else { throw ValidationError("--max-container-fds-per-uid >= 1") }
+        config.maxContainerFDsPerUID = maxContainerFdsPerUid
         if let crashAt {
             let parts = crashAt.split(separator: ":")
             guard parts.count == 2, let n = Int(parts[1]), n >= 1,

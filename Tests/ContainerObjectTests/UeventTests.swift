@@ -1,3 +1,4 @@
+import CShim
 import ContainerObject
 import ContainerSystem
 import ContainerWire

@@ -50,6 +50,12 @@ pid_t ccs_pidfd_pid(int pidfd);
 uint64_t ccs_socket_cookie(int fd);
 int ccs_peer_pidfd(int sockfd);
 int ccs_peer_cred(int sockfd, pid_t *pid, uid_t *uid, gid_t *gid);
+/* mount(src, target, MS_BIND): a directory bound onto itself becomes a mount point. */
+int ccs_bind_mount(const char *src, const char *target);
+/* mount(MS_PRIVATE | MS_REC): nothing mounted below target propagates in or out. */
+int ccs_make_private(const char *target);
+/* getxattr(2): the value's length, or -1 with errno (ENODATA: not set). */
+long ccs_getxattr(const char *path, const char *name, void *value, unsigned long size);
 int ccs_seqpacket_pair(int fds[2]);
 int ccs_bind_mount_fd(int fd, const char *target);
 /* statfs(2)'s f_type of path (NSFS_MAGIC, CGROUP2_SUPER_MAGIC, ...). */
@@ -183,6 +189,15 @@ int ccs_socket_in_netns(int netns_fd, int domain, int type, int protocol);
  * and, if uid >= 0, drops to uid/gid with no groups and no capabilities
  * (raw setres[ug]id: this thread only) before socket(2). */
 int ccs_socket_as(int netns_fd, int64_t uid, int64_t gid, int domain, int type, int protocol);
+/* Move pid (named by pidfd too) into the cgroups of procs_fds[0..n), pinned
+ * for the move: a thread PTRACE_SEIZEs it (so that, should it exit, nobody
+ * can reap it and reuse its pid until the thread is gone, which detaches it),
+ * checks the pidfd still names pid, and, if userns_ino is not 0, that the
+ * process is in that user namespace (EPERM otherwise). 0 or -1 with errno. */
+int ccs_cgroup_move_pinned(pid_t pid, int pidfd, const int *procs_fds, int n, uint64_t userns_ino);
+/* open(2) of path on a thread that runs as uid/gid (fs ids too, no groups,
+ * no capabilities): the kernel's permission checks are the caller's. */
+int ccs_open_as(uid_t uid, gid_t gid, const char *path, int flags);
 /* Signal pids[0..n) through pidfds from a thread running as uid/gid (no
  * groups, no capabilities): the kernel's kill permission check is the
  * caller's. Returns how many were signalled. */
@@ -196,6 +211,14 @@ int ccs_signal_pids_as(uid_t uid, gid_t gid, const pid_t *pids, int n, int sig);
 int ccs_mount_in_container(int userns_fd, int mntns_fd, int pidns_fd, int tree_fd,
                            const char *source, const char *target, const char *fstype,
                            unsigned long flags, const char *data, int *stage);
+/* A bind mount for a container's owner, made as the owner could: a child
+ * becomes uid/gid, joins userns_fd (the container's user namespace, which it
+ * owns), unshares a mount namespace (a copy of ctrobjd's, whose flags and
+ * submounts the kernel locks), clones source there recursively (it must be
+ * what source_fd names: EXDEV otherwise), joins mntns_fd and moves the
+ * clone onto target. Killed after CCS_MOUNT_TIMEOUT_MS. */
+int ccs_bind_as_owner(uid_t uid, gid_t gid, int userns_fd, int mntns_fd, const char *source, int source_fd,
+                      const char *target, int *stage);
 /* Open "/" of mntns_fd as an O_PATH directory fd. */
 int ccs_open_root_of_mntns(int mntns_fd);
 
