@@ -9,6 +9,7 @@
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../scripts/qemu-guest.sh"
 packages="linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev
 cpio xz-utils kmod busybox-static qemu-system-x86"
 
@@ -21,16 +22,8 @@ step() {
 }
 
 install_packages() {
-	missing=
-	for p in $packages; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
-			missing="$missing $p"
-	done
-	[ -z "$missing" ] && return 0
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
 	# shellcheck disable=SC2086
-	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	guest_apt_install $packages
 }
 
 step "apt" install_packages

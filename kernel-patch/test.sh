@@ -34,6 +34,8 @@ cc=${CC:-gcc}
 stage=$build/initramfs
 log=$build/test.log
 
+. "$repo/scripts/qemu-guest.sh"
+
 say() { printf 'test.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 2; }
 
@@ -56,11 +58,8 @@ if [ -z "$uapi" ] || [ "$uapi" != "$abi" ]; then
 fi
 
 # ---- initramfs ---------------------------------------------------------------
-rm -rf "$stage"
-mkdir -p "$stage/bin" "$stage/sbin" "$stage/usr/bin" "$stage/usr/sbin" \
-	"$stage/proc" "$stage/sys" "$stage/dev" "$stage/tmp" "$stage/etc" \
-	"$stage/root" "$stage/conformance"
-cp "$busybox" "$stage/bin/busybox"
+guest_stage "$stage" "$busybox"
+mkdir -p "$stage/conformance"
 ln -s /bin/busybox "$stage/sbin/modprobe"
 if [ -d "$modules/lib/modules" ]; then
 	mkdir -p "$stage/lib"
@@ -118,19 +117,14 @@ echo "CONFORMANCE-END"
 reboot -f
 INIT
 chmod +x "$stage/init"
-(cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) > "$build/initramfs.cpio.gz"
+guest_pack "$stage" "$build/initramfs.cpio.gz"
 
 # ---- boot --------------------------------------------------------------------
 say "booting $(basename "$kernel") under qemu (TCG), timeout ${qemu_timeout}s"
 start=$(date +%s)
-set +e
-timeout -k 5 "$qemu_timeout" qemu-system-x86_64 \
-	-nodefaults -display none -no-reboot -m 512 -smp "$smp" \
-	-serial stdio -kernel "$kernel" -initrd "$build/initramfs.cpio.gz" \
-	-append "console=ttyS0 panic=-1 loglevel=4 rdinit=/init conformance.repeat=$repeat" \
-	</dev/null 2>&1 | tr -d '\r' > "$log"
-qemu_rc=$?
-set -e
+qemu_rc=0
+guest_boot "$kernel" "$build/initramfs.cpio.gz" "$log" "$qemu_timeout" "$smp" 512 \
+	loglevel=4 rdinit=/init conformance.repeat="$repeat" || qemu_rc=$?
 say "guest ran $(( $(date +%s) - start ))s; serial log: $log"
 
 # ---- results -----------------------------------------------------------------
@@ -163,7 +157,7 @@ if grep -q '^KMEMLEAK ' "$log"; then
 	grep '^KMEMLEAK ' "$log" | head -n 60 >&2
 	failed=1
 fi
-if grep -nE 'BUG:|WARNING:|Oops|Kernel panic|general protection|Call Trace:|possible circular locking|inconsistent lock state' "$log" >&2; then
+if guest_kernel_complained "$log"; then
 	say "the kernel complained (lines above)"
 	failed=1
 fi

@@ -11,7 +11,9 @@ import Glibc
 /// requests on its socket, watches container fds (last close), init pidfds
 /// (exit) and signals, and persists every change.
 public final class Broker {
-    public let config: BrokerConfig
+    /// `cgroupParent` is final once start() has placed the cgroups.
+    public internal(set) var config: BrokerConfig
+    public internal(set) var cgroupPlacement: CgroupPlacement?
     let logger: Logger
     let loop: EventLoop
     let persistence: Persistence
@@ -96,14 +98,16 @@ public final class Broker {
             throw ContainerError(.busy, "another ctrobjd already serves \(config.stateDir) (\(config.lockPath) is locked)")
         }
         lock = lockFD
+        try placeCgroups()
         try persistence.prepare()
         restore()
         removeOrphans()
-        try listen()
         try listenUpcalls()
         upcallHousekeeping()
         for r in byID.values { learnDevicePaths(r.grantedDevices) }
         updateUeventMonitor()
+        // The client socket last: once it answers, everything else is up.
+        try listen()
         let sig = try SignalWatch([SIGTERM, SIGINT, SIGHUP])
         signals = sig
         try loop.watch(sig.fd.raw) { [weak self] _ in

@@ -21,6 +21,13 @@ public struct BrokerConfig: Sendable {
     /// How long a namespace holder may take before creation fails.
     public var holderTimeoutMs: Int32
     public var cgroupLayout: CgroupLayout
+    /// Whether to use a delegated cgroup v2 subtree ctrobjd was started in
+    /// (CgroupPlacement): auto finds out; the placement replaces
+    /// `cgroupParent` at start when it is delegated.
+    public var cgroupDelegation: CgroupPlacement.Choice = .auto
+    /// `--cgroup-parent` was given: auto then keeps to it (a private
+    /// daemon, a test's, has a parent of its own in whatever cgroup it runs).
+    public var cgroupParentGiven = false
     /// Where the core helper spools while the daemon is down (when no
     /// upcall.conf names another).
     public var spoolDir = "/var/lib/ctrobj/spool"
@@ -56,5 +63,9 @@ public struct BrokerConfig: Sendable {
     public var containersDir: String { "\(stateDir)/containers" }
     public var lockPath: String { "\(stateDir)/ctrobjd.lock" }
     /// The pin namespace's nsfs file, bind-mounted on the host (PinNamespace.swift).
-    public var pinNamespacePath: String { "\(stateDir)/mntns" }
+    /// Inside containersDir, which is made a private mount where the state
+    /// directory's is shared: a mount namespace's file cannot be mounted where it would propagate.
+    public var pinNamespacePath: String { "\(containersDir)/mntns" }
+    /// What `ctrobj info` reads: the cgroup layout and placement chosen at start.
+    public var placementPath: String { "\(stateDir)/cgroup-placement" }
 }

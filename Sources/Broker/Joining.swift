@@ -66,7 +66,12 @@ extension Broker {
             throw r.err(.system, "exec", "its pid namespace is not pinned")
         }
         var cg: [Int] = []
-        if cgroupFDs {
+        var dir: Int?
+        if cgroupFDs, let v2 = config.cgroupLayout.v2Mount, config.cgroupLayout.hierarchies == [v2] {
+            // Pure v2: the joiner is born in the cgroup (CLONE_INTO_CGROUP).
+            fds.append(try Sys.open("\(v2)/\(r.cgroup.relativePath)", O_PATH | O_DIRECTORY))
+            dir = fds.count - 1
+        } else if cgroupFDs {
             for f in try r.procsFilesForJoin() {
                 fds.append(f)
                 cg.append(fds.count - 1)
@@ -74,7 +79,7 @@ extension Broker {
         }
         let newCgroupNS = !enter && r.pins[.cgroup] == nil && r.flags & ContainerFlags.newCgroupNS != 0
         return (JoinPlan(userns: userIndex, namespaces: items, pidns: pidns, cgroups: cg, becomeRoot: userIndex != nil,
-                         newCgroupNS: newCgroupNS, cgroupJoinRequest: !cgroupFDs), fds)
+                         newCgroupNS: newCgroupNS, cgroupJoinRequest: !cgroupFDs, cgroupDir: dir), fds)
     }
 
     /// cgroup.join: move the asking process itself into the container's
@@ -163,13 +168,13 @@ extension Broker {
             throw r.err(.invalidArgument, "fork_into_container", "pidfd is of pid \(seen), not \(pid)")
         }
         guard ProcInfo.isInCgroup(pid: pid, r.cgroup) else {
-            if ccs_wait_readable(pidfd.raw, 0) == 0 { return endedAlready() }
+            if ccs_wait_readable(pidfd.raw, 0) == 0 || ProcInfo.isExiting(pid: pid) { return endedAlready() }
             let seenCgroups = ((try? Sys.readFile("/proc/\(pid)/cgroup")) ?? "").split(separator: "\n").joined(separator: " ")
             throw r.err(.permission, "fork_into_container", "process \(pid) is not in the container's cgroup (its cgroups: \(seenCgroups))")
         }
         if r.flags & ContainerFlags.newPIDNS != 0 && r.pins[.pid] == nil {
             guard ProcInfo.innermostPid(pid: pid) == 1 else {
-                if ccs_wait_readable(pidfd.raw, 0) == 0 { return endedAlready() }
+                if ccs_wait_readable(pidfd.raw, 0) == 0 || ProcInfo.isExiting(pid: pid) { return endedAlready() }
                 throw r.err(.permission, "fork_into_container", "process \(pid) is not pid 1 of a new pid namespace")
             }
         }
@@ -179,13 +184,13 @@ extension Broker {
         for (kind, flag) in [(NamespaceKind.pid, ContainerFlags.newPIDNS), (.cgroup, ContainerFlags.newCgroupNS)]
             where r.pins[kind] == nil && r.flags & flag != 0 {
             guard let fd = try? Sys.open("/proc/\(pid)/ns/\(kind.rawValue)", O_RDONLY) else {
-                if ccs_wait_readable(pidfd.raw, 0) == 0 { return endedAlready() }
+                if ccs_wait_readable(pidfd.raw, 0) == 0 || ProcInfo.isExiting(pid: pid) { return endedAlready() }
                 throw r.err(.dead, "fork_into_container", "process \(pid): its \(kind.rawValue) namespace cannot be opened")
             }
             born.append((kind, fd))
         }
         guard ccs_pidfd_pid(pidfd.raw) == pid, ProcInfo.isInCgroup(pid: pid, r.cgroup) else {
-            if ccs_wait_readable(pidfd.raw, 0) == 0 { return endedAlready() }
+            if ccs_wait_readable(pidfd.raw, 0) == 0 || ProcInfo.isExiting(pid: pid) { return endedAlready() }
             throw r.err(.dead, "fork_into_container", "process \(pid) left the container's cgroup while it was registered")
         }
         let startTime = ProcInfo.startTime(pid: pid) ?? 0

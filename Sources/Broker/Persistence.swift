@@ -11,7 +11,7 @@ import Glibc
 ///   <state>/containers/c<id>/record          fields of ContainerRecord.persistedFields
 ///   <state>/containers/c<id>/ns/<kind>-<ino> a bind mount of the namespace's nsfs
 ///                                            file, made in the pin namespace
-///   <state>/mntns                            the pin namespace, pinned once on the host
+///   <state>/containers/mntns                 the pin namespace, pinned once on the host
 ///
 /// The bind mounts keep the namespaces alive without any process in them.
 /// They live in the pin namespace (PinNamespace.swift), not in the host's
@@ -43,8 +43,14 @@ final class Persistence {
 
     func dir(_ r: ContainerRecord) -> String { "\(config.containersDir)/\(r.directoryName)" }
 
+    /// Where the state directory's mount is shared (any systemd host),
+    /// <state>/containers becomes a private mount of its own first: the pin
+    /// namespace's pin (containers/mntns), a mount namespace's file, cannot
+    /// be mounted where it would propagate (nor could old-layout pins of
+    /// mount namespaces).
     func prepare() throws {
         try Sys.mkdirs(config.containersDir, 0o700)
+        try MountPropagation.makePrivateIfPropagating(config.containersDir)
         pins = try PinNamespace(pinPath: config.pinNamespacePath, rootDir: config.containersDir)
         migrateHostPins()
     }
@@ -64,11 +70,13 @@ final class Persistence {
             let f = line.split(separator: " ")
             guard f.count > 4 else { return nil }
             let point = String(f[4])
-            return point.hasPrefix(prefix) && !point.contains("\\") ? point : nil
+            // (the pin namespace's own pin lives there too: never one to move)
+            return point.hasPrefix(prefix) && !point.contains("\\") && point != config.pinNamespacePath ? point : nil
         }
         for path in mounts {
             let rel = String(path.dropFirst(prefix.count))
-            guard let fd = try? Sys.open(path, O_RDONLY), let ino = try? Namespaces.inode(of: fd.raw) else { continue }
+            guard let fd = try? Sys.open(path, O_RDONLY), Namespaces.kind(of: fd.raw) != nil,
+                  let ino = try? Namespaces.inode(of: fd.raw) else { continue }
             if (try? pinNS.inode(rel)) != ino {
                 do {
                     try pinNS.bind(fd.raw, rel)

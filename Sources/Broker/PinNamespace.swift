@@ -8,7 +8,7 @@ import Glibc
 /// host's mount table holds one entry for ctrobjd however many containers
 /// live (CShim pinner.c has the why and how):
 ///
-///   <state>/mntns       on the host: a bind mount of the pin namespace's nsfs
+///   <state>/containers/mntns       on the host: a bind mount of the pin namespace's nsfs
 ///                       file, made once (at the first start), kept across
 ///                       restarts and kill -9; a reboot ends it with the pins
 ///   <state>/containers  in the pin namespace: its root, where the pins are
@@ -35,7 +35,7 @@ final class PinNamespace {
         isNew = newNS >= 0
         if newNS >= 0 {
             let ns = OwnedFD(newNS)
-            // <state>/mntns may be an empty file left by a start that died
+            // <state>/containers/mntns may be an empty file left by a start that died
             // before this mount, or a stale pin of a namespace whose root
             // directory was removed: replace it.
             _ = ccs_umount_detach(pinPath)

@@ -101,7 +101,8 @@ extension Broker {
 
     func stats(_ r: ContainerRecord, _ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
         let s = r.cgroup.stats()
-        return Reply(.ok(["memory": "\(s.memoryBytes)", "pids": "\(s.pids)", "cpu": "\(s.cpuUsageNanos)"]))
+        return Reply(.ok(["memory": "\(s.memoryBytes)", "memory_anon": "\(s.anonMemoryBytes)", "pids": "\(s.pids)",
+                          "cpu": "\(s.cpuUsageNanos)"]))
     }
 
     func freezeOrThaw(_ r: ContainerRecord, _ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {

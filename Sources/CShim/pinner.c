@@ -11,7 +11,7 @@
  *     host mount (a host umount is never kept busy by it) and no pin of its
  *     own is ever copied into a namespace made later;
  *   - pinned once, by a bind mount of its nsfs file on the host at
- *     <state>/mntns: the one entry ctrobjd adds to the host's table, which
+ *     <state>/containers/mntns: the one entry ctrobjd adds to the host's table, which
  *     keeps it (and so every pin) alive across kill -9 of ctrobjd;
  *   - entered by one dedicated pthread (this file), never by ctrobjd's other
  *     threads: a thread may join a mount namespace once it has its own

@@ -7,6 +7,8 @@
  *   child -> parent  'G'            target waits at the start gate (exec follows)
  *   child -> parent  'E' stage err  a step failed
  *   EOF                             the target exec'd (the socket is CLOEXEC)
+ * With a new pid namespace 'P' (from the intermediate) and 'O'/'G' (from the
+ * target) come in either order: the parent waits for both.
  */
 #include "cshim.h"
 #include "child.h"
@@ -23,6 +25,9 @@
 
 #ifndef SYS_clone3
 #define SYS_clone3 435
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -175,7 +180,7 @@ static int first_child(void *arg)
  * namespace (setns refuses a task whose mm is shared). */
 static int can_share_memory(const struct ccs_join_plan *p)
 {
-	if (!p->path || p->gate_fd >= 0)
+	if (!p->path || p->gate_fd >= 0 || p->into_cgroup)
 		return 0;
 	for (int i = 0; i < p->ns_count; i++)
 		if (p->ns_types[i] == CLONE_NEWTIME)
@@ -219,8 +224,25 @@ pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
 		errno = e;
 		shared = mid > 0;
 	}
-	if (!shared)
+	if (!shared && p->into_cgroup) {
+		/* Born in the container's cgroup: no migration afterwards. */
+		struct clone_args args;
+		memset(&args, 0, sizeof(args));
+		args.flags = CLONE_INTO_CGROUP;
+		args.exit_signal = SIGCHLD;
+		args.cgroup = (uint64_t)p->cgroup_dir_fd;
+		mid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+		if (mid < 0) {
+			int e = errno;
+			close(sv[0]);
+			close(sv[1]);
+			*stage = CCS_STAGE_CGROUP;
+			errno = e;
+			return -1;
+		}
+	} else if (!shared) {
 		mid = ccs_raw_fork();
+	}
 	if (mid < 0) {
 		int e = errno;
 		close(sv[0]);
@@ -256,7 +278,7 @@ pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
 	int rep = sv[0];
 	struct ccs_report r;
 	pid_t target = p->pidns_mode ? -1 : mid;
-	int failed_stage = 0, failed_errno = 0;
+	int failed_stage = 0, failed_errno = 0, ready = 0;
 	for (;;) {
 		int got = ccs_child_read(rep, &r);
 		if (got <= 0) {
@@ -268,8 +290,14 @@ pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
 		}
 		if (r.tag == 'P') {
 			target = r.value;
+			if (ready)
+				break;
 		} else if (r.tag == 'O' || r.tag == 'G') {
-			break;
+			/* With a new pid namespace the target's report and the
+			 * intermediate's 'P' race: wait for both. */
+			ready = 1;
+			if (target > 0)
+				break;
 		} else if (r.tag == 'E') {
 			failed_stage = r.stage;
 			failed_errno = r.value;

@@ -12,6 +12,7 @@
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include <linux/openat2.h>
 #include <sched.h>
@@ -191,6 +192,11 @@ int ccs_peer_cred(int sockfd, pid_t *pid, uid_t *uid, gid_t *gid)
 	return 0;
 }
 
+long ccs_getxattr(const char *path, const char *name, void *value, unsigned long size)
+{
+	return (long)getxattr(path, name, value, size);
+}
+
 int ccs_seqpacket_pair(int fds[2])
 {
 	return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds);
@@ -201,6 +207,16 @@ int ccs_bind_mount_fd(int fd, const char *target)
 	char src[64];
 	snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
 	return mount(src, target, NULL, MS_BIND, NULL);
+}
+
+int ccs_bind_mount(const char *src, const char *target)
+{
+	return mount(src, target, NULL, MS_BIND, NULL);
+}
+
+int ccs_make_private(const char *target)
+{
+	return mount(NULL, target, NULL, MS_PRIVATE | MS_REC, NULL);
 }
 
 int ccs_umount_detach(const char *target)

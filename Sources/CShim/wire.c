@@ -135,6 +135,13 @@ int ccs_msg_join_plan(const char *msg, size_t len, const int *fds, int nfds, str
 		p->cgroup_procs_fds[p->cgroup_count++] = fds[i];
 		item = *end ? end + 1 : end;
 	}
+	if (ccs_msg_get(msg, len, "cgroupdir", v, sizeof(v)) == 1 && v[0]) {
+		int i = fd_index(v, &end, nfds);
+		if (i < 0 || *end)
+			return -1;
+		p->into_cgroup = 1;
+		p->cgroup_dir_fd = fds[i];
+	}
 	p->become_root = ccs_msg_get(msg, len, "root", v, sizeof(v)) == 1 && strcmp(v, "1") == 0;
 	return 0;
 }

@@ -78,7 +78,8 @@ public enum ContainerCalls {
 
     public static func stats(_ fd: CInt) throws -> CgroupSet.Stats {
         let (m, _) = try call(Message(Op.stats), [fd])
-        return CgroupSet.Stats(memoryBytes: m.uint64("memory") ?? 0, pids: m.uint64("pids") ?? 0, cpuUsageNanos: m.uint64("cpu") ?? 0)
+        return CgroupSet.Stats(memoryBytes: m.uint64("memory") ?? 0, pids: m.uint64("pids") ?? 0, cpuUsageNanos: m.uint64("cpu") ?? 0,
+                               anonMemoryBytes: m.uint64("memory_anon") ?? 0)
     }
 
     public static func setNamespaces(_ fd: CInt, nstypes: Int32, source: CInt) throws {

@@ -49,12 +49,17 @@ public final class PrivateDaemon {
     }
 
     public func start() throws {
+        // A socket left by a daemon killed before (kill -9 in tests): not
+        // what we wait for below.
+        unlink(socket)
         let argv = wrapper + [binary, "--state-dir", stateDir, "--cgroup-parent", cgroupParent, "--log-level", logLevel] + extraArguments
         let pid = try spawnProcess(argv, output: logPath)
         pidfd = try Sys.pidfdOpen(pid)
         let deadline = Sys.monotonicNanos() + 10_000_000_000
         while Sys.monotonicNanos() < deadline {
-            if (try? Connection.connect(socket)) != nil { return }
+            // Up once it answers a request: a listening socket alone might be
+            // an old daemon's, still held by one of its children.
+            if let c = try? Connection.connect(socket), (try? c.call(Message(Op.list, ["after": "\(UInt64.max >> 1)"]))) != nil { return }
             if let p = pidfd, (try? Sys.pidfdWait(p.raw, nohang: true)) != nil {
                 pidfd = nil
                 break
@@ -102,7 +107,8 @@ public func removeTree(_ path: String) {
     guard lstat(path, &st) == 0 else { return }
     if (st.st_mode & S_IFMT) == S_IFDIR {
         for e in Sys.listDirectory(path) { removeTree("\(path)/\(e)") }
-        rmdir(path)
+        // ctrobjd binds <state>/containers onto itself where mounts are shared.
+        if rmdir(path) < 0 && errno == EBUSY && umount2(path, Int32(MNT_DETACH)) == 0 { rmdir(path) }
     } else {
         _ = umount2(path, Int32(MNT_DETACH))
         unlink(path)

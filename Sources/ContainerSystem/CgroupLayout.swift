@@ -54,6 +54,28 @@ public struct CgroupLayout: Sendable {
         return .none
     }
 
+    /// The controllers whose limits the project offers (memory.max, pids.max,
+    /// cpu.max). cpuset and io would join them with limits of their own.
+    public static let limitControllers = ["memory", "pids", "cpu"]
+
+    /// The controllers taken from v2 here: these must be enabled in
+    /// `cgroup.subtree_control` down the path to the containers' parent.
+    public var v2LimitControllers: [String] {
+        CgroupLayout.limitControllers.filter { source(of: $0) == .v2 }
+    }
+
+    /// Every hierarchy the project writes is cgroup2: no v1 file is touched.
+    public var isPureV2: Bool {
+        guard let v2Mount else { return false }
+        return hierarchies == [v2Mount]
+    }
+
+    /// "v2" (cgroup2 only), "v1" (no cgroup2) or "hybrid" (both in use).
+    public var kindName: String {
+        if isPureV2 { return "v2" }
+        return v2Mount == nil ? "v1" : "hybrid"
+    }
+
     /// The hierarchies a container's cgroup is made in: v2 (if mounted) and
     /// the v1 mounts of the controllers the project uses that v2 lacks.
     public var hierarchies: [String] {

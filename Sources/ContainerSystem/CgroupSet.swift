@@ -80,12 +80,16 @@ public final class CgroupSet {
     }
 
     public struct Stats: Sendable, Equatable {
-        public init(memoryBytes: UInt64 = 0, pids: UInt64 = 0, cpuUsageNanos: UInt64 = 0) {
+        public init(memoryBytes: UInt64 = 0, pids: UInt64 = 0, cpuUsageNanos: UInt64 = 0, anonMemoryBytes: UInt64 = 0) {
             self.memoryBytes = memoryBytes
             self.pids = pids
             self.cpuUsageNanos = cpuUsageNanos
+            self.anonMemoryBytes = anonMemoryBytes
         }
         public var memoryBytes: UInt64 = 0
+        /// Anonymous memory (memory.stat: "anon" in v2, "total_rss" in v1),
+        /// what the processes themselves hold, page cache aside.
+        public var anonMemoryBytes: UInt64 = 0
         public var pids: UInt64 = 0
         public var cpuUsageNanos: UInt64 = 0
     }
@@ -95,11 +99,24 @@ public final class CgroupSet {
         return UInt64(s.trimmingSuffixNewline())
     }
 
+    /// One "key value" line of a stat file (memory.stat, cpu.stat).
+    func statField(_ path: String, _ key: String) -> UInt64? {
+        guard let text = try? Sys.readFile(path) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(key + " ") {
+            return UInt64(line.dropFirst(key.count + 1))
+        }
+        return nil
+    }
+
     public func stats() -> Stats {
         var s = Stats()
         switch layout.source(of: "memory") {
-        case .v2: s.memoryBytes = readNumber("\(dir(layout.v2Mount!))/memory.current") ?? 0
-        case .v1(let m): s.memoryBytes = readNumber("\(dir(m))/memory.usage_in_bytes") ?? 0
+        case .v2:
+            s.memoryBytes = readNumber("\(dir(layout.v2Mount!))/memory.current") ?? 0
+            s.anonMemoryBytes = statField("\(dir(layout.v2Mount!))/memory.stat", "anon") ?? 0
+        case .v1(let m):
+            s.memoryBytes = readNumber("\(dir(m))/memory.usage_in_bytes") ?? 0
+            s.anonMemoryBytes = statField("\(dir(m))/memory.stat", "total_rss") ?? 0
         case .none: break
         }
         switch layout.source(of: "pids") {
@@ -109,10 +126,8 @@ public final class CgroupSet {
         }
         if case .v1(let m) = layout.source(of: "cpuacct") {
             s.cpuUsageNanos = readNumber("\(dir(m))/cpuacct.usage") ?? 0
-        } else if let v2 = layout.v2Mount, let text = try? Sys.readFile("\(dir(v2))/cpu.stat") {
-            for line in text.split(separator: "\n") where line.hasPrefix("usage_usec ") {
-                s.cpuUsageNanos = (UInt64(line.dropFirst(11)) ?? 0) * 1000
-            }
+        } else if let v2 = layout.v2Mount, let usec = statField("\(dir(v2))/cpu.stat", "usage_usec") {
+            s.cpuUsageNanos = usec &* 1000
         }
         return s
     }

@@ -15,6 +15,18 @@ public enum ProcInfo {
         return v
     }
 
+    /// Whether the process has begun to exit (PF_EXITING in field 9 of
+    /// /proc/PID/stat), or is gone: between the two its cgroup and
+    /// namespaces read back as already left.
+    public static func isExiting(pid: pid_t, procRoot: String = "/proc") -> Bool {
+        guard let stat = try? Sys.readFile("\(procRoot)/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return true }
+        let rest = stat[stat.index(after: close)...].split(separator: " ")
+        // rest[0] is field 3 (state); flags are field 9.
+        guard rest.count > 6, let flags = UInt64(rest[6]) else { return true }
+        let pfExiting: UInt64 = 0x4
+        return flags & pfExiting != 0 || rest[0] == "Z" || rest[0] == "X"
+    }
+
     /// A status field such as "NSpid" or "Uid" from /proc/PID/status.
     public static func statusField(pid: pid_t, _ name: String, procRoot: String = "/proc") -> [String]? {
         guard let text = try? Sys.readFile("\(procRoot)/\(pid)/status") else { return nil }

@@ -80,7 +80,14 @@ public final class Connection {
                 throw ContainerError(.timeout, "ctrobjd did not answer within \(timeoutMs) ms", errno: ETIMEDOUT)
             }
         }
-        guard let (bytes, fds) = try FDPassing.receive(fd.raw, maxFDs: 64) else {
+        let got: (bytes: [UInt8], fds: [OwnedFD])?
+        do {
+            got = try FDPassing.receive(fd.raw, maxFDs: 64)
+        } catch let e as ContainerError where e.errno == ECONNRESET {
+            // ctrobjd went away with our request unread (killed and restarted).
+            throw ContainerError(.daemonUnavailable, "ctrobjd closed the connection without reading the request", errno: EHOSTDOWN)
+        }
+        guard let (bytes, fds) = got else {
             throw ContainerError(.daemonUnavailable, "ctrobjd hung up without answering", errno: EHOSTDOWN)
         }
         return (try Message.decode(bytes), fds)

@@ -6,7 +6,9 @@ import ContainerSystem
 /// of kind:index), "pidns" (none / new / index), "cgroups" (comma list of
 /// indexes), "root" (1 when the joiner becomes the container's root),
 /// "cgroupjoin" ("request": no cgroup fds; the joiner asks ctrobjd with
-/// op cgroup.join, as a non-root caller must).
+/// op cgroup.join, as a non-root caller must), "cgroupdir" (index of the
+/// cgroup v2 directory fd: pure v2, the joiner is born there with
+/// clone3(CLONE_INTO_CGROUP) and writes no cgroup.procs).
 public struct JoinPlan: Sendable, Equatable {
     public enum PidNS: Equatable, Sendable { case none, new, join(Int) }
     public var userns: Int?
@@ -19,10 +21,13 @@ public struct JoinPlan: Sendable, Equatable {
     public var newCgroupNS: Bool
     /// Join the cgroup by a cgroup.join request (no cgroup.procs fds).
     public var cgroupJoinRequest: Bool
+    /// Pure v2: the cgroup directory's fd index, for CLONE_INTO_CGROUP.
+    public var cgroupDir: Int?
 
     public init(userns: Int?, namespaces: [(NamespaceKind, Int)], pidns: PidNS, cgroups: [Int], becomeRoot: Bool,
-                newCgroupNS: Bool = false, cgroupJoinRequest: Bool = false) {
+                newCgroupNS: Bool = false, cgroupJoinRequest: Bool = false, cgroupDir: Int? = nil) {
         self.cgroupJoinRequest = cgroupJoinRequest
+        self.cgroupDir = cgroupDir
         self.userns = userns
         self.namespaces = namespaces
         self.pidns = pidns
@@ -33,7 +38,7 @@ public struct JoinPlan: Sendable, Equatable {
 
     public static func == (a: JoinPlan, b: JoinPlan) -> Bool {
         a.userns == b.userns && a.pidns == b.pidns && a.cgroups == b.cgroups && a.becomeRoot == b.becomeRoot
-            && a.newCgroupNS == b.newCgroupNS && a.cgroupJoinRequest == b.cgroupJoinRequest
+            && a.newCgroupNS == b.newCgroupNS && a.cgroupJoinRequest == b.cgroupJoinRequest && a.cgroupDir == b.cgroupDir
             && a.namespaces.map { "\($0.0.rawValue):\($0.1)" } == b.namespaces.map { "\($0.0.rawValue):\($0.1)" }
     }
 
@@ -52,6 +57,7 @@ public struct JoinPlan: Sendable, Equatable {
             "root": becomeRoot ? "1" : "0",
             "cgroupns": newCgroupNS ? "new" : "",
             "cgroupjoin": cgroupJoinRequest ? "request" : "",
+            "cgroupdir": cgroupDir.map(String.init) ?? "",
         ]
     }
 
@@ -80,6 +86,7 @@ public struct JoinPlan: Sendable, Equatable {
         becomeRoot = m["root"] == "1"
         newCgroupNS = m["cgroupns"] == "new"
         cgroupJoinRequest = m["cgroupjoin"] == "request"
+        if let d = m["cgroupdir"], !d.isEmpty { cgroupDir = try index(Substring(d)) } else { cgroupDir = nil }
     }
 }
 
@@ -90,6 +97,10 @@ extension JoinPlan {
     public func cPlan(fds: [OwnedFD], containerFD: CInt = -1, daemonPath: String = DaemonAddress.socketPath()) -> ccs_join_plan {
         var p = ccs_join_plan()
         if cgroupJoinRequest { ccs_plan_set_cgroup_join(&p, containerFD, daemonPath) }
+        if let d = cgroupDir {
+            p.into_cgroup = 1
+            p.cgroup_dir_fd = fds[d].raw
+        }
         p.userns_fd = userns.map { fds[$0].raw } ?? -1
         withUnsafeMutableBytes(of: &p.ns_fds) { raw in
             let a = raw.bindMemory(to: CInt.self)

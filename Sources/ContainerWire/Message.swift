@@ -128,7 +128,7 @@ public struct Message: Equatable, Sendable {
     /// Throws the error a reply carries, if it is one.
     public func checked() throws -> Message {
         if op == "error" {
-            let err = int("errno").map(Int32.init) ?? EIO
+            let err = int("errno").flatMap { Int32(exactly: $0) } ?? EIO
             throw ContainerError(ContainerError.Code(rawValue: fields["code"] ?? "system"),
                                  fields["message"] ?? "ctrobjd: unknown error", errno: err)
         }

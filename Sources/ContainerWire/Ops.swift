@@ -13,7 +13,7 @@
 /// | mount         | source, target, fstype, flags, data    | container fd           | -                            | -                   |
 /// | setns         | nstypes                                | container fd, source   | -                            | -                   |
 /// | limit         | which, value                           | container fd           | -                            | -                   |
-/// | stats         | -                                      | container fd           | memory, pids, cpu            | -                   |
+/// | stats         | -                                      | container fd           | memory, memory_anon, pids, cpu | -                 |
 /// | freeze, thaw  | -                                      | container fd           | -                            | -                   |
 /// | kill          | signal                                 | container fd           | -                            | -                   |
 /// | destroy       | -                                      | container fd           | -                            | -                   |

@@ -12,7 +12,7 @@ struct Ctrobj: ParsableCommand {
         commandName: "ctrobj",
         abstract: "Containers as kernel objects: create, run, inspect and manage them through ctrobjd.",
         subcommands: [Demo.self, Create.self, List.self, Inspect.self, Run.self, Exec.self, Limits.self,
-                      Freeze.self, Thaw.self, Kill.self, Remove.self, Policy.self, Adopt.self, Install.self, Uninstall.self])
+                      Freeze.self, Thaw.self, Kill.self, Remove.self, Policy.self, Adopt.self, Install.self, Uninstall.self, Info.self])
 }
 
 /// Run a command body and turn ContainerError into one line and exit 1.
@@ -113,13 +113,16 @@ struct Inspect: ParsableCommand {
             if json {
                 guard case .object(var o) = ctrobj.json(s) else { return }
                 if let st {
-                    o.append(("stats", .object([("memoryBytes", .int(Int64(st.memoryBytes))), ("pids", .int(Int64(st.pids))),
+                    o.append(("stats", .object([("memoryBytes", .int(Int64(st.memoryBytes))),
+                                                ("anonMemoryBytes", .int(Int64(st.anonMemoryBytes))), ("pids", .int(Int64(st.pids))),
                                                 ("cpuUsageNs", .int(Int64(st.cpuUsageNanos)))])))
                 }
                 print(JSON.object(o).text)
             } else {
                 print(describe(s))
-                if let st { print("memory:   \(st.memoryBytes) bytes\npids:     \(st.pids)\ncpu:      \(st.cpuUsageNanos) ns") }
+                if let st {
+                    print("memory:   \(st.memoryBytes) bytes (anonymous \(st.anonMemoryBytes))\npids:     \(st.pids)\ncpu:      \(st.cpuUsageNanos) ns")
+                }
             }
         }
     }
@@ -236,10 +239,10 @@ struct Limits: ParsableCommand {
             try limits.apply(c)
             let s = try c.stats()
             if json {
-                print(JSON.object([("memoryBytes", .int(Int64(s.memoryBytes))), ("pids", .int(Int64(s.pids))),
-                                   ("cpuUsageNs", .int(Int64(s.cpuUsageNanos)))]).text)
+                print(JSON.object([("memoryBytes", .int(Int64(s.memoryBytes))), ("anonMemoryBytes", .int(Int64(s.anonMemoryBytes))),
+                                   ("pids", .int(Int64(s.pids))), ("cpuUsageNs", .int(Int64(s.cpuUsageNanos)))]).text)
             } else {
-                print("memory \(s.memoryBytes) bytes, pids \(s.pids), cpu \(s.cpuUsageNanos) ns")
+                print("memory \(s.memoryBytes) bytes, pids \(s.pids), cpu \(s.cpuUsageNanos) ns, anonymous memory \(s.anonMemoryBytes) bytes")
             }
         }
     }

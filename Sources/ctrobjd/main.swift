@@ -15,8 +15,12 @@ struct CtrobjD: ParsableCommand {
     @Option(help: "State directory: socket, lock, records, namespace bind mounts.")
     var stateDir = "/run/ctrobj"
 
-    @Option(help: "Cgroup parent path made in every hierarchy.")
-    var cgroupParent = "ctrobj"
+    @Option(help: "Cgroup parent path made in every hierarchy (default ctrobj). Given, it is used even in a delegated cgroup v2 subtree.")
+    var cgroupParent: String?
+
+    @Option(help: ArgumentHelp("Use the delegated cgroup v2 subtree ctrobjd was started in: auto (when it finds one and no --cgroup-parent is given), yes, no (always the cgroup parent).",
+                               valueName: "auto|yes|no"))
+    var cgroupDelegation = "auto"
 
     @Option(help: "First host id of the id blocks for root-created user namespaces.")
     var idBase: UInt32 = 1_000_000
@@ -62,8 +66,13 @@ struct CtrobjD: ParsableCommand {
         guard idSize >= 1, idCount >= 1, UInt64(idBase) + UInt64(idSize) * UInt64(idCount) <= UInt64(UInt32.max) else {
             throw ValidationError("--id-base + --id-size × --id-count must stay below 2^32 (ids are 32-bit)")
         }
-        var config = BrokerConfig(stateDir: stateDir, cgroupParent: cgroupParent, idRangeBase: idBase, idRangeSize: idSize, idRangeCount: idCount)
+        var config = BrokerConfig(stateDir: stateDir, cgroupParent: cgroupParent ?? "ctrobj", idRangeBase: idBase, idRangeSize: idSize, idRangeCount: idCount)
         config.prewarm = !noPrewarm
+        guard let delegation = CgroupPlacement.Choice(rawValue: cgroupDelegation) else {
+            throw ValidationError("--cgroup-delegation auto, yes or no")
+        }
+        config.cgroupDelegation = delegation
+        config.cgroupParentGiven = cgroupParent != nil
         guard maxContainersPerUid >= 0, maxConnectionsPerUid >= 1, maxQueuedBytes >= 65536 else {
             throw ValidationError("limits: --max-containers-per-uid >= 0, --max-connections-per-uid >= 1, --max-queued-bytes >= 65536")
         }

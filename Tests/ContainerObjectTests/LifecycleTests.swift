@@ -49,6 +49,7 @@ struct LifecycleTests {
             for _ in 0..<200 { cpu = try c.stats().cpuUsageNanos; if cpu > 10_000_000 { break }; usleep(10_000) }
             #expect(cpu > 10_000_000, "cpu usage is counted")
             #expect(try c.stats().memoryBytes > 0)
+            #expect(try c.stats().anonMemoryBytes > 0, "memory.stat's anonymous memory of a running shell")
             try c.setLimit(.cpu, -1)
             if case .v1(let m) = layout.source(of: "cpu") {
                 #expect(try Sys.readFile("\(m)/\(st.cgroup)/cpu.cfs_quota_us").trimmingSuffixNewline() == "-1")

@@ -45,7 +45,7 @@ struct ScaleTests {
     /// What a destroyed-everything daemon may still hold: its spares (a
     /// record directory without a record, its cgroup, its pins).
     static func spareDirectories(_ d: TestDaemon) -> [String] {
-        Sys.listDirectory("\(d.stateDir)/containers").filter { !Sys.exists("\(d.stateDir)/containers/\($0)/record") }
+        Sys.listDirectory("\(d.stateDir)/containers").filter { $0.hasPrefix("c") && !Sys.exists("\(d.stateDir)/containers/\($0)/record") }
     }
 
     @Test("2,000 containers: one host mount entry, all listed, all back after kill -9, destroy leaves nothing")
@@ -56,7 +56,7 @@ struct ScaleTests {
                 let c = try Container.create("s\(i)", options: Self.usual)
                 c.close() // the container stays; its fd does not
             }
-            #expect(Self.hostMounts(below: d.stateDir) == ["\(d.stateDir)/mntns"],
+            #expect(Self.hostMounts(below: d.stateDir) == ["\(d.stateDir)/containers/mntns"],
                     "the host's mount table holds the pin namespace and nothing else of ctrobjd's")
             let listed = try Container.list()
             #expect(listed.count == count)
@@ -134,7 +134,7 @@ struct ScaleTests {
             usleep(300_000)
             let task = try #require(Self.pinnerTask(d))
             let root = "\(task)/root" // the pin namespace's root: <state>/containers
-            let pins = Sys.listDirectory(d.stateDir + "/containers").flatMap { dir in
+            let pins = Sys.listDirectory(d.stateDir + "/containers").filter { $0.hasPrefix("c") }.flatMap { dir in
                 Sys.listDirectory("\(d.stateDir)/containers/\(dir)/ns").map { "\(dir)/ns/\($0)" }
             }
             #expect(pins.count >= 15)
@@ -148,8 +148,8 @@ struct ScaleTests {
                 #expect(rc == 0, "bind \(p): \(errnoDescription(e))")
             }
             held.forEach { $0.close() }
-            _ = umount2("\(d.stateDir)/mntns", Int32(MNT_DETACH))
-            unlink("\(d.stateDir)/mntns")
+            _ = umount2("\(d.stateDir)/containers/mntns", Int32(MNT_DETACH))
+            unlink("\(d.stateDir)/containers/mntns")
             try d.start()
             // Moved inside, except mount namespaces older than the new pin
             // namespace, which the kernel will not pin in it (ELOOP): those
@@ -164,7 +164,7 @@ struct ScaleTests {
                 try c.destroy()
                 c.close()
             }
-            #expect(Self.hostMounts(below: d.stateDir) == ["\(d.stateDir)/mntns"])
+            #expect(Self.hostMounts(below: d.stateDir) == ["\(d.stateDir)/containers/mntns"])
         }
     }
 }

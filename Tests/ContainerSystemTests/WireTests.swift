@@ -2,6 +2,9 @@ import CShim
 import ContainerSystem
 import ContainerWire
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite("wire format and flags")
 struct WireTests {
@@ -16,6 +19,12 @@ struct WireTests {
         let m = Message("ok", ["name": "web\r", "owner": "1001", "mark": "\u{301}x", "nl": "\n\u{301}", "pct": "%\u{301}"])
         #expect(try Message.decode(m.encoded()) == m)
         #expect(try Message.decode(Array("\r\np=1".utf8)) == Message("\r", ["p": "1"]))
+    }
+
+    @Test("an error reply whose errno does not fit an Int32 is EIO, not a trap")
+    func errnoOutOfRange() {
+        let e = #expect(throws: ContainerError.self) { _ = try Message("error", ["errno": "10000000000000"]).checked() }
+        #expect(e?.errno == EIO)
     }
 
     @Test("core facts with a number out of its type's range are an error, not a trap")

@@ -288,7 +288,7 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
     // its directory has no record. A moment for one still being made.
     _ = try? Container.list()
     usleep(500_000)
-    let spareDirs = Sys.listDirectory("\(daemon.stateDir)/containers").filter { !Sys.exists("\(daemon.stateDir)/containers/\($0)/record") }
+    let spareDirs = Sys.listDirectory("\(daemon.stateDir)/containers").filter { $0.hasPrefix("c") && !Sys.exists("\(daemon.stateDir)/containers/\($0)/record") }
     let spareCgroups = Set(spareDirs)
     let spareNamespaces = spareDirs.reduce(0) { $0 + Sys.listDirectory("\(daemon.stateDir)/containers/\($1)/ns").count }
     let layout = CgroupLayout.discover()
@@ -301,7 +301,7 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
     let recordsLeft = Sys.listDirectory("\(daemon.stateDir)/containers").filter {
         Sys.exists("\(daemon.stateDir)/containers/\($0)/record")
     }.count
-    let pinDirsLeft = Sys.listDirectory("\(daemon.stateDir)/containers").count - spareDirs.count
+    let pinDirsLeft = Sys.listDirectory("\(daemon.stateDir)/containers").filter { $0.hasPrefix("c") }.count - spareDirs.count
     let pinsLeft = pinNamespaceMounts(daemonPid) - 1 - spareNamespaces
     let daemonMountsAfterDestroy = mountsBelow(daemon.stateDir)
     let stateDir = daemon.stateDir

@@ -50,6 +50,12 @@ pid_t ccs_pidfd_pid(int pidfd);
 uint64_t ccs_socket_cookie(int fd);
 int ccs_peer_pidfd(int sockfd);
 int ccs_peer_cred(int sockfd, pid_t *pid, uid_t *uid, gid_t *gid);
+/* mount(src, target, MS_BIND): a directory bound onto itself becomes a mount point. */
+int ccs_bind_mount(const char *src, const char *target);
+/* mount(MS_PRIVATE | MS_REC): nothing mounted below target propagates in or out. */
+int ccs_make_private(const char *target);
+/* getxattr(2): the value's length, or -1 with errno (ENODATA: not set). */
+long ccs_getxattr(const char *path, const char *name, void *value, unsigned long size);
 int ccs_seqpacket_pair(int fds[2]);
 int ccs_bind_mount_fd(int fd, const char *target);
 /* statfs(2)'s f_type of path (NSFS_MAGIC, CGROUP2_SUPER_MAGIC, ...). */
@@ -169,6 +175,11 @@ struct ccs_join_plan {
 	int join_via_daemon;
 	int join_container_fd;
 	char daemon_path[108];
+	/* Pure cgroup v2: the first child is made by clone3(CLONE_INTO_CGROUP)
+	 * with cgroup_dir_fd (the container's cgroup directory) instead of
+	 * writing cgroup.procs. Only when into_cgroup is 1. */
+	int into_cgroup;
+	int cgroup_dir_fd;
 };
 /* Set the cgroup.join part of a plan (path truncated to sun_path's size). */
 void ccs_plan_set_cgroup_join(struct ccs_join_plan *p, int container_fd, const char *daemon_path);
