@@ -198,7 +198,8 @@ extension AdversarialTests {
         }
         let listed = Set(ids)
         var out: [String] = []
-        for dir in Sys.listDirectory("\(d.stateDir)/containers") where !listed.contains(dir) {
+        // containers/mntns is the pin namespace's own pin, there while the state directory is.
+        for dir in Sys.listDirectory("\(d.stateDir)/containers") where !listed.contains(dir) && dir != "mntns" {
             out.append("record dir \(d.stateDir)/containers/\(dir)")
         }
         for h in CgroupLayout.discover().hierarchies {
@@ -215,9 +216,20 @@ extension AdversarialTests {
         for path in mountinfos {
             for line in ((try? Sys.readFile(path)) ?? "").split(separator: "\n") {
                 let f = line.split(separator: " ")
-                guard f.count > 4, f[4].hasPrefix(prefix) else { continue }
+                guard f.count > 4, f[4].hasPrefix(prefix), f[4] != "\(prefix)mntns" else { continue }
                 let dir = f[4].dropFirst(prefix.count).split(separator: "/").first.map(String.init) ?? ""
                 if !listed.contains(dir) { out.append("mount \(f[4]) (in \(path))") }
+            }
+        }
+        // The pins themselves live in the pin namespace, whose root is
+        // <state>/containers: its mount points read "/c5/ns/net-4026532001".
+        if let pid = d.pid, let pinner = ScaleTests.pinnerTask(d) {
+            _ = pid
+            for line in ((try? Sys.readBytes("\(pinner)/mountinfo", limit: 1 << 28)).map { String(decoding: $0, as: UTF8.self) } ?? "").split(separator: "\n") {
+                let f = line.split(separator: " ")
+                guard f.count > 4, f[4] != "/" else { continue }
+                let dir = f[4].dropFirst().split(separator: "/").first.map(String.init) ?? ""
+                if !listed.contains(dir) { out.append("pin \(f[4]) (in the pin namespace, \(pinner)/mountinfo)") }
             }
         }
         return out
