@@ -145,9 +145,21 @@ static pid_t requester_pid(const char *key)
 		char *eol = strchr(line, '\n');
 		if (eol)
 			*eol = 0;
-		char *m;
-		if (strstr(line, ".request_") && (m = strstr(line, marker))) {
-			char *end;
+		/* Only the authority key's own line: its type column (the 8th,
+		 * printed as 9 characters) is ".request_" and its description,
+		 * the rest, starts with the marker. A key a requester made can
+		 * have any description, never that type. */
+		char *c = line;
+		for (int k = 0; k < 7 && *c; k++) {
+			while (*c == ' ')
+				c++;
+			while (*c && *c != ' ')
+				c++;
+		}
+		while (*c == ' ')
+			c++;
+		if (strncmp(c, ".request_ ", 10) == 0 && strncmp(c + 10, marker, mlen) == 0) {
+			char *m = c + 10, *end;
 			long v = strtol(m + mlen, &end, 10);
 			if (end != m + mlen && v > 0 && v < INT_MAX)
 				pid = (pid_t)v;

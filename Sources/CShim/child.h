@@ -74,6 +74,23 @@ static inline int ccs_join_cgroups(const int *fds, int count)
 	return 0;
 }
 
+/* socketpair(SEQPACKET, CLOEXEC) + raw fork: returns the pid (0 in the
+ * child); sv[0] is the parent's end, sv[1] the child's. On failure -1 with
+ * errno and both ends closed. */
+static inline pid_t ccs_fork_with_reports(int sv[2])
+{
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	pid_t pid = ccs_raw_fork();
+	if (pid < 0) {
+		int e = errno;
+		close(sv[0]);
+		close(sv[1]);
+		errno = e;
+	}
+	return pid;
+}
+
 /* Close every fd but keep[0..n) (n <= 8; negative entries ignored): a child
  * that runs work for a client holds nothing else of ctrobjd's. */
 static inline void ccs_close_fds_except(const int *keep, int n)

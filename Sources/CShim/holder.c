@@ -85,16 +85,9 @@ static void holder_main(const struct ccs_holder_plan *p, int ctl)
 pid_t ccs_holder_start(const struct ccs_holder_plan *plan, int *ctl)
 {
 	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+	pid_t pid = ccs_fork_with_reports(sv);
+	if (pid < 0)
 		return -1;
-	pid_t pid = ccs_raw_fork();
-	if (pid < 0) {
-		int e = errno;
-		close(sv[0]);
-		close(sv[1]);
-		errno = e;
-		return -1;
-	}
 	if (pid == 0) {
 		/* It becomes the creator, who may look at it: it holds nothing of ctrobjd's. */
 		ccs_close_fds_except(&sv[1], 1);

@@ -77,16 +77,9 @@ int ccs_mount_in_container(int userns_fd, int mntns_fd, int pidns_fd, int tree_f
 {
 	int sv[2];
 	*stage = 0;
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+	pid_t pid = ccs_fork_with_reports(sv);
+	if (pid < 0)
 		return -1;
-	pid_t pid = ccs_raw_fork();
-	if (pid < 0) {
-		int e = errno;
-		close(sv[0]);
-		close(sv[1]);
-		errno = e;
-		return -1;
-	}
 	if (pid == 0) {
 		int keep[] = { sv[1], userns_fd, mntns_fd, pidns_fd, tree_fd };
 		ccs_close_fds_except(keep, 5);
@@ -140,18 +133,12 @@ int ccs_mount_in_container(int userns_fd, int mntns_fd, int pidns_fd, int tree_f
 int ccs_open_root_of_mntns(int mntns_fd)
 {
 	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+	pid_t pid = ccs_fork_with_reports(sv);
+	if (pid < 0)
 		return -1;
-	pid_t pid = ccs_raw_fork();
-	if (pid < 0) {
-		int e = errno;
-		close(sv[0]);
-		close(sv[1]);
-		errno = e;
-		return -1;
-	}
 	if (pid == 0) {
-		close(sv[0]);
+		int keep[] = { sv[1], mntns_fd };
+		ccs_close_fds_except(keep, 2);
 		int root = -1;
 		int32_t err = 0;
 		if (setns(mntns_fd, CLONE_NEWNS) < 0)
@@ -394,16 +381,9 @@ int ccs_bind_as_owner(uid_t uid, gid_t gid, int userns_fd, int mntns_fd, const c
 {
 	int sv[2];
 	*stage = 0;
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+	pid_t pid = ccs_fork_with_reports(sv);
+	if (pid < 0)
 		return -1;
-	pid_t pid = ccs_raw_fork();
-	if (pid < 0) {
-		int e = errno;
-		close(sv[0]);
-		close(sv[1]);
-		errno = e;
-		return -1;
-	}
 	if (pid == 0) {
 		int keep[] = { sv[1], userns_fd, mntns_fd, source_fd };
 		ccs_close_fds_except(keep, 4);

@@ -232,14 +232,6 @@ pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
 		args.exit_signal = SIGCHLD;
 		args.cgroup = (uint64_t)p->cgroup_dir_fd;
 		mid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
-		if (mid < 0) {
-			int e = errno;
-			close(sv[0]);
-			close(sv[1]);
-			*stage = CCS_STAGE_CGROUP;
-			errno = e;
-			return -1;
-		}
 	} else if (!shared) {
 		mid = ccs_raw_fork();
 	}
@@ -247,7 +239,7 @@ pid_t ccs_join_fork(const struct ccs_join_plan *p, int *stage)
 		int e = errno;
 		close(sv[0]);
 		close(sv[1]);
-		*stage = CCS_STAGE_FORK;
+		*stage = p->into_cgroup ? CCS_STAGE_CGROUP : CCS_STAGE_FORK;
 		errno = e;
 		return -1;
 	}

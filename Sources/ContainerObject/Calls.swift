@@ -112,7 +112,7 @@ public enum ContainerCalls {
     static func rootAndIDs(_ fd: CInt) throws -> (OwnedFD, uid_t?, gid_t?) {
         let (m, fds) = try call(Message(Op.root), [fd])
         guard let r = fds.first else { throw ContainerError(.protocolError, "root: no fd") }
-        return (r, m.int("fsuid").map { uid_t($0) }, m.int("fsgid").map { gid_t($0) })
+        return (r, m["fsuid"].flatMap { uid_t($0) }, m["fsgid"].flatMap { gid_t($0) })
     }
 
     /// Run a path operation below the container's root. A root caller acts as

@@ -180,13 +180,25 @@ public enum KeyHelper {
             if n <= 0 { break }
         }
         let marker = Array("key:".utf8) + hexDigits(UInt32(bitPattern: key)) + Array(" pid:".utf8)
-        let type = Array(".request_".utf8)
+        // Only the authority key's own line: its type column (the 8th, 9
+        // characters wide) is ".request_" and its description starts with
+        // the marker. A key the requester made can have any description,
+        // never that type.
+        let want = Array(".request_ ".utf8) + marker
+        let space = UInt8(ascii: " ")
         return text.withUnsafeBufferPointer { b -> pid_t? in
             var start = 0
             while start < b.count {
                 var end = start
                 while end < b.count && b[end] != UInt8(ascii: "\n") { end += 1 }
-                if find(type, in: b, start, end) != nil, let m = find(marker, in: b, start, end) {
+                var c = start
+                for _ in 0..<7 {
+                    while c < end && b[c] == space { c += 1 }
+                    while c < end && b[c] != space { c += 1 }
+                }
+                while c < end && b[c] == space { c += 1 }
+                if end - c >= want.count && b[c..<(c + want.count)].elementsEqual(want) {
+                    let m = c + 10
                     var v: Int32 = 0, i = m + marker.count, digits = 0
                     while i < end, b[i] >= UInt8(ascii: "0"), b[i] <= UInt8(ascii: "9"), digits < 9 {
                         v = v * 10 + Int32(b[i] - UInt8(ascii: "0"))
@@ -211,18 +223,5 @@ public enum KeyHelper {
             x >>= 4
         } while x != 0
         return out.reversed()
-    }
-
-    /// The first index of `needle` in b[from..<to].
-    static func find(_ needle: [UInt8], in b: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> Int? {
-        guard !needle.isEmpty, to - from >= needle.count else { return nil }
-        var i = from
-        while i + needle.count <= to {
-            var j = 0
-            while j < needle.count && b[i + j] == needle[j] { j += 1 }
-            if j == needle.count { return i }
-            i += 1
-        }
-        return nil
     }
 }

@@ -51,6 +51,20 @@ func made(_ c: Raw, _ name: String, flags: UInt32 = userNS, step: String = "crea
     return o.fds.first
 }
 
+/// Start the container's init (path, argv) and return what it printed.
+func initOutput(_ c: Container, _ path: String, _ argv: [String]) throws -> String {
+    var p: [CInt] = [-1, -1]
+    guard pipe(&p) == 0 else { throw Usage() }
+    let r = OwnedFD(p[0]), w = OwnedFD(p[1])
+    _ = fcntl(r.raw, F_SETFD, FD_CLOEXEC)
+    _ = fcntl(w.raw, F_SETFD, FD_CLOEXEC)
+    let initP = try withExtendedLifetime(w) { try c.spawnInit(ProcessSpec(path, argv, stdio: (w.raw, w.raw, w.raw))) }
+    w.close()
+    let out = (try? Sys.readAll(r.raw)) ?? ""
+    _ = try? initP.wait()
+    return out
+}
+
 enum Scenarios {
     // MARK: finding 1: fork.commit with someone else's process
 
@@ -557,17 +571,7 @@ enum Scenarios {
             Report.line("read-direct", [("result", "error"), ("errno", "\(e.errno)")])
         }
         try c.copyIn(hostPath: "/bin/busybox", to: "/busybox")
-        var p: [CInt] = [-1, -1]
-        guard pipe(&p) == 0 else { throw Usage() }
-        let r = OwnedFD(p[0]), w = OwnedFD(p[1])
-        _ = fcntl(r.raw, F_SETFD, FD_CLOEXEC)
-        _ = fcntl(w.raw, F_SETFD, FD_CLOEXEC)
-        let spec = ProcessSpec("/busybox", ["busybox", "sh", "-c", "/busybox umount -l /d/sub; echo umount=$?; /busybox cat /d/sub/secret"],
-                               stdio: (w.raw, w.raw, w.raw))
-        let initP = try withExtendedLifetime(w) { try c.spawnInit(spec) }
-        w.close()
-        let out = (try? Sys.readAll(r.raw)) ?? ""
-        _ = try? initP.wait()
+        let out = try initOutput(c, "/busybox", ["busybox", "sh", "-c", "/busybox umount -l /d/sub; echo umount=$?; /busybox cat /d/sub/secret"])
         Report.line("peel", [("output", out)])
         try? c.destroy()
     }
@@ -589,17 +593,7 @@ enum Scenarios {
             return
         }
         try c.copyIn(hostPath: args[1], to: "/remount")
-        var p: [CInt] = [-1, -1]
-        guard pipe(&p) == 0 else { throw Usage() }
-        let r = OwnedFD(p[0]), w = OwnedFD(p[1])
-        _ = fcntl(r.raw, F_SETFD, FD_CLOEXEC)
-        _ = fcntl(w.raw, F_SETFD, FD_CLOEXEC)
-        let spec = ProcessSpec("/remount", ["remount", "/d"], stdio: (w.raw, w.raw, w.raw))
-        let initP = try withExtendedLifetime(w) { try c.spawnInit(spec) }
-        w.close()
-        let out = (try? Sys.readAll(r.raw)) ?? ""
-        _ = try? initP.wait()
-        Report.line("remount", [("output", out)])
+        Report.line("remount", [("output", try initOutput(c, "/remount", ["remount", "/d"]))])
         try? c.destroy()
     }
 
