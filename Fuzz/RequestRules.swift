@@ -26,7 +26,7 @@ let opFields: [String: Set<String>] = [
     Op.forkPrepare: ["mode"], Op.forkCommit: ["pid"], Op.forkAbort: [], Op.socket: ["domain", "type", "protocol"],
     Op.root: [], Op.mount: ["source", "target", "fstype", "flags", "data"], Op.setns: ["nstypes"],
     Op.limit: ["which", "value"], Op.stats: [], Op.freeze: [], Op.thaw: [], Op.kill: ["signal"], Op.destroy: [],
-    Op.adopt: ["name"], Op.policy: ["core", "modules", "devices"], Op.list: ["after"], "cgroup.join": [],
+    Op.adopt: ["name"], Op.policy: ["core", "modules", "devices"], Op.list: ["after", "compact"], "cgroup.join": [],
 ]
 let textFields: Set<String> = ["name", "source", "target", "fstype", "data", "core", "modules", "devices"]
 let refusals: Set<Int32> = [EINVAL, E2BIG, EMSGSIZE, EPROTO, EOPNOTSUPP]

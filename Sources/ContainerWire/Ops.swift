@@ -19,7 +19,7 @@
 /// | destroy       | -                                      | container fd           | -                            | -                   |
 /// | adopt         | name                                   | pidfd of the process   | id                           | container fd        |
 /// | policy        | core (file/drop), modules (a,b,c), devices (loop3,veth1) | container fd | core, modules, devices | -                |
-/// | list          | after (an id; paging)                  | -                      | count, N.field, next         | -                   |
+/// | list          | after (an id; paging), compact (0/1)   | -                      | count, N.field or N (compact: ListEntry), next | - |
 /// | cgroup.join   | -                                      | container fd           | -                            | -                   |
 ///
 /// What each op accepts (field types and ranges, fd counts) is checked by
