@@ -201,7 +201,7 @@ extension Broker {
             return (.failure(ContainerError(.invalidArgument, "request of \(size) bytes, at most \(RequestRules.maxBytes)", errno: EMSGSIZE)), [])
         }
         do {
-            guard let (bytes, fds) = try FDPassing.receive(conn.fd.raw, maxFDs: RequestRules.maxFDs + 1) else {
+            guard let (bytes, fds) = try FDPassing.receive(conn.fd.raw, maxFDs: RequestRules.maxFDs + 1, peekedSize: size) else {
                 closeConnection(conn)
                 return nil
             }

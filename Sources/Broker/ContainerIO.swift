@@ -176,8 +176,7 @@ extension Broker {
                 throw r.err(.invalidArgument, "container_set_ns", "source is neither a container fd, a live pidfd nor a namespace fd")
             }
             if conn.uid != 0 {
-                let uids = ProcInfo.statusField(pid: pid, "Uid")?.compactMap { uid_t($0) } ?? []
-                guard !uids.isEmpty, uids.allSatisfy({ $0 == conn.uid }) else {
+                guard ProcInfo.runsOnlyAs(pid: pid, conn.uid) else {
                     throw r.err(.permission, "container_set_ns", "process \(pid) belongs to another user")
                 }
             }

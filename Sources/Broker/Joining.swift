@@ -106,8 +106,7 @@ extension Broker {
         let pid = ccs_pidfd_pid(peer.raw)
         guard pid > 0 else { throw r.err(.dead, "cgroup.join", "the asking process has exited", errno: ESRCH) }
         if conn.uid != 0 {
-            let uids = ProcInfo.statusField(pid: pid, "Uid")?.compactMap { uid_t($0) } ?? []
-            guard uids.count == 4, uids.allSatisfy({ $0 == conn.uid }) else {
+            guard ProcInfo.runsOnlyAs(pid: pid, conn.uid) else {
                 throw r.err(.permission, "cgroup.join", "the asking process does not run only as uid \(conn.uid)")
             }
         }

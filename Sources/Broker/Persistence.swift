@@ -184,16 +184,16 @@ final class Persistence {
         for entry in Sys.listDirectory(config.containersDir) where entry.hasPrefix("c") {
             let d = "\(config.containersDir)/\(entry)"
             guard let text = try? Sys.readFile("\(d)/record") else { continue }
-            let r: ContainerRecord
+            let r: ContainerRecord, m: Message
             do {
-                r = try ContainerRecord.fromPersisted(try Message.decode(Array(text.utf8)), layout: config.cgroupLayout)
+                m = try Message.decode(Array(text.utf8))
+                r = try ContainerRecord.fromPersisted(m, layout: config.cgroupLayout)
                 guard r.directoryName == entry else { throw ContainerError(.protocolError, "record of c\(r.id) in \(entry)") }
             } catch {
                 // Left in place for root to look at; never served.
                 unreadable.append("\(entry): \((error as? ContainerError)?.message ?? "\(error)")")
                 continue
             }
-            guard let m = try? Message.decode(Array(text.utf8)) else { continue }
             unlink("\(d)/record.tmp")
             loadedDirs.insert(entry)
             var problem: String?

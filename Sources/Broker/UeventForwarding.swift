@@ -163,8 +163,7 @@ extension Broker {
             // The record whose user namespace owns it (itself, or a pod's first member).
             let o = owner.flatMap { byNamespace[$0] }.flatMap { $0.namespaceInodes[.user] == owner ? $0 : nil } ?? r
             uid = o.rootHostID
-            // An unprivileged creator's user namespace maps 0 to its own uid and gid.
-            gid = o.idBase == nil && !o.adopted && o.pins[.user] != nil ? o.ownerGid : o.rootHostID
+            gid = o.rootHostGID
         }
         let t = UeventForwarding.Target(socket: sock, initialUserNSOwned: initialOwned, uid: uid, gid: gid)
         uevents.targets[r.id] = t

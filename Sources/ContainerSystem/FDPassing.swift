@@ -18,10 +18,11 @@ public enum FDPassing {
 
     /// One message, or nil at EOF. Received fds are CLOEXEC; more than
     /// `maxFDs` are closed.
-    public static func receive(_ sock: CInt, maxFDs: Int = 16) throws -> (bytes: [UInt8], fds: [OwnedFD])? {
+    /// `peekedSize`: the datagram's size when the caller has peeked it already.
+    public static func receive(_ sock: CInt, maxFDs: Int = 16, peekedSize: Int? = nil) throws -> (bytes: [UInt8], fds: [OwnedFD])? {
         // The datagram's size first (MSG_PEEK|MSG_TRUNC), so the buffer is
         // just that big: no 256 KiB allocation and zero-fill per message.
-        var size = Int(ccs_peek_size(sock))
+        var size = peekedSize ?? Int(ccs_peek_size(sock))
         if size < 0 { throw ContainerError.sys("recv") }
         size = min(max(size, 1), maxMessage)
         var fds = [CInt](repeating: -1, count: max(maxFDs, 1))

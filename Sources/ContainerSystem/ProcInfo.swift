@@ -15,6 +15,12 @@ public enum ProcInfo {
         return v
     }
 
+    /// Whether every uid of the process (real, effective, saved, fs) is `uid`.
+    public static func runsOnlyAs(pid: pid_t, _ uid: uid_t, procRoot: String = "/proc") -> Bool {
+        let uids = statusField(pid: pid, "Uid", procRoot: procRoot)?.compactMap { uid_t($0) } ?? []
+        return uids.count == 4 && uids.allSatisfy { $0 == uid }
+    }
+
     /// Whether the process has begun to exit (PF_EXITING in field 9 of
     /// /proc/PID/stat), or is gone: between the two its cgroup and
     /// namespaces read back as already left.

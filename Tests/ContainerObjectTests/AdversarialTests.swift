@@ -498,7 +498,7 @@ struct AdversarialTests {
         }
     }
 
-    @Test("--max-container-fds-per-uid 16: a user's 16th open container fd is refused (EMFILE); closing makes room")
+    @Test("--max-container-fds-per-uid 16: a user's 17th open container fd is refused (EMFILE); closing makes room")
     func containerFDsPerUID() throws {
         try withAdversary(daemonArguments: ["--max-container-fds-per-uid", "16"]) { user, d in
             let r = try attack(["open-many", "40"], as: user, daemon: d)

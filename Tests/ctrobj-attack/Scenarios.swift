@@ -51,6 +51,21 @@ func made(_ c: Raw, _ name: String, flags: UInt32 = userNS, step: String = "crea
     return o.fds.first
 }
 
+/// A user's empty-root container with `source` bound (MS_BIND) at /d,
+/// reported as step "bind"; nil when the bind was refused.
+func boundContainer(_ name: String, _ source: String) throws -> Container? {
+    let c = try Container.create(name, options: [.newUserNS, .newEmptyFSNS, .newPIDNS])
+    do {
+        try c.mkdir("/d")
+        try c.mount(source: source, target: "/d", fstype: nil, flags: 4096)
+        Report.line("bind", [("result", "ok"), ("errno", "0")])
+        return c
+    } catch let e as ContainerError {
+        Report.line("bind", [("result", "error"), ("errno", "\(e.errno)"), ("message", e.message)])
+        return nil
+    }
+}
+
 /// Start the container's init (path, argv) and return what it printed.
 func initOutput(_ c: Container, _ path: String, _ argv: [String]) throws -> String {
     var p: [CInt] = [-1, -1]
@@ -555,15 +570,7 @@ enum Scenarios {
     /// directly and from the container's root after `umount -l` of sub.
     static func bindPeel(_ args: [String]) throws {
         guard args.count == 1 else { throw Usage() }
-        let c = try Container.create("adv-peel", options: [.newUserNS, .newEmptyFSNS, .newPIDNS])
-        do {
-            try c.mkdir("/d")
-            try c.mount(source: args[0], target: "/d", fstype: nil, flags: 4096)
-            Report.line("bind", [("result", "ok"), ("errno", "0")])
-        } catch let e as ContainerError {
-            Report.line("bind", [("result", "error"), ("errno", "\(e.errno)"), ("message", e.message)])
-            return
-        }
+        guard let c = try boundContainer("adv-peel", args[0]) else { return }
         do {
             let text = try c.readFile("/d/sub/secret")
             Report.line("read-direct", [("result", "ok"), ("content", text)])
@@ -583,15 +590,7 @@ enum Scenarios {
     /// namespace's copy of the host's mounts; ctrobjd's bind must carry them.
     static func bindRemount(_ args: [String]) throws {
         guard args.count == 2 else { throw Usage() }
-        let c = try Container.create("adv-remount", options: [.newUserNS, .newEmptyFSNS, .newPIDNS])
-        do {
-            try c.mkdir("/d")
-            try c.mount(source: args[0], target: "/d", fstype: nil, flags: 4096)
-            Report.line("bind", [("result", "ok"), ("errno", "0")])
-        } catch let e as ContainerError {
-            Report.line("bind", [("result", "error"), ("errno", "\(e.errno)"), ("message", e.message)])
-            return
-        }
+        guard let c = try boundContainer("adv-remount", args[0]) else { return }
         try c.copyIn(hostPath: args[1], to: "/remount")
         Report.line("remount", [("output", try initOutput(c, "/remount", ["remount", "/d"]))])
         try? c.destroy()
