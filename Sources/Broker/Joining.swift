@@ -159,6 +159,8 @@ extension Broker {
             initExited(r)
             return Reply(.ok())
         }
+        /// Exited, or exiting (its cgroup and namespaces already read back as left).
+        func exited() -> Bool { ccs_wait_readable(pidfd.raw, 0) == 0 || ProcInfo.isExiting(pid: pid) }
         if seen < 0 && errno == ESRCH { return endedAlready() }
         guard seen > 0 else {
             throw r.err(.invalidArgument, "fork_into_container", "the fd is not a pidfd")
@@ -167,13 +169,13 @@ extension Broker {
             throw r.err(.invalidArgument, "fork_into_container", "pidfd is of pid \(seen), not \(pid)")
         }
         guard ProcInfo.isInCgroup(pid: pid, r.cgroup) else {
-            if ccs_wait_readable(pidfd.raw, 0) == 0 || ProcInfo.isExiting(pid: pid) { return endedAlready() }
+            if exited() { return endedAlready() }
             let seenCgroups = ((try? Sys.readFile("/proc/\(pid)/cgroup")) ?? "").split(separator: "\n").joined(separator: " ")
             throw r.err(.permission, "fork_into_container", "process \(pid) is not in the container's cgroup (its cgroups: \(seenCgroups))")
         }
         if r.flags & ContainerFlags.newPIDNS != 0 && r.pins[.pid] == nil {
             guard ProcInfo.innermostPid(pid: pid) == 1 else {
-                if ccs_wait_readable(pidfd.raw, 0) == 0 || ProcInfo.isExiting(pid: pid) { return endedAlready() }
+                if exited() { return endedAlready() }
                 throw r.err(.permission, "fork_into_container", "process \(pid) is not pid 1 of a new pid namespace")
             }
         }
@@ -183,13 +185,13 @@ extension Broker {
         for (kind, flag) in [(NamespaceKind.pid, ContainerFlags.newPIDNS), (.cgroup, ContainerFlags.newCgroupNS)]
             where r.pins[kind] == nil && r.flags & flag != 0 {
             guard let fd = try? Sys.open("/proc/\(pid)/ns/\(kind.rawValue)", O_RDONLY) else {
-                if ccs_wait_readable(pidfd.raw, 0) == 0 || ProcInfo.isExiting(pid: pid) { return endedAlready() }
+                if exited() { return endedAlready() }
                 throw r.err(.dead, "fork_into_container", "process \(pid): its \(kind.rawValue) namespace cannot be opened")
             }
             born.append((kind, fd))
         }
         guard ccs_pidfd_pid(pidfd.raw) == pid, ProcInfo.isInCgroup(pid: pid, r.cgroup) else {
-            if ccs_wait_readable(pidfd.raw, 0) == 0 || ProcInfo.isExiting(pid: pid) { return endedAlready() }
+            if exited() { return endedAlready() }
             throw r.err(.dead, "fork_into_container", "process \(pid) left the container's cgroup while it was registered")
         }
         let startTime = ProcInfo.startTime(pid: pid) ?? 0
