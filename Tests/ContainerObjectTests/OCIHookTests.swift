@@ -364,6 +364,23 @@ struct PodmanHookTests {
         }
     }
 
+    @Test("the harness: --runtime PATH is what conmon runs (create, start, delete), with runtimeEnvironment set for it")
+    func runtimeIsPluggable() throws {
+        let dir = "/tmp/ctrobj-rtwrap-\(uniqueSuffix())"
+        try Sys.mkdirs(dir, 0o755)
+        defer { removeTree(dir) }
+        let wrapper = "\(dir)/runtime"
+        try Sys.writeFileAtomically(wrapper, "#!/bin/sh\necho \"$CTROBJ_PROBE $*\" >> \(dir)/calls\nexec \(runcBinary) \"$@\"\n", mode: 0o755)
+        let p = try PrivatePodman(runtime: wrapper, runtimeEnvironment: ["CTROBJ_PROBE=probe-env"])
+        defer { p.cleanUp() }
+        let (code, out) = try p.run(["--rm"], ["/bin/sh", "-c", "echo wrapped"])
+        #expect(code == 0 && out.contains("wrapped"), "\(out)")
+        let calls = (try? Sys.readFile("\(dir)/calls")) ?? ""
+        for verb in [" create ", " start ", " delete "] {
+            #expect(calls.split(separator: "\n").contains { $0.hasPrefix("probe-env") && $0.contains(verb) }, "\(verb): \(calls)")
+        }
+    }
+
     @Test("containerd: ctr run --rm of one runc container end to end, in a private containerd",
           .enabled(if: haveContainerd, containerdMissing))
     func containerdSmoke() throws {

@@ -177,6 +177,12 @@ func makeBusyboxRootfs(_ dir: String) throws {
 final class PrivatePodman {
     static let image = "localhost/ctrobj-busybox:test"
 
+    /// Host paths podman (4.3) and runc write whatever the configuration
+    /// says: the blob-info cache, netavark's run directory, runc's default
+    /// --root (podman passes none). A tmpfs over each, in the private
+    /// namespace only.
+    static let hiddenHostDirs = ["/var/lib/containers", "/run/containers", "/run/runc"]
+
     let dir: String
     let hooksDir: String
     let cgroupParent: String
@@ -190,15 +196,26 @@ final class PrivatePodman {
     var runRoot: String { "\(dir)/run" }
 
     /// `runtime`: the OCI runtime's path (runc here; ctrobj-oci later).
-    init(runtime: String = runcBinary) throws {
+    /// podman gives conmon and the runtime only an environment of its own
+    /// choosing (not its caller's), so `runtimeEnvironment` (for example
+    /// `CTROBJ_STATE_DIR=…` for a runtime that talks to a private ctrobjd)
+    /// is set by a wrapper script that execs `runtime`, and the wrapper is
+    /// what podman runs.
+    init(runtime: String = runcBinary, runtimeEnvironment: [String] = []) throws {
         _ = machineLock
         let suffix = uniqueSuffix()
-        dir = "/tmp/ctrobj-podman-\(suffix)"
+        let dir = "/tmp/ctrobj-podman-\(suffix)"
+        self.dir = dir
         hooksDir = "\(dir)/hooks.d"
         cgroupParent = "ctrobj-podman-\(suffix)"
-        self.runtime = runtime
+        self.runtime = runtimeEnvironment.isEmpty ? runtime : "\(dir)/runtime"
         try Sys.mkdir(dir, 0o755, existOK: false)
         do {
+            if !runtimeEnvironment.isEmpty {
+                func quoted(_ s: String) -> String { "'" + s.replacing("'", with: "'\\''") + "'" }
+                let exports = runtimeEnvironment.map { "export \(quoted($0))" }.joined(separator: "\n")
+                try Sys.writeFileAtomically("\(dir)/runtime", "#!/bin/sh\n\(exports)\nexec \(quoted(runtime)) \"$@\"\n", mode: 0o755)
+            }
             for d in ["graph", "run", "tmp", "hooks.d", "net", "rootfs"] { try Sys.mkdirs("\(dir)/\(d)", 0o755) }
             try Sys.writeFileAtomically("\(dir)/containers.conf", """
                 [containers]
@@ -213,9 +230,10 @@ final class PrivatePodman {
                 hooks_dir = ["\(hooksDir)"]
                 lock_type = "file"
                 tmp_dir = "\(dir)/tmp"
+                image_copy_tmp_dir = "\(dir)/tmp"
                 static_dir = "\(dir)/graph/libpod"
                 volume_path = "\(dir)/graph/volumes"
-                runtime = "\(runtime)"
+                runtime = "\(self.runtime)"
 
                 [network]
                 network_backend = "netavark"
@@ -229,7 +247,7 @@ final class PrivatePodman {
                 runroot = "\(dir)/run"
 
                 """, mode: 0o644)
-            mounts = try PrivateMountNamespace(hiding: ["/var/lib/containers", "/run/containers"], readyFile: "\(dir)/ns-ready")
+            mounts = try PrivateMountNamespace(hiding: PrivatePodman.hiddenHostDirs, readyFile: "\(dir)/ns-ready")
         } catch {
             removeTree(dir)
             throw error
@@ -319,8 +337,8 @@ final class PrivatePodman {
     }
 
     /// Make a podman environment, run body, clean up on every path.
-    static func with(runtime: String = runcBinary, _ body: (PrivatePodman) throws -> Void) throws {
-        let p = try PrivatePodman(runtime: runtime)
+    static func with(runtime: String = runcBinary, runtimeEnvironment: [String] = [], _ body: (PrivatePodman) throws -> Void) throws {
+        let p = try PrivatePodman(runtime: runtime, runtimeEnvironment: runtimeEnvironment)
         defer { p.cleanUp() }
         try body(p)
     }
@@ -371,7 +389,7 @@ final class PrivateContainerd {
                   shim_debug = false
 
                 """, mode: 0o644)
-            mounts = try PrivateMountNamespace(hiding: ["/run/containerd", "/var/lib/containers", "/run/containers"], readyFile: "\(dir)/ns-ready")
+            mounts = try PrivateMountNamespace(hiding: ["/run/containerd"] + PrivatePodman.hiddenHostDirs, readyFile: "\(dir)/ns-ready")
         } catch {
             removeTree(dir)
             throw error
