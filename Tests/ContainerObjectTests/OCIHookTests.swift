@@ -327,6 +327,38 @@ struct PodmanHookTests {
         }
     }
 
+    @Test("a podman pod: infra and two members adopted one by one, sharing a network namespace; a member's core lands in that member only")
+    func podmanPod() throws {
+        try upcalls.withBroker { d, _ in
+            try PrivatePodman.with { p in
+                let log = try installHook(p, d)
+                let (pc, po) = try p.podman(["pod", "create", "--name", "hookpod", "--cgroup-parent", "/\(p.cgroupParent)", "--network", "none",
+                                             "--infra-image", PrivatePodman.image, "--infra-command", "/bin/pause"])
+                try #require(pc == 0, "\(po)")
+                let limits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+                let (ac, ao) = try p.podman(["run", "-d", "--pod", "hookpod"] + limits + [PrivatePodman.image, "/bin/sh", "-c",
+                                             "ulimit -c unlimited; sleep 1; sh -c 'kill -SEGV $$'; sleep 120"])
+                let (bc, bo) = try p.podman(["run", "-d", "--pod", "hookpod"] + limits + [PrivatePodman.image, "/bin/sleep", "120"])
+                try #require(ac == 0 && bc == 0, "\(ao)\n\(bo)")
+                let a = String(ao.split(separator: "\n").last ?? ""), b = String(bo.split(separator: "\n").last ?? "")
+                let records = try Container.list()
+                #expect(records.count == 3 && records.allSatisfy(\.adopted), "infra, a, b: \(records.map(\.name)); hook log: \((try? Sys.readFile(log)) ?? "")")
+                let ra = try Container.open(OCIHook.containerName(forID: a)).status()
+                let rb = try Container.open(OCIHook.containerName(forID: b)).status()
+                #expect(ra.namespaceInodes["net"] != nil && ra.namespaceInodes["net"] == rb.namespaceInodes["net"], "the pod's network namespace is shared")
+                #expect(ra.namespaceInodes["pid"] != rb.namespaceInodes["pid"])
+                let rootA = try p.rootfs(a), rootB = try p.rootfs(b)
+                var cores: [String] = []
+                _ = waitFor { cores = Sys.listDirectory("\(rootA)/var/lib/ctrobj/cores").filter { $0.hasPrefix("core.sh.") }; return !cores.isEmpty }
+                #expect(cores.count == 1, "the crashing member's core is in its root: \(cores); daemon log: \((try? Sys.readFile(d.logPath)) ?? "")")
+                #expect(Sys.listDirectory("\(rootB)/var/lib/ctrobj/cores").isEmpty, "and not in its pod neighbour's")
+                let (rc, ro) = try p.podman(["pod", "rm", "--force", "--time", "0", "hookpod"])
+                #expect(rc == 0, "\(ro)")
+                #expect(waitFor(seconds: 10) { (try? Container.list().isEmpty) == true }, "no record after pod rm: \((try? Container.list().map(\.name)) ?? [])")
+            }
+        }
+    }
+
     @Test("with ctrobjd down the hook lets podman's container run, and says why in its log")
     func daemonDown() throws {
         try PrivatePodman.with { p in

@@ -155,7 +155,8 @@ func allCgroupMounts() -> [String] {
 }
 
 /// The busybox-static root file system every image is made from: /bin with
-/// busybox and a link per applet, /etc, /tmp, /var/lib, /sbin.
+/// busybox and a link per applet, /bin/pause (sleeps; a pod's infra
+/// command), /etc, /tmp, /var/lib, /sbin.
 func makeBusyboxRootfs(_ dir: String) throws {
     for d in ["bin", "sbin", "etc", "tmp", "var/lib", "proc", "sys", "dev", "root"] { try Sys.mkdirs("\(dir)/\(d)", 0o755) }
     chmod("\(dir)/tmp", 0o1777)
@@ -166,6 +167,8 @@ func makeBusyboxRootfs(_ dir: String) throws {
     for applet in list.split(separator: "\n") where applet != "busybox" && !applet.contains("/") {
         _ = symlink("busybox", "\(dir)/bin/\(applet)")
     }
+    // A pod's infra command takes no arguments: this one waits for ever.
+    try Sys.writeFileAtomically("\(dir)/bin/pause", "#!/bin/sh\nexec /bin/sleep 1000000\n", mode: 0o755)
     try Sys.writeFileAtomically("\(dir)/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", mode: 0o644)
     try Sys.writeFileAtomically("\(dir)/etc/group", "root:x:0:\n", mode: 0o644)
 }
