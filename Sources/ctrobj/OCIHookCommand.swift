@@ -33,7 +33,10 @@ struct OCIHookCommand: ParsableCommand {
         var parsedStage: OCIHook.Stage?
         if let s = stage {
             guard let st = OCIHook.Stage(rawValue: s) else {
-                throw ValidationError("unknown stage \"\(s)\"; one of \(OCIHook.Stage.allCases.map(\.rawValue).joined(separator: ", "))")
+                let m = "refused: unknown stage \"\(RequestRules.escaped(s))\"; one of \(OCIHook.Stage.allCases.map(\.rawValue).joined(separator: ", "))"
+                printErr("ctrobj oci-hook: \(m)")
+                if let log { appendLog(log, m) }
+                throw ExitCode(2)
             }
             parsedStage = st
         }
