@@ -414,6 +414,29 @@ struct PodmanHookTests {
         }
     }
 
+    @Test("containerd: a spec whose createRuntime and poststop hooks run ctrobj oci-hook; the core of a crash lands in its root, no record is left",
+          .enabled(if: haveContainerd, containerdMissing))
+    func containerdHook() throws {
+        try upcalls.withBroker { d, _ in
+            try PrivateContainerd.with { c in
+                let rootfs = "\(c.dir)/rootfs-hooked"
+                try makeBusyboxRootfs(rootfs)
+                let hook = #"{ "path": "\#(buildDir)/ctrobj", "args": ["ctrobj", "oci-hook", "--log", "\#(c.dir)/hook.log"], "env": ["CTROBJ_STATE_DIR=\#(d.stateDir)"] }"#
+                let spec = PrivateContainerd.spec(rootfs: rootfs, args: ["/bin/sh", "-c",
+                    "ulimit -c unlimited; sh -c 'kill -SEGV $$'; ls /var/lib/ctrobj/cores; echo hooked-$(hostname)"],
+                    hooks: #"{ "createRuntime": [\#(hook)], "poststop": [\#(hook)] }"#)
+                let (code, out) = try c.runSpec(id: "hooked", spec: spec)
+                let log = (try? Sys.readFile("\(c.dir)/hook.log")) ?? ""
+                #expect(code == 0 && out.contains("hooked-ctrobj-ctr"), "\(out)")
+                #expect(out.contains("core.sh."), "the container sees its core in its own /var/lib/ctrobj/cores: \(out)")
+                #expect(log.contains("(oci-hooked): adopted pid") && log.contains("(oci-hooked): forgot the adopted record"), "\(log)")
+                let cores = Sys.listDirectory("\(rootfs)/var/lib/ctrobj/cores").filter { $0.hasPrefix("core.sh.") }
+                #expect(cores.count == 1, "\(cores); daemon log: \((try? Sys.readFile(d.logPath)) ?? "")")
+                #expect(waitFor(seconds: 10) { (try? Container.list().isEmpty) == true }, "no record left: \((try? Container.list().map(\.name)) ?? [])")
+            }
+        }
+    }
+
     @Test("containerd: ctr run --rm of one runc container end to end, in a private containerd",
           .enabled(if: haveContainerd, containerdMissing))
     func containerdSmoke() throws {

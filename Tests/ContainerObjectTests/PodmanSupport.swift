@@ -432,6 +432,55 @@ final class PrivateContainerd {
         try ctr(["run", "--rm", "--runc-binary", runtimeBinary, Self.image, id] + command)
     }
 
+    /// `ctr run --rm --config SPEC ID`: a container from a runtime spec of
+    /// the test's own (root path, process, hooks) instead of an image's.
+    func runSpec(id: String, spec: String, runtimeBinary: String = runcBinary) throws -> (Int32, String) {
+        let path = "\(dir)/spec-\(id).json"
+        try Sys.writeFileAtomically(path, spec, mode: 0o644)
+        defer { unlink(path) }
+        return try ctr(["run", "--rm", "--runc-binary", runtimeBinary, "--config", path, id])
+    }
+
+    /// A runtime spec (runtime-spec 1.0.2) for `runSpec`: `rootfs` (a
+    /// directory), `args`, new pid, ipc, uts, mount and network namespaces,
+    /// the usual /proc and /dev, and `hooks` (the spec's "hooks" object, as JSON).
+    static func spec(rootfs: String, args: [String], hooks: String = "{}") -> String {
+        func q(_ s: String) -> String {
+            "\"" + s.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\""
+        }
+        return """
+            {
+              "ociVersion": "1.0.2",
+              "process": {
+                "terminal": false, "user": { "uid": 0, "gid": 0 },
+                "args": [\(args.map(q).joined(separator: ", "))],
+                "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "cwd": "/",
+                "capabilities": {
+                  "bounding": ["CAP_KILL", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_SETUID", "CAP_SETGID"],
+                  "effective": ["CAP_KILL", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_SETUID", "CAP_SETGID"],
+                  "permitted": ["CAP_KILL", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_SETUID", "CAP_SETGID"]
+                },
+                "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 }],
+                "noNewPrivileges": true
+              },
+              "root": { "path": \(q(rootfs)), "readonly": false },
+              "hostname": "ctrobj-ctr",
+              "mounts": [
+                { "destination": "/proc", "type": "proc", "source": "proc" },
+                { "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+                { "destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] }
+              ],
+              "hooks": \(hooks),
+              "linux": {
+                "namespaces": [{ "type": "pid" }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" }, { "type": "network" }],
+                "maskedPaths": ["/proc/kcore", "/proc/keys"],
+                "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"]
+              }
+            }
+
+            """
+    }
+
     func cleanUp() {
         guard !cleaned else { return }
         cleaned = true
