@@ -4,6 +4,9 @@ import ContainerWire
 import Glibc
 #endif
 
+/// What `ctrobj oci-hook` does with the state OCIHookState.swift read: adopt
+/// at createRuntime, forget at poststop (the table and the exit codes are at
+/// the top of that file), and the hooks.d file that makes podman run it.
 extension OCIHook {
     enum Action { case adopt, forget }
 
