@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "ctrobjd", targets: ["ctrobjd"]),
         .executable(name: "ctrobj", targets: ["ctrobj"]),
         .executable(name: "ctrobj-upcall", targets: ["ctrobj-upcall"]),
+        .executable(name: "ctrobj-oci", targets: ["ctrobj-oci"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,6 +53,15 @@ let package = Package(
         // The hostile client the adversarial suite runs as an unprivileged user.
         .executableTarget(name: "ctrobj-attack", dependencies: ["ContainerObject", "ContainerWire", "ContainerSystem", "CShim"],
                           path: "Tests/ctrobj-attack"),
+        // ctrobj-oci, the OCI runtime whose containers are container objects
+        // (docs/oci.md): the child side of its init and exec in C (libseccomp
+        // compiles profiles in the parent), the logic in OCIRuntime, a thin CLI.
+        .target(name: "COCIChild", dependencies: ["CShim"], cSettings: cSettings,
+                linkerSettings: [.linkedLibrary("seccomp")]),
+        .target(name: "OCIRuntime", dependencies: ["ContainerObject", "ContainerSystem", "ContainerWire", "CShim", "COCIChild"],
+                swiftSettings: [.swiftLanguageMode(.v6)]),
+        .executableTarget(name: "ctrobj-oci", dependencies: ["OCIRuntime"],
+                          swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "ContainerSystemTests", dependencies: ["ContainerSystem", "ContainerWire"]),
         .testTarget(name: "ContainerObjectTests", dependencies: [
             "ContainerObject", "ContainerObjectC", "Broker", "ContainerSystem", "CShim",
