@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 
-pkgs=(gcc g++ libc6-dev musl-tools pkg-config util-linux iproute2 busybox-static keyutils libkeyutils-dev libudev-dev crun hyperfine)
+pkgs=(gcc g++ libc6-dev musl-tools pkg-config util-linux iproute2 busybox-static keyutils libkeyutils-dev libudev-dev crun hyperfine libseccomp-dev runc)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -222,6 +222,20 @@ static int do_op(const struct oci_op *o)
 		if (chown(o->target, o->uid, o->gid) < 0)
 			return -1;
 		return chmod(o->target, o->mode & 07777);
+	case OCI_OP_MOUNT: {
+		/* data is "fstype\2options" */
+		char fstype[64];
+		const char *sep = strchr(o->data, 2);
+		size_t fl = sep ? (size_t)(sep - o->data) : strlen(o->data);
+		if (fl >= sizeof(fstype)) {
+			errno = EINVAL;
+			return -1;
+		}
+		memcpy(fstype, o->data, fl);
+		fstype[fl] = 0;
+		const char *opts = sep && sep[1] ? sep + 1 : NULL;
+		return mount(fstype, o->target, fstype, o->flags, opts);
+	}
 	case OCI_OP_SYSCTL: {
 		char path[4096];
 		const char *pre = "/proc/sys/";
@@ -358,13 +372,25 @@ static __attribute__((noreturn)) void child_main(const struct oci_child_spec *s)
 		(void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, 8);
 	if (s->mode == OCI_MODE_INIT) {
 		report(s->ctl_fd, 'A', 0, 0);
-		ssize_t n = oci_ctl_recv(s->ctl_fd, &m, state_buf, sizeof(state_buf) - 1, -1);
-		if (n < 0 || m.tag != 'a')
-			_exit(127);
-		int nops = parse_ops(state_buf, (size_t)n, &state_len);
-		if (nops < 0) {
-			errno = EINVAL;
-			fail(s, OCI_STAGE_SYNC);
+		ssize_t n;
+		int nops;
+		for (;;) {
+			/* 'o' + "\0ops": a batch of mounts the parent's next ones
+			 * stack on; 'a' + "state\0ops": the last batch. */
+			n = oci_ctl_recv(s->ctl_fd, &m, state_buf, sizeof(state_buf) - 1, -1);
+			if (n < 0 || (m.tag != 'a' && m.tag != 'o'))
+				_exit(127);
+			nops = parse_ops(state_buf, (size_t)n, &state_len);
+			if (nops < 0) {
+				errno = EINVAL;
+				fail(s, OCI_STAGE_SYNC);
+			}
+			if (m.tag == 'a')
+				break;
+			for (int i = 0; i < nops; i++)
+				if (do_op(&parsed_ops[i]) < 0)
+					fail(s, OCI_STAGE_MOUNT);
+			report(s->ctl_fd, 'O', 0, 0);
 		}
 		if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
 			fail(s, OCI_STAGE_HOSTNAME);

@@ -59,6 +59,9 @@ final class Creation {
     var devOps: [(kind: oci_op_kind, target: String, flags: UInt, data: String?, mode: mode_t, dev: dev_t, uid: uid_t, gid: gid_t)] = []
     var dropMknod = false
     var root: OwnedFD?
+    /// Destinations init mounts itself and has not mounted yet (in `ops`).
+    var insidePending: [String] = []
+    var ctlFD: OwnedFD?
 
     init(rt: Runtime, id: String, opts: CreateOptions) throws {
         self.rt = rt
@@ -385,6 +388,7 @@ final class Creation {
             catch { throw OCIError.field("process.oomScoreAdj", "\(error)") }
         }
         try expect(ctl, "A")
+        ctlFD = ctl
         // Mounts from outside, /dev, then init finishes inside.
         try mountAll(c, linux)
         try addDefaultDevices(c, linux)
@@ -420,6 +424,10 @@ final class Creation {
     /// What init does inside (ops) is known only once the mounts are made,
     /// after the fork: it travels with the 'a' message.
     func sendOps(_ ctl: OwnedFD, _ state: String) throws {
+        try send(ctl, "a", try opsPayload(state))
+    }
+
+    func opsPayload(_ state: String) throws -> String {
         // Ops are carried in the 'a' payload after the state, separated by
         // a NUL: "state\0op\0op...". Each op: kind, flags, mode, dev, uid,
         // gid, data, target, separated by \u{1}.
@@ -431,7 +439,17 @@ final class Creation {
             }
             payload += "\0" + fields.joined(separator: "\u{1}")
         }
-        try send(ctl, "a", payload)
+        return payload
+    }
+
+    /// Have init make the ops so far (mounts the next outside ones stack on).
+    func flushInside() throws {
+        guard let ctl = ctlFD else { return }
+        try send(ctl, "o", try opsPayload(""))
+        devOps.removeAll()
+        ops.removeAll()
+        insidePending.removeAll()
+        try expect(ctl, "O")
     }
 
     func send(_ ctl: OwnedFD, _ tag: Character, _ payload: String) throws {
@@ -522,6 +540,8 @@ final class Creation {
             let field = "mounts[\(i)]"
             let mp = try mountPlan(m, i)
             let dest = m.destination.hasPrefix("/") ? m.destination : "/" + m.destination
+            // A mount that lands on one init makes: init makes its batch first.
+            if insidePending.contains(where: { dest == $0 || dest.hasPrefix($0 + "/") }) { try flushInside() }
             do {
                 if mp.bind {
                     var src = m.source!
@@ -535,6 +555,12 @@ final class Creation {
                 } else if m.type == "cgroup" || m.type == "cgroup2" {
                     try mountCgroup(c, dest, mp, field)
                     continue
+                } else if m.type == "sysfs" || m.type == "mqueue" {
+                    // These show the mounter's network (sysfs) or IPC (mqueue)
+                    // namespace: init mounts them, from inside.
+                    try mkdirs(c, dest)
+                    op(OCI_OP_MOUNT, dest, flags: mp.flags, data: m.type! + "\u{2}" + mp.data)
+                    insidePending.append(dest)
                 } else {
                     try mkdirs(c, dest)
                     try c.mount(source: m.source ?? m.type, target: dest, fstype: m.type, flags: mp.flags, data: mp.data.isEmpty ? nil : mp.data)
@@ -563,6 +589,7 @@ final class Creation {
         try mkdirs(c, dest)
         var v1: [(String, String)] = []
         var v2: String?
+        _ = v2
         for line in lines.split(separator: "\n") {
             let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
             guard f.count == 3 else { continue }
@@ -581,11 +608,7 @@ final class Creation {
             try c.mount(source: host, target: "\(dest)/\(ctrl)", fstype: nil, flags: Tables.MS_BIND)
             op(OCI_OP_REMOUNT, "\(dest)/\(ctrl)", flags: base | ro)
         }
-        if let v2, Sys.exists("/sys/fs/cgroup/unified\(v2)") {
-            try mkdirs(c, "\(dest)/unified")
-            try c.mount(source: "/sys/fs/cgroup/unified\(v2)", target: "\(dest)/unified", fstype: nil, flags: Tables.MS_BIND)
-            op(OCI_OP_REMOUNT, "\(dest)/unified", flags: base | ro)
-        }
+        // The hybrid layout's v2 hierarchy (hugetlb only here) is left out, as runc does.
         if ro != 0 { op(OCI_OP_REMOUNT, dest, flags: base | ro) }
     }
 
@@ -617,7 +640,7 @@ final class Creation {
         }
         if hasDev {
             for (target, link) in [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"),
-                                   ("/proc/self/fd/2", "/dev/stderr"), ("/proc/kcore", "/dev/core")] {
+                                   ("/proc/self/fd/2", "/dev/stderr")] {
                 do { try c.symlink(target, at: link) } catch let e as ContainerError where e.errno == EEXIST {}
             }
             if (spec.mounts ?? []).contains(where: { $0.destination == "/dev/pts" }) {

@@ -36,7 +36,9 @@ extension Runtime {
     public func exec(_ id: String, _ o: ExecOptions) throws -> Int32 {
         let r = try store.load(id)
         let (st, _) = status(r)
-        guard st == .running || st == .created else { throw OCIError("cannot exec in a \(st.rawValue) container") }
+        guard st == .running || st == .created else {
+            throw OCIError(st == .paused ? "cannot exec in a paused container (resume it first)" : "cannot exec in a \(st.rawValue) container")
+        }
         var p: Spec.Process
         if let f = o.processFile {
             let text: String

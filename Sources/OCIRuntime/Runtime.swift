@@ -81,8 +81,10 @@ public final class Runtime {
             if f[1] == "freezer", let s = try? Sys.readFile("/sys/fs/cgroup/freezer\(f[2])/freezer.state") {
                 return s.hasPrefix("FROZEN") || s.hasPrefix("FREEZING")
             }
-            if f[1].isEmpty, let s = try? Sys.readFile("/sys/fs/cgroup\(f[2])/cgroup.freeze") {
-                return s.hasPrefix("1")
+            if f[1].isEmpty, f[2] != "/" {
+                for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+                    if let s = try? Sys.readFile("\(base)\(f[2])/cgroup.freeze") { return s.hasPrefix("1") }
+                }
             }
         }
         return false
@@ -119,7 +121,10 @@ public final class Runtime {
     func writePidFile(_ path: String, _ pid: pid_t) throws {
         let tmp = path + ".tmp-ctrobj-oci"
         do {
-            try Sys.writeFile(tmp, "\(pid)")
+            let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw OCIError("--pid-file \(path): \(errnoText(errno))") }
+            defer { close(fd) }
+            try Sys.write(fd, "\(pid)")
             guard rename(tmp, path) == 0 else { throw OCIError("rename \(path): \(errnoText(errno))") }
         } catch let e as OCIError { unlink(tmp); throw e }
         catch { unlink(tmp); throw OCIError("--pid-file \(path): \(error)") }

@@ -8,6 +8,9 @@
  * SOCK_SEQPACKET ctl socket (struct oci_msg, then an optional payload):
  *
  *   child  -> parent  'A'             joined every namespace; "/" is the rootfs
+ *   parent -> child   'o' + \0ops      (any number) mounts init makes before the
+ *                                     parent's next ones, which stack on them
+ *   child  -> parent  'O'             done
  *   parent -> child   'a' + state\0ops  the `mounts` and /dev are in place; payload:
  *                                     the state JSON, then the ops (oci_op) init does
  *   child  -> parent  'B'             hostname, sysctls, inside mounts done,
@@ -54,6 +57,8 @@ enum oci_op_kind {
 	OCI_OP_READONLY,    /* bind target onto itself, remount read-only; absent: skipped */
 	OCI_OP_MKNOD,       /* mknod(target, mode, dev) then chown(uid, gid) */
 	OCI_OP_SYSCTL,      /* write data to /proc/sys/<target> */
+	OCI_OP_MOUNT,       /* mount(fstype, target, fstype, flags, data): filesystems that
+	                       show the mounter's namespaces (sysfs: net, mqueue: ipc) */
 };
 
 struct oci_op {
