@@ -127,6 +127,11 @@ public enum OCICommandLine {
                 let v = inline ?? value() ?? "auto"
                 if v == "true" { rt.error("--rootless=true: ctrobj-oci runs as a client of ctrobjd; run it as root (rootless containers: ctrobj)"); return 1 }
             case "criu": _ = value()
+            case "ctrobj-socket":
+                // ctrobjd's socket for a private daemon: conmon clears the
+                // environment, so podman passes it as --runtime-flag.
+                guard let v = value(), v.hasPrefix("/") else { rt.error("--ctrobj-socket needs an absolute path"); return 1 }
+                setenv("CTROBJ_SOCKET", v, 1)
             default: rt.log("warning", "global flag --\(name) is not used by ctrobj-oci; ignored")
             }
         }

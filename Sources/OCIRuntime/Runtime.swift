@@ -73,8 +73,18 @@ public final class Runtime {
     }
 
     func frozen(_ r: Record) -> Bool {
-        // The freezer state without a request: the init's freezer cgroup.
+        // ctrobjd knows (it froze it); when it is down, the init's cgroup:
+        // the v2 cgroup.freeze ctrobjd uses, then a v1 freezer.
+        if let st = try? Container.open(r.name).status() { return st.state == .frozen }
         guard let lines = try? Sys.readFile("/proc/\(r.pid)/cgroup") else { return false }
+        for line in lines.split(separator: "\n") {
+            let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            if f.count == 3, f[1].isEmpty, f[2] != "/" {
+                for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+                    if let s = try? Sys.readFile("\(base)\(f[2])/cgroup.freeze") { return s.hasPrefix("1") }
+                }
+            }
+        }
         for line in lines.split(separator: "\n") {
             let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
             guard f.count == 3 else { continue }
