@@ -16,8 +16,17 @@ runc=/usr/sbin/runc
 work=$(mktemp -d /tmp/ctrobj-oci-bench.XXXXXX)
 state=$work/daemon
 dpid=
+cgparent="ctrobj-oci-bench-$$"
 cleanup() {
 	[ -n "$dpid" ] && kill "$dpid" 2>/dev/null && wait "$dpid" 2>/dev/null || true
+	# What the private daemon leaves by design (it survives kill -9): its
+	# namespace pins and its cgroups (prewarmed spares have no processes).
+	grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	for d in /sys/fs/cgroup/*/"$cgparent" /sys/fs/cgroup/unified/"$cgparent"; do
+		[ -d "$d" ] || continue
+		for c in "$d"/*/; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
+		rmdir "$d" 2>/dev/null || true
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -29,7 +38,7 @@ ln -s busybox "$work/bundle/rootfs/bin/true"
 sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"\/bin\/true"/' "$work/bundle/config.json"
 grep -q '"/bin/true"' "$work/bundle/config.json" || { echo "oci.sh: could not set the process in config.json" >&2; exit 1; }
 
-"$daemon" --state-dir "$state" --cgroup-parent "ctrobj-oci-bench-$$" --log-level warning >"$work/daemon.log" 2>&1 &
+"$daemon" --state-dir "$state" --cgroup-parent "$cgparent" --log-level warning >"$work/daemon.log" 2>&1 &
 dpid=$!
 export CTROBJ_SOCKET=$state/ctrobjd.sock
 for _ in $(seq 100); do [ -S "$CTROBJ_SOCKET" ] && break; sleep 0.05; done
@@ -52,7 +61,7 @@ for i in $(seq "$n"); do
 	one runc "$runc" --root "$work/runc-root" run --bundle "$work/bundle" "b$i"
 done
 stats() { # file -> "median p90 mean" in ms
-	sort -n "$1" | awk '{a[NR]=$1; s+=$1} END {printf "%.2f %.2f %.2f", a[int((NR+1)/2)]/1000, a[int(NR*0.9)]/1000, s/NR/1000}'
+	sort -n "$1" | awk '{a[NR]=$1; s+=$1} END {printf "%.2f %.2f %.2f\n", a[int((NR+1)/2)]/1000, a[int(NR*0.9)]/1000, s/NR/1000}'
 }
 read -r om op oa < <(stats "$work/oci.us")
 read -r rm rp ra < <(stats "$work/runc.us")

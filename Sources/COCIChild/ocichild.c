@@ -196,6 +196,27 @@ static int write_file(const char *path, const char *data)
 	return 0;
 }
 
+static int mkdir_p(const char *path)
+{
+	char buf[4096];
+	size_t len = strlen(path);
+	if (len >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(buf, path, len + 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (buf[i] == '/' || buf[i] == 0) {
+			char c = buf[i];
+			buf[i] = 0;
+			if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+				return -1;
+			buf[i] = c;
+		}
+	}
+	return 0;
+}
+
 static int do_op(const struct oci_op *o)
 {
 	struct stat st;
@@ -223,19 +244,35 @@ static int do_op(const struct oci_op *o)
 			return -1;
 		return chmod(o->target, o->mode & 07777);
 	case OCI_OP_MOUNT: {
-		/* data is "fstype\2options" */
-		char fstype[64];
-		const char *sep = strchr(o->data, 2);
-		size_t fl = sep ? (size_t)(sep - o->data) : strlen(o->data);
-		if (fl >= sizeof(fstype)) {
+		char buf[4096];
+		size_t dl = strlen(o->data);
+		if (dl >= sizeof(buf)) {
+			errno = E2BIG;
+			return -1;
+		}
+		memcpy(buf, o->data, dl + 1);
+		char *source = strchr(buf, 2);
+		if (!source) {
 			errno = EINVAL;
 			return -1;
 		}
-		memcpy(fstype, o->data, fl);
-		fstype[fl] = 0;
-		const char *opts = sep && sep[1] ? sep + 1 : NULL;
-		return mount(fstype, o->target, fstype, o->flags, opts);
+		*source++ = 0;
+		char *opts = strchr(source, 2);
+		if (!opts) {
+			errno = EINVAL;
+			return -1;
+		}
+		*opts++ = 0;
+		if (mkdir_p(o->target) < 0)
+			return -1;
+		return mount(*source ? source : buf, o->target, buf, o->flags, *opts ? opts : NULL);
 	}
+	case OCI_OP_SYMLINK:
+		if (symlink(o->data, o->target) < 0 && errno != EEXIST)
+			return -1;
+		return 0;
+	case OCI_OP_MKDIR:
+		return mkdir_p(o->target);
 	case OCI_OP_SYSCTL: {
 		char path[4096];
 		const char *pre = "/proc/sys/";

@@ -269,6 +269,9 @@ final class Creation {
         if creds.ambientDropped != 0 {
             rt.warn("process.capabilities.ambient: capabilities not both permitted and inheritable are not raised (as runc): mask 0x\(String(creds.ambientDropped, radix: 16))")
         }
+        if let cp = linux.cgroupsPath, !cp.isEmpty {
+            rt.warn("linux.cgroupsPath \(cp): not honoured; ctrobjd places the container's cgroup under its own parent (docs/oci.md)")
+        }
         var nsFDs: [(Int32, OwnedFD)] = []
         for (i, (clone, path)) in joinedNS.enumerated() {
             do { nsFDs.append((clone, try Sys.open(path, O_RDONLY))) }
@@ -293,6 +296,7 @@ final class Creation {
                 throw error
             }
         }
+        rt.trace("created")
         guard let c else { throw OCIError("no free container name for \(id)") }
         container = c
         for (clone, fd) in nsFDs {
@@ -306,11 +310,13 @@ final class Creation {
             do { try c.setPolicy(core: core, modules: modules) }
             catch { throw OCIError.field("annotations", "org.ctrobj policy refused: \(error)") }
         }
+        rt.trace("policy")
         try applyResources(c, linux.resources)
         // The rootfs over the empty root.
         do { try c.mount(source: rootfs, target: "/", fstype: nil, flags: Tables.MS_BIND | Tables.MS_REC) }
         catch { throw OCIError.field("root.path", "binding \(rootfs) over the container's root: \(error)") }
 
+        rt.trace("rootfs bound")
         // Start gate, ctl socket, console.
         let fifoFD = oci_make_fifo(store.fifo(id))
         guard fifoFD >= 0 else { throw OCIError("mkfifo \(store.fifo(id)): \(errnoText(errno))") }
@@ -366,6 +372,7 @@ final class Creation {
 
         // init: joins the container (ccs_join_fork), then the C child.
         let prepared = try ContainerCalls.prepareJoin(c.fd.raw, enter: false)
+        rt.trace("prepared")
         var plan = prepared.cPlan()
         var stage: CInt = 0
         let forked = withExtendedLifetime((prepared, arena, sc, childCtl, slave, fifo)) { oci_spawn(&plan, &cs, &stage) }
@@ -374,6 +381,7 @@ final class Creation {
             ContainerCalls.abort(c.fd.raw)
             throw OCIError("container \"\(id)\": starting init: stage \(stage): \(errnoText(e))")
         }
+        rt.trace("forked")
         pid = forked
         do { initPidfd = try ContainerCalls.commit(prepared, pid: pid) }
         catch {
@@ -387,11 +395,14 @@ final class Creation {
             do { try Sys.writeFile("/proc/\(pid)/oom_score_adj", "\(adj)") }
             catch { throw OCIError.field("process.oomScoreAdj", "\(error)") }
         }
+        rt.trace("committed")
         try expect(ctl, "A")
         ctlFD = ctl
         // Mounts from outside, /dev, then init finishes inside.
         try mountAll(c, linux)
+        rt.trace("mounted")
         try addDefaultDevices(c, linux)
+        finishingOps(linux)
         // Build the child's op list now that mounts are known: it was filled
         // into `ops` by mountAll; the child reads a copy sent with 'a'.
         var record = Record(id: id, name: name, pid: pid, startTime: UInt64(oci_proc_start_time(pid)), bundle: bundle, rootfs: rootfs,
@@ -404,9 +415,11 @@ final class Creation {
         for (k, hooks) in [("prestart", spec.hooks?.prestart ?? []), ("createRuntime", spec.hooks?.createRuntime ?? [])] {
             for (i, h) in hooks.enumerated() { try rt.runHook(h, creating, field: "hooks.\(k)[\(i)]") }
         }
+        rt.trace("devices+hooks")
         try sendOps(ctl, creating)
         try expect(ctl, "B")
         try send(ctl, "b", rt.stateJSON(record, status: .created))
+        rt.trace("B")
         try expect(ctl, "R")
         if let master, let sock = opts.consoleSocket {
             guard oci_send_console(sock, master.raw, "/dev/ptmx") == 0 else {
@@ -414,6 +427,7 @@ final class Creation {
             }
         }
         rt.foregroundConsole = master
+        rt.trace("R")
         if let pf = opts.pidFile { try rt.writePidFile(pf, pid) }
         record.started = false
         try store.save(record)
@@ -432,7 +446,7 @@ final class Creation {
         // a NUL: "state\0op\0op...". Each op: kind, flags, mode, dev, uid,
         // gid, data, target, separated by \u{1}.
         var payload = state
-        for o in devOps + ops {
+        for o in ops {
             let fields = ["\(o.kind.rawValue)", "\(o.flags)", "\(o.mode)", "\(o.dev)", "\(o.uid)", "\(o.gid)", o.data ?? "", o.target]
             guard !fields.contains(where: { $0.contains("\u{1}") || $0.contains("\0") }) else {
                 throw OCIError("container \"\(id)\": a mount path or sysctl holds a control character: \(o.target.debugDescription)")
@@ -446,7 +460,6 @@ final class Creation {
     func flushInside() throws {
         guard let ctl = ctlFD else { return }
         try send(ctl, "o", try opsPayload(""))
-        devOps.removeAll()
         ops.removeAll()
         insidePending.removeAll()
         try expect(ctl, "O")
@@ -555,15 +568,14 @@ final class Creation {
                 } else if m.type == "cgroup" || m.type == "cgroup2" {
                     try mountCgroup(c, dest, mp, field)
                     continue
-                } else if m.type == "sysfs" || m.type == "mqueue" {
-                    // These show the mounter's network (sysfs) or IPC (mqueue)
-                    // namespace: init mounts them, from inside.
-                    try mkdirs(c, dest)
-                    op(OCI_OP_MOUNT, dest, flags: mp.flags, data: m.type! + "\u{2}" + mp.data)
-                    insidePending.append(dest)
                 } else {
-                    try mkdirs(c, dest)
-                    try c.mount(source: m.source ?? m.type, target: dest, fstype: m.type, flags: mp.flags, data: mp.data.isEmpty ? nil : mp.data)
+                    // Kernel filesystems (proc, sysfs, tmpfs, devpts, mqueue …)
+                    // are made by init, inside every namespace of the
+                    // container: sysfs and mqueue show the mounter's network
+                    // and IPC namespaces, proc its pid namespace, and it
+                    // saves a request and a fork in ctrobjd per mount.
+                    op(OCI_OP_MOUNT, dest, flags: mp.flags, data: m.type! + "\u{2}" + (m.source ?? "") + "\u{2}" + mp.data)
+                    insidePending.append(dest)
                 }
             } catch let e as OCIError {
                 throw e
@@ -572,6 +584,10 @@ final class Creation {
             }
             if mp.propagation != 0 { op(OCI_OP_PROPAGATE, dest, flags: mp.propagation) }
         }
+    }
+
+    /// What init does last, as root, before it drops privileges.
+    func finishingOps(_ linux: Spec.Linux) {
         for (k, v) in (linux.sysctl ?? [:]).sorted(by: { $0.key < $1.key }) {
             op(OCI_OP_SYSCTL, String(k.map { $0 == "." ? "/" : $0 }), data: v)
         }
@@ -600,11 +616,13 @@ final class Creation {
             op(OCI_OP_REMOUNT, dest, flags: base | ro)
             return
         }
-        try c.mount(source: "tmpfs", target: dest, fstype: "tmpfs", flags: base, data: "mode=755")
+        op(OCI_OP_MOUNT, dest, flags: base, data: "tmpfs\u{2}tmpfs\u{2}mode=755")
+        for (ctrl, _) in v1 { op(OCI_OP_MKDIR, "\(dest)/\(ctrl)") }
+        insidePending.append(dest)
+        try flushInside()
         for (ctrl, path) in v1 {
             let host = "/sys/fs/cgroup/\(ctrl)\(path)"
             guard Sys.exists(host) else { continue }
-            try mkdirs(c, "\(dest)/\(ctrl)")
             try c.mount(source: host, target: "\(dest)/\(ctrl)", fstype: nil, flags: Tables.MS_BIND)
             op(OCI_OP_REMOUNT, "\(dest)/\(ctrl)", flags: base | ro)
         }
@@ -626,28 +644,30 @@ final class Creation {
             devices.removeAll { $0.0 == d.path }
             devices.append((d.path, d.type, d.major ?? 0, d.minor ?? 0, d.fileMode ?? 0o666, d.uid ?? 0, d.gid ?? 0))
         }
+        if ownUserNS && !devices.isEmpty { try flushInside() }
         for (path, type, maj, min, mode, uid, gid) in devices {
             let parent = path.split(separator: "/").dropLast().joined(separator: "/")
-            if !parent.isEmpty { try mkdirs(c, parent) }
             if ownUserNS {
+                // No mknod in a user namespace: the host's node, bound.
+                if !parent.isEmpty { try mkdirs(c, parent) }
                 try touch(c, path)
                 try c.mount(source: path, target: path, fstype: nil, flags: Tables.MS_BIND)
                 continue
             }
+            if !parent.isEmpty { op(OCI_OP_MKDIR, "/" + parent) }
             let t: mode_t = type == "b" ? S_IFBLK : type == "p" ? S_IFIFO : S_IFCHR
             let dev = makedev(UInt32(maj), UInt32(min))
-            devOps.append((OCI_OP_MKNOD, path, 0, nil, t | mode_t(mode & 0o7777), dev, uid, gid))
+            op(OCI_OP_MKNOD, path, mode: t | mode_t(mode & 0o7777), dev: dev, uid: uid, gid: gid)
         }
         if hasDev {
             for (target, link) in [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"),
                                    ("/proc/self/fd/2", "/dev/stderr")] {
-                do { try c.symlink(target, at: link) } catch let e as ContainerError where e.errno == EEXIST {}
+                op(OCI_OP_SYMLINK, link, data: target)
             }
             if (spec.mounts ?? []).contains(where: { $0.destination == "/dev/pts" }) {
-                do { try c.unlink("/dev/ptmx") } catch {}
-                do { try c.symlink("pts/ptmx", at: "/dev/ptmx") } catch let e as ContainerError where e.errno == EEXIST {}
+                op(OCI_OP_SYMLINK, "/dev/ptmx", data: "pts/ptmx")
             }
-            try mkdirs(c, "/dev/shm")
+            op(OCI_OP_MKDIR, "/dev/shm")
         }
     }
 }

@@ -153,10 +153,13 @@ extension Runtime {
             try? delete(id, force: true)
             throw error
         }
+        trace("started")
         if detach { return 0 }
         if let master = foregroundConsole { relay(master, until: pidfd) }
         let s = (try? Sys.pidfdWait(pidfd.raw)) ?? nil ?? 0
+        trace("exited")
         try? delete(id, force: true)
+        trace("deleted")
         return s & 0x7f == 0 ? (s >> 8) & 0xff : 128 + (s & 0x7f)
     }
 

@@ -48,6 +48,14 @@ public final class Runtime {
         _ = text.withCString { write(2, $0, strlen($0)) }
     }
 
+    let t0 = Sys.monotonicNanos()
+    /// --debug: how long since the start each step took (stderr).
+    func trace(_ what: String) {
+        guard debug else { return }
+        let ms = Double(Sys.monotonicNanos() - t0) / 1e6
+        _ = "ctrobj-oci: +\(Int(ms * 1000)) us \(what)\n".withCString { write(2, $0, strlen($0)) }
+    }
+
     func warn(_ msg: String) {
         log("warning", msg)
         if debug { _ = "ctrobj-oci: warning: \(msg)\n".withCString { write(2, $0, strlen($0)) } }

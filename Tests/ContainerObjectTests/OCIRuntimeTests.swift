@@ -481,4 +481,34 @@ struct OCIRuntimeTests {
             _ = try oci.run(["delete", "--force", "dd3"])
         }
     }
+    @Test("a core dump inside a ctrobj-oci container lands in its own root, owned by its root")
+    func coreInsideOCIContainer() throws {
+        let before = try KernelSettings.read()
+        defer {
+            try? before.restore()
+            #expect((try? KernelSettings.read()) == before, "kernel settings were not restored")
+        }
+        try with { oci in
+            let inst = UpcallInstaller(stateDir: oci.d.stateDir, helper: upcallHelper, spoolDir: "\(oci.d.stateDir)-spool", coreMode: .auto)
+            _ = try inst.install()
+            defer { _ = try? inst.uninstall() }
+            let b = try OCIBundle(["/bin/sh", "-c", "sh -c 'kill -SEGV $$'; sleep 1000"]) { c in
+                c["root"] = ["path": "rootfs", "readonly": false]
+            }
+            defer { b.remove() }
+            var (code, out) = try oci.run(["create", "--bundle", b.dir, "core1"])
+            try #require(code == 0, "\(out)")
+            (code, out) = try oci.run(["start", "core1"])
+            #expect(code == 0, "\(out)")
+            let dir = "\(b.rootfs)/var/lib/ctrobj/cores"
+            #expect(waitFor(30) { Sys.listDirectory(dir).contains { $0.hasPrefix("core.") } }, "no core in the container's root")
+            let cores = Sys.listDirectory(dir).filter { $0.hasPrefix("core.") }
+            #expect(cores.count == 1 && cores[0].hasPrefix("core.sh.") || cores.first?.hasPrefix("core.busybox.") == true, "\(cores)")
+            var st = stat()
+            if let f = cores.first, stat("\(dir)/\(f)", &st) == 0 {
+                #expect(st.st_size > 0 && st.st_uid == 0, "a non-empty core owned by the container's root (no user ns: host root)")
+            }
+            #expect(try oci.run(["delete", "--force", "core1"]).0 == 0)
+        }
+    }
 }

@@ -57,8 +57,11 @@ enum oci_op_kind {
 	OCI_OP_READONLY,    /* bind target onto itself, remount read-only; absent: skipped */
 	OCI_OP_MKNOD,       /* mknod(target, mode, dev) then chown(uid, gid) */
 	OCI_OP_SYSCTL,      /* write data to /proc/sys/<target> */
-	OCI_OP_MOUNT,       /* mount(fstype, target, fstype, flags, data): filesystems that
-	                       show the mounter's namespaces (sysfs: net, mqueue: ipc) */
+	OCI_OP_MOUNT,       /* mkdir -p target, mount(source, target, fstype, flags, options);
+	                       data is "fstype\2source\2options": the kernel filesystems
+	                       (proc, sysfs, tmpfs, devpts, mqueue), made inside */
+	OCI_OP_SYMLINK,     /* symlink(data, target); an existing target is left */
+	OCI_OP_MKDIR,       /* mkdir -p target */
 };
 
 struct oci_op {
