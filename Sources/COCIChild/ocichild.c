@@ -267,6 +267,10 @@ static int do_op(const struct oci_op *o)
 			return -1;
 		return mount(*source ? source : buf, o->target, buf, o->flags, *opts ? opts : NULL);
 	}
+	case OCI_OP_MOVE:
+		/* A detached tree (open_tree clone) the parent made before the
+		 * fork; data is its fd number. */
+		return ccs_move_mount_to((int)strtol(o->data, NULL, 10), AT_FDCWD, o->target);
 	case OCI_OP_SYMLINK:
 		if (symlink(o->data, o->target) < 0 && errno != EEXIST)
 			return -1;
@@ -340,10 +344,13 @@ static void exec_path(const char *file, char *const *argv, char *const *envp)
 
 static char state_buf[65537];
 
-static int run_hooks(const struct oci_hook *hooks, int n, size_t state_len)
+static const char *created_state = "";
+static size_t created_len;
+
+static int run_hooks(const struct oci_hook *hooks, int n, const char *state, size_t state_len)
 {
 	for (int i = 0; i < n; i++) {
-		int st = oci_run_hook(&hooks[i], state_buf, state_len);
+		int st = oci_run_hook(&hooks[i], state, state_len);
 		if (st < 0)
 			return -1;
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
@@ -408,12 +415,11 @@ static __attribute__((noreturn)) void child_main(const struct oci_child_spec *s)
 	for (int sig = 1; sig < 65; sig++)
 		(void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, 8);
 	if (s->mode == OCI_MODE_INIT) {
-		report(s->ctl_fd, 'A', 0, 0);
 		ssize_t n;
 		int nops;
 		for (;;) {
 			/* 'o' + "\0ops": a batch of mounts the parent's next ones
-			 * stack on; 'a' + "state\0ops": the last batch. */
+			 * stack on; 'a' + "creating\3created\0ops": the last batch. */
 			n = oci_ctl_recv(s->ctl_fd, &m, state_buf, sizeof(state_buf) - 1, -1);
 			if (n < 0 || (m.tag != 'a' && m.tag != 'o'))
 				_exit(127);
@@ -429,6 +435,16 @@ static __attribute__((noreturn)) void child_main(const struct oci_child_spec *s)
 					fail(s, OCI_STAGE_MOUNT);
 			report(s->ctl_fd, 'O', 0, 0);
 		}
+		/* The two states: "creating" for createContainer, "created" for
+		 * startContainer. */
+		char *created = memchr(state_buf, 3, state_len);
+		size_t creating_len = state_len;
+		if (created) {
+			creating_len = (size_t)(created - state_buf);
+			*created++ = 0;
+			created_state = created;
+			created_len = state_len - creating_len - 1;
+		}
 		if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
 			fail(s, OCI_STAGE_HOSTNAME);
 		if (s->domainname && setdomainname(s->domainname, strlen(s->domainname)) < 0)
@@ -437,13 +453,17 @@ static __attribute__((noreturn)) void child_main(const struct oci_child_spec *s)
 			if (do_op(&parsed_ops[i]) < 0)
 				fail(s, parsed_ops[i].kind == OCI_OP_SYSCTL ? OCI_STAGE_SYSCTL
 				      : parsed_ops[i].kind == OCI_OP_MKNOD ? OCI_STAGE_MKNOD : OCI_STAGE_MOUNT);
-		if (run_hooks(s->create_hooks, s->ncreate_hooks, state_len) < 0)
+		if (s->sync_runtime_hooks) {
+			/* The parent runs prestart/createRuntime now that the
+			 * environment exists. */
+			char tmp[16];
+			report(s->ctl_fd, 'B', 0, 0);
+			n = oci_ctl_recv(s->ctl_fd, &m, tmp, sizeof(tmp), -1);
+			if (n < 0 || m.tag != 'b')
+				_exit(127);
+		}
+		if (run_hooks(s->create_hooks, s->ncreate_hooks, state_buf, creating_len) < 0)
 			fail(s, OCI_STAGE_HOOK);
-		report(s->ctl_fd, 'B', 0, 0);
-		n = oci_ctl_recv(s->ctl_fd, &m, state_buf, sizeof(state_buf) - 1, -1);
-		if (n < 0 || m.tag != 'b')
-			_exit(127);
-		state_len = (size_t)n;
 	}
 	if (s->console_fd >= 0) {
 		if (setsid() < 0 || ioctl(s->console_fd, TIOCSCTTY, 0) < 0)
@@ -512,7 +532,7 @@ static __attribute__((noreturn)) void child_main(const struct oci_child_spec *s)
 		if (n != 1)
 			_exit(127);
 		close(s->gate_fd);
-		if (run_hooks(s->start_hooks, s->nstart_hooks, state_len) < 0) {
+		if (run_hooks(s->start_hooks, s->nstart_hooks, created_state, created_len) < 0) {
 			say("startContainer hook failed", NULL);
 			_exit(127);
 		}

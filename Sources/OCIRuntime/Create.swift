@@ -369,13 +369,20 @@ final class Creation {
         cs.stdio = (-1, -1, -1)
         cs.preserve_fds = opts.preserveFDs
         cs.gate_fd = fifo.raw
+        let syncHooks = !(spec.hooks?.prestart ?? []).isEmpty || !(spec.hooks?.createRuntime ?? []).isEmpty
+        cs.sync_runtime_hooks = syncHooks ? 1 : 0
+        // The container's own cgroups for a "cgroup" mount, as detached
+        // trees init moves into place (no request per controller).
+        if !ownUserNS, (spec.mounts ?? []).contains(where: { $0.type == "cgroup" || $0.type == "cgroup2" }) {
+            try openCgroupTrees(c)
+        }
 
         // init: joins the container (ccs_join_fork), then the C child.
         let prepared = try ContainerCalls.prepareJoin(c.fd.raw, enter: false)
         rt.trace("prepared")
         var plan = prepared.cPlan()
         var stage: CInt = 0
-        let forked = withExtendedLifetime((prepared, arena, sc, childCtl, slave, fifo)) { oci_spawn(&plan, &cs, &stage) }
+        let forked = withExtendedLifetime((prepared, arena, sc, childCtl, slave, fifo, cgroupTrees)) { oci_spawn(&plan, &cs, &stage) }
         if forked < 0 {
             let e = errno
             ContainerCalls.abort(c.fd.raw)
@@ -396,7 +403,6 @@ final class Creation {
             catch { throw OCIError.field("process.oomScoreAdj", "\(error)") }
         }
         rt.trace("committed")
-        try expect(ctl, "A")
         ctlFD = ctl
         // Mounts from outside, /dev, then init finishes inside.
         try mountAll(c, linux)
@@ -412,14 +418,15 @@ final class Creation {
                             cgroupsPath: linux.cgroupsPath)
         try store.save(record)
         let creating = rt.stateJSON(record, status: .creating)
-        for (k, hooks) in [("prestart", spec.hooks?.prestart ?? []), ("createRuntime", spec.hooks?.createRuntime ?? [])] {
-            for (i, h) in hooks.enumerated() { try rt.runHook(h, creating, field: "hooks.\(k)[\(i)]") }
+        try send(ctl, "a", try opsPayload(creating + "\u{3}" + rt.stateJSON(record, status: .created)))
+        if syncHooks {
+            try expect(ctl, "B")
+            for (k, hooks) in [("prestart", spec.hooks?.prestart ?? []), ("createRuntime", spec.hooks?.createRuntime ?? [])] {
+                for (i, h) in hooks.enumerated() { try rt.runHook(h, creating, field: "hooks.\(k)[\(i)]") }
+            }
+            try send(ctl, "b", "")
         }
-        rt.trace("devices+hooks")
-        try sendOps(ctl, creating)
-        try expect(ctl, "B")
-        try send(ctl, "b", rt.stateJSON(record, status: .created))
-        rt.trace("B")
+        rt.trace("ops sent")
         try expect(ctl, "R")
         if let master, let sock = opts.consoleSocket {
             guard oci_send_console(sock, master.raw, "/dev/ptmx") == 0 else {
@@ -437,10 +444,6 @@ final class Creation {
 
     /// What init does inside (ops) is known only once the mounts are made,
     /// after the fork: it travels with the 'a' message.
-    func sendOps(_ ctl: OwnedFD, _ state: String) throws {
-        try send(ctl, "a", try opsPayload(state))
-    }
-
     func opsPayload(_ state: String) throws -> String {
         // Ops are carried in the 'a' payload after the state, separated by
         // a NUL: "state\0op\0op...". Each op: kind, flags, mode, dev, uid,
@@ -553,8 +556,9 @@ final class Creation {
             let field = "mounts[\(i)]"
             let mp = try mountPlan(m, i)
             let dest = m.destination.hasPrefix("/") ? m.destination : "/" + m.destination
-            // A mount that lands on one init makes: init makes its batch first.
-            if insidePending.contains(where: { dest == $0 || dest.hasPrefix($0 + "/") }) { try flushInside() }
+            // An outside mount that lands on one init makes: init makes its batch first.
+            let outside = mp.bind || ((m.type == "cgroup" || m.type == "cgroup2") && ownUserNS)
+            if outside, insidePending.contains(where: { dest == $0 || dest.hasPrefix($0 + "/") }) { try flushInside() }
             do {
                 if mp.bind {
                     var src = m.source!
@@ -566,6 +570,9 @@ final class Creation {
                     let extra = mp.flags & ~(Tables.MS_BIND | Tables.MS_REC)
                     if extra != 0 { op(OCI_OP_REMOUNT, dest, flags: extra) }
                 } else if m.type == "cgroup" || m.type == "cgroup2" {
+                    guard !ownUserNS else {
+                        throw OCIError.field(field, "a cgroup mount in a user namespace is not supported by ctrobj-oci")
+                    }
                     try mountCgroup(c, dest, mp, field)
                     continue
                 } else {
@@ -599,35 +606,61 @@ final class Creation {
     /// cgroup: the container's own cgroups, bound read-only (per controller
     /// on v1) over a tmpfs, as runc does without a cgroup namespace.
     func mountCgroup(_ c: Container, _ dest: String, _ mp: MountPlan, _ field: String) throws {
-        let lines = (try? Sys.readFile("/proc/\(pid)/cgroup")) ?? ""
         let ro = mp.flags & Tables.MS_RDONLY
         let base = mp.flags & (Tables.MS_NOSUID | Tables.MS_NODEV | Tables.MS_NOEXEC)
-        try mkdirs(c, dest)
-        var v1: [(String, String)] = []
-        var v2: String?
-        _ = v2
-        for line in lines.split(separator: "\n") {
-            let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-            guard f.count == 3 else { continue }
-            if f[1].isEmpty { v2 = String(f[2]) } else { v1.append((String(f[1].hasPrefix("name=") ? f[1].dropFirst(5) : f[1]), String(f[2]))) }
-        }
-        if v1.isEmpty, let v2 {
-            try c.mount(source: "/sys/fs/cgroup\(v2)", target: dest, fstype: nil, flags: Tables.MS_BIND)
+        if cgroupTrees.count == 1, cgroupTrees[0].0.isEmpty {
+            // Pure v2: the container's cgroup directory itself.
+            op(OCI_OP_MKDIR, dest)
+            op(OCI_OP_MOVE, dest, data: "\(cgroupTrees[0].1.raw)")
             op(OCI_OP_REMOUNT, dest, flags: base | ro)
             return
         }
         op(OCI_OP_MOUNT, dest, flags: base, data: "tmpfs\u{2}tmpfs\u{2}mode=755")
-        for (ctrl, _) in v1 { op(OCI_OP_MKDIR, "\(dest)/\(ctrl)") }
-        insidePending.append(dest)
-        try flushInside()
-        for (ctrl, path) in v1 {
-            let host = "/sys/fs/cgroup/\(ctrl)\(path)"
-            guard Sys.exists(host) else { continue }
-            try c.mount(source: host, target: "\(dest)/\(ctrl)", fstype: nil, flags: Tables.MS_BIND)
+        for (ctrl, tree) in cgroupTrees {
+            op(OCI_OP_MKDIR, "\(dest)/\(ctrl)")
+            op(OCI_OP_MOVE, "\(dest)/\(ctrl)", data: "\(tree.raw)")
             op(OCI_OP_REMOUNT, "\(dest)/\(ctrl)", flags: base | ro)
         }
         // The hybrid layout's v2 hierarchy (hugetlb only here) is left out, as runc does.
         if ro != 0 { op(OCI_OP_REMOUNT, dest, flags: base | ro) }
+    }
+
+    /// Detached clones (open_tree) of the container's cgroup directories:
+    /// each v1 controller's (name, tree), or ("", tree) on pure v2.
+    var cgroupTrees: [(String, OwnedFD)] = []
+
+    func openCgroupTrees(_ c: Container) throws {
+        let cg = try c.status().cgroup.split(separator: "/").joined(separator: "/")
+        guard !cg.isEmpty else { throw OCIError.field("mounts (cgroup)", "ctrobjd reports no cgroup for the container") }
+        func tree(_ path: String) throws -> OwnedFD {
+            let fd = ccs_open_tree(AT_FDCWD, path, UInt32(CCS_OPEN_TREE_CLONE) | UInt32(O_CLOEXEC))
+            guard fd >= 0 else { throw OCIError.field("mounts (cgroup)", "open_tree \(path): \(errnoText(errno))") }
+            return OwnedFD(fd)
+        }
+        if Sys.exists("/sys/fs/cgroup/cgroup.controllers") {
+            cgroupTrees = [("", try tree("/sys/fs/cgroup/\(cg)"))]
+            return
+        }
+        // Controllers where ctrobjd gives the container no cgroup of its own
+        // (blkio, devices, freezer … on this hybrid host): the one init is
+        // in, which is this process's, as runc shows its container's.
+        var own: [String: String] = [:]
+        for line in ((try? Sys.readFile("/proc/self/cgroup")) ?? "").split(separator: "\n") {
+            let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard f.count == 3, !f[1].isEmpty else { continue }
+            for ctrl in f[1].split(separator: ",") {
+                own[ctrl.hasPrefix("name=") ? String(ctrl.dropFirst(5)) : String(ctrl)] = String(f[2])
+            }
+        }
+        for e in Sys.listDirectory("/sys/fs/cgroup").sorted() where e != "unified" && !e.hasPrefix(".") {
+            var st = stat()
+            guard lstat("/sys/fs/cgroup/\(e)", &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { continue }
+            if Sys.exists("/sys/fs/cgroup/\(e)/\(cg)") {
+                cgroupTrees.append((e, try tree("/sys/fs/cgroup/\(e)/\(cg)")))
+            } else if let mine = e.split(separator: ",").lazy.compactMap({ own[String($0)] }).first {
+                cgroupTrees.append((e, try tree("/sys/fs/cgroup/\(e)\(mine)")))
+            }
+        }
     }
 
     /// The default /dev nodes and links (when /dev is a mount of the

@@ -7,22 +7,21 @@
  * Protocol between `ctrobj-oci create` (parent) and init (child) on the
  * SOCK_SEQPACKET ctl socket (struct oci_msg, then an optional payload):
  *
- *   child  -> parent  'A'             joined every namespace; "/" is the rootfs
  *   parent -> child   'o' + \0ops      (any number) mounts init makes before the
- *                                     parent's next ones, which stack on them
+ *                                     parent's next ones (container_mount), which stack on them
  *   child  -> parent  'O'             done
- *   parent -> child   'a' + state\0ops  the `mounts` and /dev are in place; payload:
- *                                     the state JSON, then the ops (oci_op) init does
- *   child  -> parent  'B'             hostname, sysctls, inside mounts done,
- *                                     createContainer hooks ran
- *   parent -> child   'b' + state     go on; payload: the state JSON for the
- *                                     startContainer hooks
+ *   parent -> child   'a' + creating\3created\0ops
+ *                                     the last ops (mounts, /dev, sysctls, masked and
+ *                                     read-only paths); the two state JSONs for the hooks
+ *   child  -> parent  'B'             (only with sync_runtime_hooks) ops done: the
+ *   parent -> child   'b'             parent ran prestart and createRuntime hooks
+ *                                     (init then runs createContainer hooks)
  *   child  -> parent  'R'             credentials dropped; waiting at the start gate
  *   child  -> parent  'E' stage errno a step failed (the child exits 127)
  *   EOF on either side               the other is gone: the child exits
  *
- * For exec (mode OCI_MODE_EXEC) there is no 'A'/'B': the child sends 'R'
- * when it is about to exec, or 'E'.  After 'R' the init reads one byte from
+ * For exec (mode OCI_MODE_EXEC) there are no ops: EOF (it exec'd) or 'E'.
+ * After 'R' the init reads one byte from
  * the start gate (the exec fifo of the state dir, opened O_RDWR), runs the
  * startContainer hooks and execs; EOF without a byte: _exit(127).
  */
@@ -62,6 +61,7 @@ enum oci_op_kind {
 	                       (proc, sysfs, tmpfs, devpts, mqueue), made inside */
 	OCI_OP_SYMLINK,     /* symlink(data, target); an existing target is left */
 	OCI_OP_MKDIR,       /* mkdir -p target */
+	OCI_OP_MOVE,        /* move_mount of the detached tree whose fd (inherited) is data onto target */
 };
 
 struct oci_op {
@@ -114,6 +114,7 @@ struct oci_child_spec {
 	int preserve_fds;        /* fds 3..3+n-1 stay open across exec */
 	int gate_fd;             /* start gate (exec fifo, O_RDWR), -1: none */
 	int new_session;         /* setsid() without a console */
+	int sync_runtime_hooks;  /* 'B'/'b' after the ops: the parent runs prestart/createRuntime hooks */
 };
 
 /* Fork the process through ccs_join_fork(plan) (plan->path must be NULL) and
