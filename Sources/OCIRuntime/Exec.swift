@@ -144,7 +144,9 @@ extension Runtime {
         var o = opts
         o.foreground = !detach
         try StateStore.checkID(id)
-        let record = try Creation(rt: self, id: id, opts: o).run()
+        let creation = try Creation(rt: self, id: id, opts: o)
+        let record = try creation.run()
+        if !detach { heldContainer = creation.container }
         let pidfd: OwnedFD
         do {
             pidfd = try Sys.pidfdOpen(record.pid)
@@ -158,7 +160,14 @@ extension Runtime {
         if let master = foregroundConsole { relay(master, until: pidfd) }
         let s = (try? Sys.pidfdWait(pidfd.raw)) ?? nil ?? 0
         trace("exited")
-        try? delete(id, force: true)
+        // The destroy is posted (no wait for ctrobjd's answer: removing
+        // the cgroups is its business); then the runtime's own state and
+        // the poststop hooks.
+        if let c = heldContainer {
+            do { try SharedConnection.post(Message(Op.destroy), fds: [c.fd.raw]) }
+            catch { store.markDestroy(record.name) }
+        }
+        try? delete(id, force: true, destroy: heldContainer == nil)
         trace("deleted")
         return s & 0x7f == 0 ? (s >> 8) & 0xff : 128 + (s & 0x7f)
     }

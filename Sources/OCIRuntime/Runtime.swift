@@ -23,6 +23,8 @@ public final class Runtime {
     var store: StateStore { StateStore(root: root) }
     /// `run` with a terminal: the master this process relays.
     var foregroundConsole: OwnedFD?
+    /// `run`: the container fd, held until exit (KILL_ON_CLOSE).
+    var heldContainer: Container?
 
     public init() {}
 
@@ -202,7 +204,7 @@ public final class Runtime {
         catch { throw OCIError("kill \(id): \(error)") }
     }
 
-    public func delete(_ id: String, force: Bool) throws {
+    public func delete(_ id: String, force: Bool, destroy: Bool = true) throws {
         let r: Record
         do { r = try store.load(id) } catch {
             if force { return }
@@ -219,6 +221,7 @@ public final class Runtime {
             _ = poll(&p, 1, 10_000)
         }
         do {
+            guard destroy else { throw ContainerError(.notFound, "kept for KILL_ON_CLOSE") }
             let c = try Container.open(r.name)
             if st == .paused { try? c.thaw() }
             try c.destroy()
