@@ -60,8 +60,12 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("seccomp")]),
         .target(name: "OCIRuntime", dependencies: ["ContainerObject", "ContainerSystem", "ContainerWire", "CShim", "COCIChild"],
                 swiftSettings: [.swiftLanguageMode(.v6)]),
+        // Swift's runtime linked in: conmon and the containerd shim exec it
+        // for every command, and loading the shared runtime was a quarter
+        // of a `run` of /bin/true.
         .executableTarget(name: "ctrobj-oci", dependencies: ["OCIRuntime"],
-                          swiftSettings: [.swiftLanguageMode(.v6)]),
+                          swiftSettings: [.swiftLanguageMode(.v6)],
+                          linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-l_FoundationCollections", "-Xlinker", "-l_FoundationCShims", "-Xlinker", "-lswiftSynchronization"])]),
         .testTarget(name: "ContainerSystemTests", dependencies: ["ContainerSystem", "ContainerWire"]),
         .testTarget(name: "ContainerObjectTests", dependencies: [
             "ContainerObject", "ContainerObjectC", "Broker", "ContainerSystem", "CShim",

@@ -411,7 +411,7 @@ final class Creation {
         finishingOps(linux)
         // Build the child's op list now that mounts are known: it was filled
         // into `ops` by mountAll; the child reads a copy sent with 'a'.
-        var record = Record(id: id, name: name, pid: pid, startTime: UInt64(oci_proc_start_time(pid)), bundle: bundle, rootfs: rootfs,
+        let record = Record(id: id, name: name, pid: pid, startTime: UInt64(oci_proc_start_time(pid)), bundle: bundle, rootfs: rootfs,
                             created: rfc3339Now(), owner: getuid(), annotations: spec.annotations ?? [:],
                             ociVersion: spec.ociVersion, started: false, ownPidNamespace: flags & 0x40 != 0,
                             poststart: spec.hooks?.poststart ?? [], poststop: spec.hooks?.poststop ?? [],
@@ -436,8 +436,6 @@ final class Creation {
         rt.foregroundConsole = master
         rt.trace("R")
         if let pf = opts.pidFile { try rt.writePidFile(pf, pid) }
-        record.started = false
-        try store.save(record)
         initPidfd = nil // the init lives on without us
         return record
     }

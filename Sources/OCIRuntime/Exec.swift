@@ -150,7 +150,19 @@ extension Runtime {
         let pidfd: OwnedFD
         do {
             pidfd = try Sys.pidfdOpen(record.pid)
-            try start(id)
+            // start, without reading back the record this process just wrote.
+            guard oci_fifo_release(store.fifo(id)) == 0 else {
+                throw OCIError("container \"\(id)\": init is not waiting at the start gate: \(errnoText(errno))")
+            }
+            unlink(store.fifo(id))
+            var r = record
+            r.started = true
+            if !r.poststart.isEmpty {
+                try store.save(r)
+                for (i, h) in r.poststart.enumerated() {
+                    do { try runHook(h, stateJSON(r, status: .running), field: "hooks.poststart[\(i)]") } catch { warn("\(error)") }
+                }
+            }
         } catch {
             try? delete(id, force: true)
             throw error
