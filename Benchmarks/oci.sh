@@ -18,6 +18,7 @@ state=$work/daemon
 dpid=
 cgparent="ctrobj-oci-bench-$$"
 cleanup() {
+	set +e
 	[ -n "$dpid" ] && kill "$dpid" 2>/dev/null && wait "$dpid" 2>/dev/null || true
 	# What the private daemon leaves by design (it survives kill -9): its
 	# namespace pins and its cgroups (prewarmed spares have no processes).
@@ -25,6 +26,7 @@ cleanup() {
 	for d in /sys/fs/cgroup/*/"$cgparent" /sys/fs/cgroup/unified/"$cgparent"; do
 		[ -d "$d" ] || continue
 		for c in "$d"/*/; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
+		# (a spare container's cgroup the daemon made while it stopped)
 		rmdir "$d" 2>/dev/null || true
 	done
 	rm -rf "$work"
