@@ -132,6 +132,7 @@ public enum OCICommandLine {
                 // environment, so podman passes it as --runtime-flag.
                 guard let v = value(), v.hasPrefix("/") else { rt.error("--ctrobj-socket needs an absolute path"); return 1 }
                 setenv("CTROBJ_SOCKET", v, 1)
+                rt.explicitSocket = true
             default: rt.log("warning", "global flag --\(name) is not used by ctrobj-oci; ignored")
             }
         }
@@ -235,7 +236,7 @@ public enum OCICommandLine {
 extension Runtime {
     /// `update --resources FILE|-`: memory, pids and cpu limits (the rest refused by name).
     func update(_ id: String, _ f: OCICommandLine.Flags) throws {
-        let r = try store.load(id)
+        let r = try load(id)
         let c = try Container.open(r.name)
         if let file = f.value("resources") {
             let text: String

@@ -415,7 +415,7 @@ final class Creation {
                             created: rfc3339Now(), owner: getuid(), annotations: spec.annotations ?? [:],
                             ociVersion: spec.ociVersion, started: false, ownPidNamespace: flags & 0x40 != 0,
                             poststart: spec.hooks?.poststart ?? [], poststop: spec.hooks?.poststop ?? [],
-                            cgroupsPath: linux.cgroupsPath)
+                            cgroupsPath: linux.cgroupsPath, socket: DaemonAddress.socketPath())
         try store.save(record)
         let creating = rt.stateJSON(record, status: .creating)
         try send(ctl, "a", try opsPayload(creating + "\u{3}" + rt.stateJSON(record, status: .created)))

@@ -34,7 +34,7 @@ extension Runtime {
     /// cgroup, pid namespace: ContainerCalls.prepareJoin(enter:)), the C child
     /// sets its credentials and execs.
     public func exec(_ id: String, _ o: ExecOptions) throws -> Int32 {
-        let r = try store.load(id)
+        let r = try load(id)
         let (st, _) = status(r)
         guard st == .running || st == .created else {
             throw OCIError(st == .paused ? "cannot exec in a paused container (resume it first)" : "cannot exec in a \(st.rawValue) container")

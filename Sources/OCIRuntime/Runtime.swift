@@ -110,9 +110,23 @@ public final class Runtime {
         return false
     }
 
+    /// --ctrobj-socket or CTROBJ_SOCKET/CTROBJ_STATE_DIR given: it wins
+    /// over the socket a record names.
+    public var explicitSocket = getenv("CTROBJ_SOCKET") != nil || getenv("CTROBJ_STATE_DIR") != nil
+
+    /// A record, with the library pointed at the daemon that made it.
+    func load(_ id: String) throws -> Record {
+        let r = try store.load(id)
+        if !explicitSocket, let s = r.socket, s.hasPrefix("/") { setenv("CTROBJ_SOCKET", s, 1) }
+        return r
+    }
+
     /// Destroys ctrobjd could not take while it was down.
     func reconcile() {
+        let here = DaemonAddress.socketPath()
         for n in store.pendingDestroys() {
+            let there = store.destroyMarkerSocket(n)
+            guard there.isEmpty || there == here else { continue }
             do {
                 let c = try Container.open(n)
                 try c.destroy()
@@ -158,7 +172,7 @@ public final class Runtime {
     }
 
     public func start(_ id: String) throws {
-        var r = try store.load(id)
+        var r = try load(id)
         let (st, _) = status(r)
         guard st == .created else { throw OCIError("cannot start a container that has \(st == .stopped ? "stopped" : "already started") (\(st.rawValue))") }
         guard oci_fifo_release(store.fifo(id)) == 0 else {
@@ -174,7 +188,7 @@ public final class Runtime {
     }
 
     public func state(_ id: String) throws -> String {
-        let r = try store.load(id)
+        let r = try load(id)
         let (st, _) = status(r)
         var o = stateJSON(r, status: st)
         o.removeLast()
@@ -185,7 +199,7 @@ public final class Runtime {
     }
 
     public func kill(_ id: String, signal: String, all: Bool) throws {
-        let r = try store.load(id)
+        let r = try load(id)
         guard let sig = Tables.signal(signal) else { throw OCIError("unknown signal \(signal.debugDescription)") }
         let (st, fd) = status(r)
         guard let fd, st != .stopped else { throw OCIError("container not running") }
@@ -206,7 +220,7 @@ public final class Runtime {
 
     public func delete(_ id: String, force: Bool, destroy: Bool = true) throws {
         let r: Record
-        do { r = try store.load(id) } catch {
+        do { r = try load(id) } catch {
             if force { return }
             throw error
         }
@@ -242,7 +256,7 @@ public final class Runtime {
     }
 
     public func pause(_ id: String, resume: Bool) throws {
-        let r = try store.load(id)
+        let r = try load(id)
         let (st, _) = status(r)
         if resume {
             guard st == .paused else { throw OCIError("container not paused") }
@@ -256,7 +270,7 @@ public final class Runtime {
     public func list(json: Bool, quiet: Bool) -> String {
         var rows: [(Record, Status)] = []
         for id in store.ids() {
-            guard let r = try? store.load(id) else { continue }
+            guard let r = try? load(id) else { continue }
             rows.append((r, status(r).0))
         }
         if quiet { return rows.map { $0.0.id + "\n" }.joined() }
@@ -276,7 +290,7 @@ public final class Runtime {
     /// The pids of the container's processes: its init's cgroup (pids
     /// controller on v1, the unified one on v2), read-only.
     public func pids(_ id: String) throws -> [Int32] {
-        let r = try store.load(id)
+        let r = try load(id)
         guard liveInit(r) != nil, let lines = try? Sys.readFile("/proc/\(r.pid)/cgroup") else { return [] }
         var file: String?
         for line in lines.split(separator: "\n") {

@@ -1,5 +1,6 @@
 import COCIChild
 import ContainerSystem
+import ContainerWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,6 +37,10 @@ public struct Record: Codable, Sendable {
     public var poststart: [Spec.Hook]
     public var poststop: [Spec.Hook]
     public var cgroupsPath: String?
+    /// ctrobjd's socket at create: later commands reach the same daemon
+    /// even when their caller passes no --ctrobj-socket (podman's cleanup
+    /// process, which conmon starts, does not).
+    public var socket: String?
 }
 
 public enum Status: String, Sendable { case creating, created, running, paused, stopped }
@@ -103,11 +108,17 @@ struct StateStore {
 
     func releaseName(_ name: String) { unlink("\(root)/.names/\(name)") }
 
+    /// The marker holds the daemon's socket: only that daemon is asked.
     func markDestroy(_ name: String) {
         try? Sys.mkdirs("\(root)/.destroy", 0o700)
-        let fd = open("\(root)/.destroy/\(name)", O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        if fd >= 0 { close(fd) }
+        let fd = open("\(root)/.destroy/\(name)", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        if fd >= 0 {
+            _ = try? Sys.write(fd, DaemonAddress.socketPath())
+            close(fd)
+        }
     }
+
+    func destroyMarkerSocket(_ name: String) -> String { (try? Sys.readFile("\(root)/.destroy/\(name)")) ?? "" }
 
     func pendingDestroys() -> [String] { Sys.listDirectory("\(root)/.destroy") }
     func clearDestroy(_ name: String) { unlink("\(root)/.destroy/\(name)") }

@@ -512,4 +512,18 @@ struct OCIRuntimeTests {
             #expect(try oci.run(["delete", "--force", "core1"]).0 == 0)
         }
     }
+    @Test("commands after create reach the daemon create used, with no socket given (podman's cleanup passes no runtime flags)")
+    func socketRemembered() throws {
+        try with { oci in
+            let b = try OCIBundle(["/bin/sleep", "100"])
+            defer { b.remove() }
+            let bin = "\(buildDir)/ctrobj-oci"
+            let (c1, o1) = try runProgram([bin, "--root", oci.root, "--ctrobj-socket", oci.d.socket, "create", "--bundle", b.dir, "sk"],
+                                          env: ["PATH=/usr/bin:/bin"])
+            try #require(c1 == 0, "\(o1)")
+            let (c2, o2) = try runProgram([bin, "--root", oci.root, "delete", "--force", "sk"], env: ["PATH=/usr/bin:/bin"])
+            #expect(c2 == 0, "\(o2)")
+            #expect(try Container.list().allSatisfy { $0.name != "oci-sk" }, "destroyed in the daemon that made it")
+        }
+    }
 }
