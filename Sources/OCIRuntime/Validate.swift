@@ -47,7 +47,7 @@ enum Validate {
                                             "network": "ctrobjd's container cgroup has no net_cls/net_prio",
                                             "rdma": "ctrobjd's container cgroup has no rdma limit",
                                             "unified": "raw cgroup v2 files are not written behind ctrobjd"])
-    static let memory = Object(known: ["limit", "useHierarchy", "checkBeforeUpdate"],
+    static let memory = Object(known: ["limit", "swap", "useHierarchy", "checkBeforeUpdate"],
                                refused: ["reservation": "ctrobjd sets only memory limits (container_set_limit)",
                                          "kernel": "kernel memory limits are gone from cgroups",
                                          "kernelTCP": "kernel TCP memory limits are gone from cgroups",

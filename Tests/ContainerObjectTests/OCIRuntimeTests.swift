@@ -267,6 +267,8 @@ struct OCIRuntimeTests {
         ("mounts[0].options", #"{"mounts":[{"destination":"/x","type":"bind","source":"/tmp","options":["rbind","idmap"]}]}"#),
         ("linux.seccomp.defaultAction", #"{"linux":{"seccomp":{"defaultAction":"SCMP_ACT_WHATEVER"}}}"#),
         ("ociVersion", #"{"ociVersion":"2.0.0"}"#),
+        ("linux.resources.memory.swap", #"{"linux":{"resources":{"memory":{"limit":100000000,"swap":300000000}}}}"#),
+        ("linux.namespaces", #"{"linux":{"namespaces":[{"type":"pid"}]}}"#),
     ])
     func refused(field: String, patch: String) throws {
         try with { oci in
@@ -524,6 +526,22 @@ struct OCIRuntimeTests {
             let (c2, o2) = try runProgram([bin, "--root", oci.root, "delete", "--force", "sk"], env: ["PATH=/usr/bin:/bin"])
             #expect(c2 == 0, "\(o2)")
             #expect(try Container.list().allSatisfy { $0.name != "oci-sk" }, "destroyed in the daemon that made it")
+        }
+    }
+    @Test("linux.resources memory, pids and cpu land on the container's cgroup, as the container sees it under /sys/fs/cgroup")
+    func resources() throws {
+        try with { oci in
+            let script = "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>&1 || cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max"
+            let b = try OCIBundle(["/bin/sh", "-c", script]) { c in
+                var l = c["linux"] as! [String: Any]
+                l["resources"] = ["memory": ["limit": 64 << 20], "pids": ["limit": 50], "cpu": ["quota": 50000, "period": 100000],
+                                  "devices": [["allow": false, "access": "rwm"]]]
+                c["linux"] = l
+            }
+            defer { b.remove() }
+            let (code, out) = try oci.run(["run", "--bundle", b.dir, "res"])
+            #expect(code == 0, "\(out)")
+            #expect(out.contains("50") && out.contains("\(64 << 20)") && out.contains("50000"), "\(out)")
         }
     }
 }
