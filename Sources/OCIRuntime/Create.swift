@@ -381,8 +381,9 @@ final class Creation {
         let prepared = try ContainerCalls.prepareJoin(c.fd.raw, enter: false)
         rt.trace("prepared")
         var plan = prepared.cPlan()
+        let cgroupJoin = fastCgroupJoin(&plan)
         var stage: CInt = 0
-        let forked = withExtendedLifetime((prepared, arena, sc, childCtl, slave, fifo, cgroupTrees)) { oci_spawn(&plan, &cs, &stage) }
+        let forked = withExtendedLifetime((prepared, arena, sc, childCtl, slave, fifo, cgroupTrees, cgroupJoin)) { oci_spawn(&plan, &cs, &stage) }
         if forked < 0 {
             let e = errno
             ContainerCalls.abort(c.fd.raw)

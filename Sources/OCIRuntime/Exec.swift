@@ -114,8 +114,9 @@ extension Runtime {
         if !sc.isEmpty { cs.seccomp_filter = UnsafeRawPointer(scPtr) }
         let prepared = try ContainerCalls.prepareJoin(c.fd.raw, enter: true)
         var plan = prepared.cPlan()
+        let cgroupJoin = fastCgroupJoin(&plan)
         var stage: CInt = 0
-        let pid = withExtendedLifetime((prepared, arena, sc, childCtl, slave)) { oci_spawn(&plan, &cs, &stage) }
+        let pid = withExtendedLifetime((prepared, arena, sc, childCtl, slave, cgroupJoin)) { oci_spawn(&plan, &cs, &stage) }
         if pid < 0 { throw OCIError("exec in \(id): joining the container (stage \(stage)): \(errnoText(errno))") }
         childCtl.close()
         slave?.close()

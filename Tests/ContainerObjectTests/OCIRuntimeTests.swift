@@ -129,6 +129,29 @@ struct OCIRuntimeTests {
             #expect(pid > 0 && (try? Sys.readFile(pidFile)) == "\(pid)")
             // The container object exists, named after the id.
             #expect(try Container.list().contains { $0.name == "oci-l1" && $0.initPid == pid })
+            // init is in the container's cgroup in every hierarchy ctrobjd
+            // made it one (it joined by `tasks` and CLONE_INTO_CGROUP).
+            let cg = try Container.open("oci-l1").status().cgroup.split(separator: "/").joined(separator: "/")
+            let lines = ((try? Sys.readFile("/proc/\(pid)/cgroup")) ?? "").split(separator: "\n")
+            let layout = CgroupLayout.discover()
+            var checked = 0
+            func line(_ match: (Substring) -> Bool) -> Substring? {
+                lines.first { l in
+                    let f = l.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+                    return f.count == 3 && match(f[1])
+                }
+            }
+            if let v2 = layout.v2Mount, Sys.exists("\(v2)/\(cg)") {
+                let l = line { $0.isEmpty }
+                #expect(l?.hasSuffix("/\(cg)") == true, "v2: \(String(describing: l))")
+                checked += 1
+            }
+            for (ctrl, path) in layout.v1Mounts where Sys.exists("\(path)/\(cg)") {
+                let l = line { $0.split(separator: ",").contains(Substring(ctrl)) }
+                #expect(l?.hasSuffix("/\(cg)") == true, "\(ctrl): \(String(describing: l))")
+                checked += 1
+            }
+            #expect(checked > 0)
             (code, out) = try oci.run(["start", "l1"])
             #expect(code == 0, "\(out)")
             #expect(try oci.status("l1") == "running")
