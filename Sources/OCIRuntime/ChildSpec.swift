@@ -179,3 +179,18 @@ func fastCgroupJoin(_ plan: inout ccs_join_plan) -> [OwnedFD] {
     plan.cgroup_dir_fd = dirFD
     return keep
 }
+
+/// ccs_join_fork's failing step (joining the container), in words.
+func joinStageText(_ stage: Int32) -> String {
+    switch UInt32(stage) {
+    case CCS_STAGE_CGROUP.rawValue: return "joining the cgroup"
+    case CCS_STAGE_USERNS.rawValue: return "joining the user namespace"
+    case CCS_STAGE_SETNS.rawValue: return "joining the namespaces"
+    case CCS_STAGE_SETID.rawValue: return "becoming the container's root"
+    case CCS_STAGE_PIDNS.rawValue: return "the pid namespace"
+    case CCS_STAGE_CLONE.rawValue: return "clone3"
+    case CCS_STAGE_CHDIR.rawValue: return "chdir"
+    case CCS_STAGE_SYNC.rawValue: return "the report from the child"
+    default: return "fork"
+    }
+}

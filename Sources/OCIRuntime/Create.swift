@@ -387,7 +387,7 @@ final class Creation {
         if forked < 0 {
             let e = errno
             ContainerCalls.abort(c.fd.raw)
-            throw OCIError("container \"\(id)\": starting init: stage \(stage): \(errnoText(e))")
+            throw OCIError("container \"\(id)\": starting init: \(joinStageText(stage)): \(errnoText(e))")
         }
         rt.trace("forked")
         pid = forked

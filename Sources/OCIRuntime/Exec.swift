@@ -117,7 +117,7 @@ extension Runtime {
         let cgroupJoin = fastCgroupJoin(&plan)
         var stage: CInt = 0
         let pid = withExtendedLifetime((prepared, arena, sc, childCtl, slave, cgroupJoin)) { oci_spawn(&plan, &cs, &stage) }
-        if pid < 0 { throw OCIError("exec in \(id): joining the container (stage \(stage)): \(errnoText(errno))") }
+        if pid < 0 { let e = errno; throw OCIError("exec in \(id): \(joinStageText(stage)): \(errnoText(e))") }
         childCtl.close()
         slave?.close()
         let pidfd = try Sys.pidfdOpen(pid)
