@@ -100,6 +100,74 @@ ssize_t oci_ctl_recv(int fd, struct oci_msg *msg, void *payload, size_t size, in
 	return (ssize_t)plen;
 }
 
+ssize_t oci_ctl_recv_fd(int fd, struct oci_msg *msg, void *payload, size_t size, int timeout_ms, int *rfd)
+{
+	char buf[sizeof(struct oci_msg) + 4096];
+	*rfd = -1;
+	if (timeout_ms >= 0) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int r;
+		do {
+			r = poll(&p, 1, timeout_ms);
+		} while (r < 0 && errno == EINTR);
+		if (r == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (r < 0)
+			return -1;
+	}
+	int nfds = 0;
+	ssize_t n = ccs_recv_with_fds(fd, buf, sizeof(buf), rfd, 1, &nfds);
+	if (nfds == 0)
+		*rfd = -1;
+	if (n < 0)
+		return -1;
+	if (n < (ssize_t)sizeof(*msg)) {
+		if (*rfd >= 0)
+			close(*rfd);
+		*rfd = -1;
+		errno = EPIPE;
+		return -1;
+	}
+	memcpy(msg, buf, sizeof(*msg));
+	size_t plen = (size_t)n - sizeof(*msg);
+	if (plen > size)
+		plen = size;
+	if (plen)
+		memcpy(payload, buf + sizeof(*msg), plen);
+	return (ssize_t)plen;
+}
+
+/* A pty of the container's own devpts (its /dev/ptmx): the master goes to
+ * the parent ('T' with the fd), the slave is returned. */
+static int console_inside(const struct oci_child_spec *s)
+{
+	int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (m < 0)
+		return -1;
+	int unlock = 0;
+	if (ioctl(m, TIOCSPTLCK, &unlock) < 0) {
+		close(m);
+		return -1;
+	}
+	int sl = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+	if (sl < 0) {
+		close(m);
+		return -1;
+	}
+	struct oci_msg msg;
+	memset(&msg, 0, sizeof(msg));
+	msg.tag = 'T';
+	if (ccs_send_with_fds(s->ctl_fd, &msg, sizeof(msg), &m, 1) < 0) {
+		close(m);
+		close(sl);
+		return -1;
+	}
+	close(m);
+	return sl;
+}
+
 static void say(const char *a, const char *b)
 {
 	/* An error after the parent stopped listening: stderr is all there is. */
@@ -465,14 +533,17 @@ static __attribute__((noreturn)) void child_main(const struct oci_child_spec *s)
 		if (run_hooks(s->create_hooks, s->ncreate_hooks, state_buf, creating_len) < 0)
 			fail(s, OCI_STAGE_HOOK);
 	}
-	if (s->console_fd >= 0) {
-		if (setsid() < 0 || ioctl(s->console_fd, TIOCSCTTY, 0) < 0)
+	int console = s->console_fd;
+	if (console == OCI_CONSOLE_INSIDE && (console = console_inside(s)) < 0)
+		fail(s, OCI_STAGE_CONSOLE);
+	if (console >= 0) {
+		if (setsid() < 0 || ioctl(console, TIOCSCTTY, 0) < 0)
 			fail(s, OCI_STAGE_CONSOLE);
 		for (int i = 0; i < 3; i++)
-			if (dup2(s->console_fd, i) < 0)
+			if (dup2(console, i) < 0)
 				fail(s, OCI_STAGE_CONSOLE);
-		if (s->console_fd > 2)
-			close(s->console_fd);
+		if (console > 2)
+			close(console);
 	} else {
 		if (s->new_session)
 			(void)setsid();

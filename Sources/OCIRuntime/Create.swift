@@ -327,7 +327,10 @@ final class Creation {
         }
         let ctl = OwnedFD(sv[0]), childCtl = OwnedFD(sv[1])
         var master: OwnedFD?, slave: OwnedFD?
-        if p.terminal == true {
+        // A terminal from the container's own devpts when it has one (as
+        // runc: ttyname works inside), else from the host's.
+        let devptsInside = (spec.mounts ?? []).contains { $0.destination == "/dev/pts" && $0.type == "devpts" }
+        if p.terminal == true && !devptsInside {
             var m: CInt = -1, s: CInt = -1
             guard oci_openpty(&m, &s) == 0 else { throw OCIError.field("process.terminal", "openpty: \(errnoText(errno))") }
             master = OwnedFD(m)
@@ -365,7 +368,7 @@ final class Creation {
         }
         let scPtr = arena.array(sc)
         if !sc.isEmpty { cs.seccomp_filter = UnsafeRawPointer(scPtr) }
-        cs.console_fd = slave?.raw ?? -1
+        cs.console_fd = p.terminal == true && devptsInside ? OCI_CONSOLE_INSIDE : slave?.raw ?? -1
         cs.stdio = (-1, -1, -1)
         cs.preserve_fds = opts.preserveFDs
         cs.gate_fd = fifo.raw
@@ -429,6 +432,13 @@ final class Creation {
         }
         rt.trace("ops sent")
         try expect(ctl, "R")
+        if let m = insideMaster {
+            if let size = p.consoleSize {
+                var ws = winsize(ws_row: UInt16(clamping: size.height), ws_col: UInt16(clamping: size.width), ws_xpixel: 0, ws_ypixel: 0)
+                _ = ioctl(m.raw, UInt(TIOCSWINSZ), &ws)
+            }
+            master = m
+        }
         if let master, let sock = opts.consoleSocket {
             guard oci_send_console(sock, master.raw, "/dev/ptmx") == 0 else {
                 throw OCIError("--console-socket \(sock): sending the pty master: \(errnoText(errno))")
@@ -474,10 +484,19 @@ final class Creation {
         guard rc == 0 else { throw OCIError("container \"\(id)\": init is gone (\(errnoText(errno)))") }
     }
 
+    /// The pty master init made from the container's /dev/ptmx ('T').
+    var insideMaster: OwnedFD?
+
     func expect(_ ctl: OwnedFD, _ tag: Character) throws {
         var m = oci_msg()
         var buf = [UInt8](repeating: 0, count: 16)
-        let n = oci_ctl_recv(ctl.raw, &m, &buf, buf.count, 60_000)
+        var fd: CInt = -1
+        var n = oci_ctl_recv_fd(ctl.raw, &m, &buf, buf.count, 60_000, &fd)
+        while n >= 0 && UInt8(bitPattern: m.tag) == UInt8(ascii: "T") {
+            if fd >= 0 { insideMaster = OwnedFD(fd) }
+            n = oci_ctl_recv_fd(ctl.raw, &m, &buf, buf.count, 60_000, &fd)
+        }
+        if fd >= 0 { close(fd) }
         if n < 0 {
             throw OCIError("container \"\(id)\": init did not report (\(errnoText(errno)))")
         }

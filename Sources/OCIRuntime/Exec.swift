@@ -83,8 +83,10 @@ extension Runtime {
             throw OCIError("socketpair: \(errnoText(errno))")
         }
         let ctl = OwnedFD(sv[0]), childCtl = OwnedFD(sv[1])
+        let bundleSpec = (try? Sys.readFile("\(r.bundle)/config.json", limit: 16 << 20)).flatMap { try? JSONDecoder().decode(Spec.self, from: Data($0.utf8)) }
+        let devptsInside = (bundleSpec?.mounts ?? []).contains { $0.destination == "/dev/pts" && $0.type == "devpts" }
         var master: OwnedFD?, slave: OwnedFD?
-        if p.terminal == true {
+        if p.terminal == true && !devptsInside {
             var m: CInt = -1, s: CInt = -1
             guard oci_openpty(&m, &s) == 0 else { throw OCIError("process.terminal: openpty: \(errnoText(errno))") }
             master = OwnedFD(m)
@@ -99,13 +101,12 @@ extension Runtime {
         cs.envp = arena.argv(p.env ?? [])
         cs.cwd = arena.string(p.cwd)
         creds.apply(to: &cs, arena)
-        cs.console_fd = slave?.raw ?? -1
+        cs.console_fd = p.terminal == true && devptsInside ? OCI_CONSOLE_INSIDE : slave?.raw ?? -1
         cs.stdio = (-1, -1, -1)
         cs.preserve_fds = o.preserveFDs
         cs.gate_fd = -1
         var sc: [UInt8] = []
-        if let s = try (try? Sys.readFile("\(r.bundle)/config.json", limit: 16 << 20))
-            .flatMap({ try? JSONDecoder().decode(Spec.self, from: Data($0.utf8)).linux?.seccomp }).map({ try SeccompProgram($0) }) {
+        if let s = try bundleSpec?.linux?.seccomp.map({ try SeccompProgram($0) }) {
             sc = s.bytes
             cs.seccomp_len = s.length
             cs.seccomp_flags = s.flags
@@ -121,12 +122,22 @@ extension Runtime {
         childCtl.close()
         slave?.close()
         let pidfd = try Sys.pidfdOpen(pid)
-        // EOF: it exec'd; 'E': a step failed.
+        // EOF: it exec'd; 'T': the pty master (then more); 'E': a step failed.
         var m = oci_msg()
         var buf = [UInt8](repeating: 0, count: 16)
-        if oci_ctl_recv(ctl.raw, &m, &buf, buf.count, 60_000) >= 0, UInt8(bitPattern: m.tag) == UInt8(ascii: "E") {
-            _ = try? Sys.pidfdWait(pidfd.raw)
-            throw OCIError("exec in \(id): \(stageField(Int32(m.stage))): \(errnoText(m.value))")
+        while true {
+            var fd: CInt = -1
+            guard oci_ctl_recv_fd(ctl.raw, &m, &buf, buf.count, 60_000, &fd) >= 0 else { break }
+            if UInt8(bitPattern: m.tag) == UInt8(ascii: "T") {
+                if fd >= 0 { master = OwnedFD(fd) }
+                continue
+            }
+            if fd >= 0 { close(fd) }
+            if UInt8(bitPattern: m.tag) == UInt8(ascii: "E") {
+                _ = try? Sys.pidfdWait(pidfd.raw)
+                throw OCIError("exec in \(id): \(stageField(Int32(m.stage))): \(errnoText(m.value))")
+            }
+            break
         }
         if let master, let sock = o.consoleSocket {
             guard oci_send_console(sock, master.raw, "/dev/ptmx") == 0 else {

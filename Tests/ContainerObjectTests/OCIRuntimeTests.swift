@@ -20,7 +20,7 @@ final class OCIBundle {
         for d in ["proc", "sys", "dev", "etc", "tmp", "shared"] { try Sys.mkdirs("\(dir)/rootfs/\(d)", 0o755) }
         let (code, out) = try runProgram(["/bin/cp", "/bin/busybox", "\(dir)/rootfs/bin/busybox"])
         try #require(code == 0, "\(out)")
-        for a in ["sh", "true", "false", "cat", "ls", "echo", "hostname", "id", "sleep", "ps", "grep", "readlink", "kill", "sed", "sort", "ip"] {
+        for a in ["sh", "true", "false", "cat", "ls", "echo", "hostname", "id", "sleep", "ps", "grep", "readlink", "kill", "sed", "sort", "ip", "tty"] {
             symlink("busybox", "\(dir)/rootfs/bin/\(a)")
         }
         let (c2, o2) = try runProgram(["/usr/sbin/runc", "spec", "--bundle", dir])
@@ -332,7 +332,7 @@ struct OCIRuntimeTests {
         }
     }
 
-    @Test("console socket: the pty master arrives over SCM_RIGHTS and talks to the container's shell")
+    @Test("console socket: the pty master (of the container's devpts) arrives over SCM_RIGHTS and talks to the container's shell")
     func consoleSocket() throws {
         try with { oci in
             let b = try OCIBundle(["/bin/sh"]) { c in
@@ -357,7 +357,7 @@ struct OCIRuntimeTests {
             let status = try Sys.pidfdWait(createFD.raw) ?? -1
             #expect(status == 0, "create: \((try? Sys.readFile("\(b.dir)/create.out")) ?? "")")
             #expect(try oci.run(["start", "t1"]).0 == 0)
-            try Sys.write(master.raw, "echo tty-$((40+2)); exit 7\n")
+            try Sys.write(master.raw, "tty; echo tty-$((40+2)); exit 7\n")
             var text = ""
             _ = waitFor(20) {
                 var p = pollfd(fd: master.raw, events: Int16(POLLIN), revents: 0)
@@ -368,6 +368,8 @@ struct OCIRuntimeTests {
                 return text.contains("tty-42\r\n")
             }
             #expect(text.contains("tty-42"), "\(text)")
+            // The pty is the container's own (its devpts): ttyname works inside.
+            #expect(text.contains("/dev/pts/") && !text.contains("not a tty"), "\(text)")
             #expect(try waitFor { try oci.status("t1") == "stopped" })
             #expect(try oci.run(["delete", "t1"]).0 == 0)
         }

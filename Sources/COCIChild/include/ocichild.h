@@ -16,6 +16,8 @@
  *   child  -> parent  'B'             (only with sync_runtime_hooks) ops done: the
  *   parent -> child   'b'             parent ran prestart and createRuntime hooks
  *                                     (init then runs createContainer hooks)
+ *   child  -> parent  'T' + fd        (with process.terminal and a devpts in the container)
+ *                                     the pty master from the container's /dev/ptmx
  *   child  -> parent  'R'             credentials dropped; waiting at the start gate
  *   child  -> parent  'E' stage errno a step failed (the child exits 127)
  *   EOF on either side               the other is gone: the child exits
@@ -36,6 +38,7 @@
 extern "C" {
 #endif
 
+#define OCI_CONSOLE_INSIDE (-2)
 #define OCI_MODE_INIT 1
 #define OCI_MODE_EXEC 2
 
@@ -109,7 +112,9 @@ struct oci_child_spec {
 	unsigned int seccomp_flags;
 	int oom_score_adj; int set_oom;
 	int umask; /* -1: leave */
-	int console_fd;          /* pty slave: setsid, controlling tty, 0-2; -1: none */
+	int console_fd;          /* pty slave: setsid, controlling tty, 0-2; -1: none;
+	                            OCI_CONSOLE_INSIDE: made from the container's /dev/ptmx,
+	                            the master sent to the parent ('T' with the fd) */
 	int stdio[3];            /* -1: keep the caller's */
 	int preserve_fds;        /* fds 3..3+n-1 stay open across exec */
 	int gate_fd;             /* start gate (exec fifo, O_RDWR), -1: none */
@@ -133,6 +138,8 @@ struct oci_msg {
  * length (>= 0) with *msg set, or -1 (0-length read: errno = EPIPE). */
 int oci_ctl_send(int fd, char tag, const void *payload, size_t len);
 ssize_t oci_ctl_recv(int fd, struct oci_msg *msg, void *payload, size_t size, int timeout_ms);
+/* The same, and an fd that came with the message in *rfd (-1: none). */
+ssize_t oci_ctl_recv_fd(int fd, struct oci_msg *msg, void *payload, size_t size, int timeout_ms, int *rfd);
 
 /* Run a hook: fork, stdin from a pipe fed with `input`, exec; wait at most
  * timeout_s seconds (0: forever), then SIGKILL.  Returns the wait status,
