@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "ctrobjd", targets: ["ctrobjd"]),
         .executable(name: "ctrobj", targets: ["ctrobj"]),
         .executable(name: "ctrobj-upcall", targets: ["ctrobj-upcall"]),
+        .executable(name: "ctrobj-oci", targets: ["ctrobj-oci"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,6 +53,19 @@ let package = Package(
         // The hostile client the adversarial suite runs as an unprivileged user.
         .executableTarget(name: "ctrobj-attack", dependencies: ["ContainerObject", "ContainerWire", "ContainerSystem", "CShim"],
                           path: "Tests/ctrobj-attack"),
+        // ctrobj-oci, the OCI runtime whose containers are container objects
+        // (docs/oci.md): the child side of its init and exec in C (libseccomp
+        // compiles profiles in the parent), the logic in OCIRuntime, a thin CLI.
+        .target(name: "COCIChild", dependencies: ["CShim"], cSettings: cSettings,
+                linkerSettings: [.linkedLibrary("seccomp")]),
+        .target(name: "OCIRuntime", dependencies: ["ContainerObject", "ContainerSystem", "ContainerWire", "CShim", "COCIChild"],
+                swiftSettings: [.swiftLanguageMode(.v6)]),
+        // Swift's runtime linked in: conmon and the containerd shim exec it
+        // for every command, and loading the shared runtime was a quarter
+        // of a `run` of /bin/true.
+        .executableTarget(name: "ctrobj-oci", dependencies: ["OCIRuntime"],
+                          swiftSettings: [.swiftLanguageMode(.v6)],
+                          linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-l_FoundationCollections", "-Xlinker", "-l_FoundationCShims", "-Xlinker", "-lswiftSynchronization"])]),
         .testTarget(name: "ContainerSystemTests", dependencies: ["ContainerSystem", "ContainerWire"]),
         .testTarget(name: "ContainerObjectTests", dependencies: [
             "ContainerObject", "ContainerObjectC", "Broker", "ContainerSystem", "CShim",

@@ -11,6 +11,8 @@
 #   Benchmarks/run.sh --upcalls             # the full run, then the upcall group
 #   Benchmarks/run.sh --upcalls-only        # just the upcall group (about a minute)
 #   Benchmarks/run.sh --scale 10000         # just the node-scale group (a few minutes)
+#   Benchmarks/run.sh --oci [N]             # just the OCI group: ctrobj-oci run against
+#                                           # runc run of one bundle, interleaved (Benchmarks/oci.sh)
 #
 # The upcall group changes core_pattern, core_pipe_limit and
 # /etc/request-key.d while it runs and restores them byte for byte (also on
@@ -21,6 +23,12 @@
 set -eu
 cd "$(dirname "$0")/.."
 scratch=.build-bench
+if [ "${1:-}" = "--oci" ]; then
+    shift
+    swift build -c release --scratch-path "$scratch" --product ctrobjd
+    swift build -c release --scratch-path "$scratch" --product ctrobj-oci
+    exec bash Benchmarks/oci.sh "$scratch/release/ctrobjd" "$scratch/release/ctrobj-oci" "$@"
+fi
 swift build -c release --scratch-path "$scratch" --product ctrobjd
 swift build -c release --scratch-path "$scratch" --product ctrobj-upcall
 swift build -c release --scratch-path "$scratch" --product ctrobj

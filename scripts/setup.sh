@@ -10,6 +10,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 pkgs=(gcc g++ libc6-dev musl-tools pkg-config util-linux iproute2 busybox-static keyutils libkeyutils-dev libudev-dev crun hyperfine
+	# ctrobj-oci compiles seccomp profiles with libseccomp
+	libseccomp-dev
 	# real OCI clients for the OCI hook and runtime suites (Tests/ContainerObjectTests/PodmanSupport.swift):
 	# podman with conmon, runc (crun refuses this machine's hybrid cgroups), netavark (podman's network
 	# backend; the tests run with --network none), containerd with ctr and the runc v2 shim

@@ -131,6 +131,12 @@ extension Broker {
     /// CCS_MOUNT_TIMEOUT_MS.
     func mountReply(_ r: ContainerRecord, _ target: String, _ result: (CInt, CInt, Int32)) -> Reply {
         let (rc, stage, e) = result
+        if rc >= 0 && target.split(separator: "/").allSatisfy({ $0 == "." }) {
+            // A mount over "/" (an OCI runtime's rootfs) is the container's
+            // root from now on (setns follows mounts stacked on the root):
+            // the cached root fd still names the one below.
+            r.root = nil
+        }
         guard rc < 0 else { return Reply(.ok()) }
         return Reply(.error(r.err(ContainerError.codeFor(e), "container_mount",
                                   "\(RequestRules.escaped(target)): \(stageName(stage)): \(errnoDescription(e))", errno: e)))
