@@ -8,6 +8,7 @@ import Glibc
 @_exported import struct ContainerSystem.ContainerError
 @_exported import enum ContainerSystem.NamespaceKind
 @_exported import enum ContainerWire.ContainerState
+@_exported import func ContainerSystem.removeTree
 
 /// container_create's flags.
 public struct ContainerOptions: OptionSet, Sendable {

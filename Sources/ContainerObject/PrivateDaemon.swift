@@ -101,19 +101,6 @@ public final class PrivateDaemon {
     }
 }
 
-/// rm -rf that first detaches any mount inside (namespace bind mounts).
-public func removeTree(_ path: String) {
-    var st = stat()
-    guard lstat(path, &st) == 0 else { return }
-    if (st.st_mode & S_IFMT) == S_IFDIR {
-        for e in Sys.listDirectory(path) { removeTree("\(path)/\(e)") }
-        // ctrobjd binds <state>/containers onto itself where mounts are shared.
-        if rmdir(path) < 0 && errno == EBUSY && umount2(path, Int32(MNT_DETACH)) == 0 { rmdir(path) }
-    } else {
-        _ = umount2(path, Int32(MNT_DETACH))
-        unlink(path)
-    }
-}
 
 /// posix_spawn a program; stdin from /dev/null, stdout+stderr to `output`
 /// when given. CTROBJ_* variables are not passed on unless in `env`.

@@ -270,3 +270,17 @@ public final class CStringArray {
 /// GNU-only flags that Swift's Glibc module does not import.
 public let O_PATH: CInt = 0o10000000
 public let AT_EMPTY_PATH: CInt = 0x1000
+
+/// rm -rf that first detaches any mount inside (namespace bind mounts).
+public func removeTree(_ path: String) {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return }
+    if (st.st_mode & S_IFMT) == S_IFDIR {
+        for e in Sys.listDirectory(path) { removeTree("\(path)/\(e)") }
+        // ctrobjd binds <state>/containers onto itself where mounts are shared.
+        if rmdir(path) < 0 && errno == EBUSY && umount2(path, Int32(MNT_DETACH)) == 0 { rmdir(path) }
+    } else {
+        _ = umount2(path, Int32(MNT_DETACH))
+        unlink(path)
+    }
+}

@@ -1,6 +1,7 @@
 import CShim
 import ContainerSystem
 import ContainerWire
+import UpcallHelper
 #if canImport(Glibc)
 import Glibc
 #endif

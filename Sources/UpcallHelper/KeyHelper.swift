@@ -1,5 +1,6 @@
 import CShim
 import ContainerSystem
+import ContainerWire
 #if canImport(Glibc)
 import Glibc
 #endif

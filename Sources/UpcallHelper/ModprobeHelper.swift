@@ -1,4 +1,5 @@
 import ContainerSystem
+import ContainerWire
 #if canImport(Glibc)
 import Glibc
 #endif
