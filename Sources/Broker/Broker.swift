@@ -25,7 +25,7 @@ public final class Broker {
     var byName: [String: ContainerRecord] = [:]
     var byID: [UInt64: ContainerRecord] = [:]
     var byCookie: [UInt64: ContainerRecord] = [:]
-    /// Attribution: namespace inode -> container, for the upcall broker.
+    /// Attribution (Attribution.swift): namespace inode -> container.
     var byNamespace: [UInt64: ContainerRecord] = [:]
     /// Attribution: cgroup path below the hierarchies ("ctrobj/c5") -> container.
     var byCgroup: [String: ContainerRecord] = [:]
@@ -66,7 +66,6 @@ public final class Broker {
     var upcallAcceptPaused = false
     /// Crash points passed in the request being handled (fault injection).
     var crashPointsPassed = 0
-    var ownNamespaceInodes: [NamespaceKind: UInt64?] = [:]
     /// upcall.conf as last read, with the stat that says whether it changed
     /// (read per key request and per housekeeping tick: KeyRoute.swift).
     var upcallConfigCache: (key: [Int], config: UpcallConfig?)?
@@ -172,7 +171,7 @@ public final class Broker {
         // attributed by its namespaces only.
         if !r.adopted && !r.cgroup.relativePath.isEmpty { byCgroup[r.cgroup.relativePath] = r }
         for c in r.cookies { byCookie[c] = r }
-        for (kind, ino) in r.namespaceInodes where byNamespace[ino] == nil && ino != ownNamespace(kind) { byNamespace[ino] = r }
+        for (kind, ino) in r.namespaceInodes where byNamespace[ino] == nil && !isOwnNamespace(kind, ino) { byNamespace[ino] = r }
         nextID = max(nextID, r.id + 1)
     }
 
@@ -215,7 +214,7 @@ public final class Broker {
         touchFDCache(r)
         // A shared namespace (a pod's net) attributes to its first owner;
         // the host's (ctrobjd's own) to nobody.
-        if byNamespace[ino] == nil && ino != ownNamespace(kind) { byNamespace[ino] = r }
+        if byNamespace[ino] == nil && !isOwnNamespace(kind, ino) { byNamespace[ino] = r }
         if kind == .net && !r.grantedDevices.isEmpty {
             forgetUeventTarget(r)
             updateUeventMonitor()

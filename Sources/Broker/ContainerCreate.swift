@@ -204,18 +204,15 @@ extension Broker {
         try admit(uid: conn.uid, name: name, action: "adopt")
         let pid = ccs_pidfd_pid(pidfd.raw)
         guard pid > 0 else { throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: the fd is not a pidfd of a live process") }
-        let me = getpid()
         var found: [NamespaceKind: OwnedFD] = [:]
         for kind in NamespaceKind.allCases {
             guard let fd = try? Sys.open("/proc/\(pid)/ns/\(kind.rawValue)", O_RDONLY),
-                  let ino = try? Namespaces.inode(of: fd.raw), ino != Namespaces.inode(pid: me, kind: kind) else { continue }
+                  let ino = try? Namespaces.inode(of: fd.raw), !isOwnNamespace(kind, ino) else { continue }
             found[kind] = fd
         }
         let root = try Sys.open("/proc/\(pid)/root", O_PATH | O_DIRECTORY)
-        var cgroupPath = ""
-        for line in ((try? Sys.readFile("/proc/\(pid)/cgroup")) ?? "").split(separator: "\n") where line.hasPrefix("0::") {
-            cgroupPath = String(line.dropFirst(4))
-        }
+        // Below the v2 root, without its leading "/" (as CgroupSet keeps it).
+        let cgroupPath = String((ProcInfo.cgroupV2Path(pid: pid) ?? "").dropFirst())
         let rootUID = (try? Sys.readFile("/proc/\(pid)/uid_map"))?.split(whereSeparator: { $0 == " " || $0 == "\n" })
         let startTime = ProcInfo.startTime(pid: pid) ?? 0
         // Everything above was read while the pidfd pinned the process: check it still is that process.

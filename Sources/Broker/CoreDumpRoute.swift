@@ -14,31 +14,16 @@ import Glibc
 ///                   PID UID GID SIGNAL TIME COMM (a per-container core_pattern pipe)
 ///   drop            read and discarded
 extension Broker {
-    /// The container a crashing process belongs to: its cgroup first (every
-    /// container has its own), then its namespaces. O(1) lookups. By
-    /// namespace only when the process is in the container's own user
-    /// namespace (if it has one): a container may share namespaces of
-    /// others (set_ns), and that must not bring it their processes' cores.
-    /// ctrobjd's own namespaces (the host's) are never indexed (setNamespace).
-    func attribute(_ f: CoreFacts) -> ContainerRecord? {
-        if let r = byCgroup[f.cgroupKey] { return r }
-        for kind in ["pid", "mnt", "user", "net", "uts", "ipc", "cgroup"] {
-            guard let ino = f.namespaces[kind], let r = byNamespace[ino] else { continue }
-            if let user = r.namespaceInodes[.user], f.namespaces["user"] != user { continue }
-            return r
-        }
-        return nil
-    }
-
     /// `early`: answer "ok accepted" as soon as the core is ours to deliver,
     /// so the helper can exit and drop its copy of the core stream; the
     /// kernel then waits for our close alone. Delivery errors after that
     /// are only logged. Without it (spooled cores) the reply says how the
     /// delivery ended.
-    func routeCore(_ facts: CoreFacts, core: OwnedFD, early: Bool = false, reply: @escaping (Message) -> Void) {
+    /// `r`: the container attribution found (nil: the host's).
+    func routeCore(_ facts: CoreFacts, to r: ContainerRecord?, core: OwnedFD, early: Bool = false, reply: @escaping (Message) -> Void) {
         let accepted = { if early { reply(.ok(["accepted": "1"])) } }
         let finished: (Message) -> Void = { m in if !early { reply(m) } }
-        guard let r = attribute(facts) else {
+        guard let r else {
             logger.info("core of pid \(facts.pid) (\(facts.comm)): in no container of ours; host handling")
             reply(Message("fallthrough"))
             return
@@ -138,7 +123,7 @@ extension Broker {
             guard let core = try? Sys.open("\(dir)/\(name).core", O_RDONLY) else { continue }
             spoolInFlight.insert(name)
             let loop = self.loop
-            routeCore(facts, core: core) { [weak self] m in
+            routeCore(facts, to: attribute(facts.process), core: core) { [weak self] m in
                 let done = m.op == "ok"
                 if done { Spool.remove(dir: dir, name: name) }
                 loop.post { self?.spoolDelivered(name, dir: dir, reply: m) }

@@ -50,9 +50,7 @@ extension Broker {
             // The peer must be outside every container: our own user, mount and pid namespaces.
             let pidfd = ccs_peer_pidfd(fd.raw)
             let owned = pidfd >= 0 ? OwnedFD(pidfd) : nil
-            for kind in [NamespaceKind.user, .mnt, .pid] {
-                if Namespaces.inode(pid: cred.pid, kind: kind) != ownNamespace(kind) { trusted = false }
-            }
+            if !Namespaces.areCallers(pid: cred.pid, kinds: [.user, .mnt, .pid]) { trusted = false }
             if let owned, ccs_pidfd_pid(owned.raw) != cred.pid { trusted = false }
         }
         guard trusted else {
@@ -74,14 +72,6 @@ extension Broker {
         }
     }
 
-    /// Our own namespace inode of a kind (they do not change while we run).
-    func ownNamespace(_ kind: NamespaceKind) -> UInt64? {
-        if let v = ownNamespaceInodes[kind] { return v }
-        let v = Namespaces.inode(pid: getpid(), kind: kind)
-        ownNamespaceInodes[kind] = v
-        return v
-    }
-
     func upcallReadable(_ conn: ClientConnection, watched: Bool = true) {
         guard let got = try? FDPassing.receive(conn.fd.raw, maxFDs: 2), let msg = try? Message.decode(got.bytes) else {
             if watched { closeConnection(conn) }
@@ -100,19 +90,25 @@ extension Broker {
                 return
             }
             // The C pipe helper sends only what the kernel told it: the cgroup
-            // and the pid inside are read here. The namespaces are read only
-            // when the cgroup does not place the core. Either way from the
-            // task the pidfd names, checked after reading (without %F the
-            // pidfd is opened by pid: the kernel keeps the task while the
-            // helper holds the pipe, waiting for this answer).
-            let pidfd = got.fds.count > 1 ? got.fds[1] : try? Sys.pidfdOpen(facts.pid)
-            if msg["cgroup"] == nil { facts.gatherCgroupAndPid() }
-            if facts.namespaces.isEmpty && byCgroup[facts.cgroupKey] == nil { facts.gatherNamespaces() }
-            guard let pidfd, ccs_pidfd_pid(pidfd.raw) == facts.pid else {
+            // and the pid inside are read here, the namespaces only when the
+            // cgroup does not place the core (Attribution.swift). Either way
+            // from the task the pidfd names, checked after reading (without
+            // %F the pidfd is opened by pid: the kernel keeps the task while
+            // the helper holds the pipe, waiting for this answer).
+            guard let pidfd = got.fds.count > 1 ? got.fds[1] : try? Sys.pidfdOpen(facts.pid) else {
                 reply(conn.fd, .error(ContainerError(.dead, "core of pid \(facts.pid): the task is gone")))
                 return
             }
-            routeCore(facts, core: core, early: true, reply: { [fd = conn.fd] m in reply(fd, m) })
+            if msg["cgroup"] == nil { facts.gatherCgroupAndPid() }
+            let found: ContainerRecord?
+            switch attributeLive(&facts.process, pidfd: pidfd) {
+            case .gone:
+                reply(conn.fd, .error(ContainerError(.dead, "core of pid \(facts.pid): the task is gone")))
+                return
+            case .host: found = nil
+            case .container(let r): found = r
+            }
+            routeCore(facts, to: found, core: core, early: true, reply: { [fd = conn.fd] m in reply(fd, m) })
         case "key":
             // KeyRoute.swift: the requester's pidfd in, the way into its container out.
             let (answer, fds) = routeKey(msg, pidfd: got.fds.first)
@@ -123,7 +119,7 @@ extension Broker {
         case "modprobe":
             let module = msg["module"] ?? ""
             let name = msg["container"] ?? ""
-            guard let r = byName[name] else {
+            guard let r = container(namedByKernel: name) else {
                 logger.warning("modprobe \(module) for container \"\(name)\": no such container here: denied")
                 reply(conn.fd, Message("deny", ["reason": "no container \"\(name)\" in ctrobjd"]))
                 return

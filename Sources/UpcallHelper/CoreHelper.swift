@@ -62,9 +62,10 @@ public enum CoreHelper {
         } catch let e as ContainerError where e.code == .daemonUnavailable {
             // Without ctrobjd: a host process is handled here as before; any
             // other core waits in the spool.
-            facts.gatherNamespaces()
+            facts.process.readNamespaces()
+            let isHost = Namespaces.areCallers(pid: facts.pid)
             guard taskStillThere() else { return 1 }
-            if facts.isInCallersNamespaces() { return host() }
+            if isHost { return host() }
             let spoolDir = conf().spoolDir
             do {
                 let name = try Spool.store(dir: spoolDir, facts: facts, from: coreFD)

@@ -88,7 +88,7 @@ extension CoreServer {
         var facts = CoreFacts(pid: getpid(), uid: 0, gid: 0, signal: 0, time: Sys.realtimeSeconds(), dumpMode: 1,
                               comm: ProcInfo.comm(pid: getpid()) ?? "")
         facts.gather()
-        _ = facts.isInCallersNamespaces()
+        _ = Namespaces.areCallers(pid: facts.pid)
         _ = UpcallConfig.load(stateDir: stateDir)
         _ = try? CoreFacts(fields: Message.decode(Message("core", facts.fields).encoded()))
     }

@@ -53,7 +53,7 @@ public enum KeyHelper {
         } catch {
             return negate(request, "the requester \(pid) cannot be opened: \(error)")
         }
-        let host = sharesOurNamespaces(pid)
+        let host = Namespaces.areCallers(pid: pid)
         // Still the same process (the pidfd pins it; the namespaces were read after).
         guard ccs_pidfd_pid(pidfd.raw) == pid else { return negate(request, "requester \(pid) went away") }
         if host { return hostRequestKey(stateDir: stateDir, request) }
@@ -139,26 +139,6 @@ public enum KeyHelper {
         let envp = CStringArray(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
         execve("/sbin/request-key", argv.pointers, envp.pointers)
         return negate(request, "exec /sbin/request-key: \(errnoDescription(errno))")
-    }
-
-    /// The namespaces a host process shares with us (time is left out, as
-    /// in the core path's facts).
-    static let namespaceNames: [String] = ["user", "mnt", "uts", "ipc", "net", "cgroup", "pid"]
-
-    /// True when every namespace of `pid` that can be read is ours, and at
-    /// least one can: a host process.
-    static func sharesOurNamespaces(_ pid: pid_t) -> Bool {
-        let base = "/proc/\(pid)/ns/"
-        var seen = 0
-        var theirs = stat(), ours = stat()
-        for name in namespaceNames {
-            guard stat(base + name, &theirs) == 0 else { continue }
-            guard stat("/proc/self/ns/" + name, &ours) == 0, ours.st_ino == theirs.st_ino, ours.st_dev == theirs.st_dev else {
-                return false
-            }
-            seen += 1
-        }
-        return seen > 0
     }
 
     /// The pid recorded in the authority key (.request_key_auth) for `key`:
