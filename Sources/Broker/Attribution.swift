@@ -47,14 +47,14 @@ extension Broker {
     /// through /proc, the cheap part first (the cgroup: one read), the
     /// namespaces (seven stats) only when the cgroup names no container;
     /// then the answer stands only if the pidfd still names the task.
-    func attributeLive(_ who: inout ProcessIdentity, pidfd: OwnedFD) -> LiveAttribution {
+    func attributeLive(_ who: inout ProcessIdentity, pidfd: Pidfd) -> LiveAttribution {
         if who.cgroup.isEmpty { who.readCgroup() }
         var found = attribute(who)
         if found == nil && who.namespaces.isEmpty {
             who.readNamespaces()
             found = attribute(who)
         }
-        guard ccs_pidfd_pid(pidfd.raw) == who.pid else { return .gone }
+        guard pidfd.names(who.pid) else { return .gone }
         return found.map { .container($0) } ?? .host
     }
 

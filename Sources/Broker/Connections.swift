@@ -43,10 +43,10 @@ extension Broker {
     func acceptAll() {
         guard let l = listener else { return }
         while true {
-            let c = ccs_accept(l.raw)
-            if c < 0 {
-                let e = errno
-                if e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM {
+            let fd: OwnedFD
+            do { fd = try Sys.accept(l.raw) } catch {
+                let e = (error as? ContainerError)?.errno ?? 0
+                if Sys.isOutOfResources(e) {
                     // Out of fds: the pending connection stays in the backlog.
                     // Retrying now would spin; try again at the next tick.
                     loop.unwatch(l.raw)
@@ -55,7 +55,7 @@ extension Broker {
                 }
                 return
             }
-            let fd = OwnedFD(c)
+            let c = fd.raw
             _ = fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK)
             guard let cred = try? Sys.peerCred(c) else { continue }
             let who = principal(cred.uid)

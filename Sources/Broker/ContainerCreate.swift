@@ -200,10 +200,9 @@ extension Broker {
         try Creator.validate(name: name, flags: 0)
         guard conn.uid == 0 else { throw ContainerError(.permission, "container \"\(name)\": adopt: only root may adopt processes") }
         if byName[name] != nil || creating.contains(name) { throw ContainerError(.exists, "container \"\(name)\": adopt: the name is taken") }
-        guard let pidfd = fds.first else { throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: no pidfd") }
+        guard let pidfd = fds.first.map(Pidfd.init) else { throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: no pidfd") }
         try admit(uid: conn.uid, name: name, action: "adopt")
-        let pid = ccs_pidfd_pid(pidfd.raw)
-        guard pid > 0 else { throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: the fd is not a pidfd of a live process") }
+        guard let pid = pidfd.pid else { throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: the fd is not a pidfd of a live process") }
         var found: [NamespaceKind: OwnedFD] = [:]
         for kind in NamespaceKind.allCases {
             guard let fd = try? Sys.open("/proc/\(pid)/ns/\(kind.rawValue)", O_RDONLY),
@@ -216,7 +215,7 @@ extension Broker {
         let rootUID = (try? Sys.readFile("/proc/\(pid)/uid_map"))?.split(whereSeparator: { $0 == " " || $0 == "\n" })
         let startTime = ProcInfo.startTime(pid: pid) ?? 0
         // Everything above was read while the pidfd pinned the process: check it still is that process.
-        guard ccs_pidfd_pid(pidfd.raw) == pid else { throw ContainerError(.dead, "container \"\(name)\": adopt: the process exited meanwhile") }
+        guard pidfd.names(pid) else { throw ContainerError(.dead, "container \"\(name)\": adopt: the process exited meanwhile") }
         guard !found.isEmpty else {
             throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: process \(pid) shares every namespace with the host")
         }

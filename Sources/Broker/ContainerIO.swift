@@ -171,8 +171,8 @@ extension Broker {
             }
             found.append((kind, try source.duplicate()))
         } else {
-            let pid = ccs_pidfd_pid(source.raw)
-            guard pid > 0 else {
+            let pidfd = Pidfd(source)
+            guard let pid = pidfd.pid else {
                 throw r.err(.invalidArgument, "container_set_ns", "source is neither a container fd, a live pidfd nor a namespace fd")
             }
             if conn.uid != 0 {
@@ -192,7 +192,7 @@ extension Broker {
                 }
                 found.append((k, OwnedFD(raw)))
             }
-            guard ccs_pidfd_pid(source.raw) == pid else {
+            guard pidfd.names(pid) else {
                 throw r.err(.dead, "container_set_ns", "process \(pid) exited while its namespaces were opened")
             }
         }

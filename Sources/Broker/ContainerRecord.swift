@@ -35,7 +35,7 @@ public final class ContainerRecord {
     public let cgroup: CgroupSet
     public var initPid: pid_t = 0
     public var initStartTime: UInt64 = 0
-    public var initPidfd: OwnedFD?
+    public var initPidfd: Pidfd?
     public var exitStatus: Int32?
     /// Live container fds: client end's socket cookie -> daemon's end.
     public var ends: [UInt64: OwnedFD] = [:]

@@ -21,15 +21,15 @@ import Glibc
 /// the requester's cgroup (one /proc read), and its namespace inodes only
 /// when the cgroup names no container.
 extension Broker {
-    func routeKey(_ msg: Message, pidfd: OwnedFD?) -> (Message, [OwnedFD]) {
-        guard let pidfd, let pid = msg["pid"].flatMap({ pid_t($0) }), pid > 0, ccs_pidfd_pid(pidfd.raw) == pid else {
+    func routeKey(_ msg: Message, pidfd: Pidfd?) -> (Message, [OwnedFD]) {
+        guard let pidfd, let pid = msg["pid"].flatMap({ pid_t($0) }), pid > 0, pidfd.names(pid) else {
             return (.error(ContainerError(.invalidArgument, "key: the requester's pid and pidfd are required")), [])
         }
         var who = ProcessIdentity(pid: pid)
         let r: ContainerRecord
         switch attributeLive(&who, pidfd: pidfd) {
         case .gone: return (.error(ContainerError(.notFound, "key: requester \(pid) went away")), [])
-        case .host: return (Message("fallthrough"), [])
+        case .host: return (Message(Op.Upcall.fallthrough), [])
         case .container(let found): r = found
         }
         do {

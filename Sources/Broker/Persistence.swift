@@ -85,7 +85,7 @@ final class Persistence {
                     continue
                 }
             }
-            _ = ccs_umount_detach(path)
+            Sys.umountDetach(path)
         }
     }
 
@@ -137,7 +137,7 @@ final class Persistence {
         let rel = "\(name)/ns/\(pinName)"
         let path = "\(config.containersDir)/\(rel)"
         pinNS.umount(rel)
-        if hostPins.remove(rel) != nil { _ = ccs_umount_detach(path) }
+        if hostPins.remove(rel) != nil { Sys.umountDetach(path) }
         unlink(path)
     }
 

@@ -121,13 +121,7 @@ public enum ContainerCalls {
     static func inRoot<T>(_ fd: CInt, _ body: (OwnedFD) throws -> T) throws -> T {
         let (root, fsuid, fsgid) = try rootAndIDs(fd)
         guard geteuid() == 0, let fsuid, let fsgid else { return try body(root) }
-        var oldUID: uid_t = 0, oldGID: gid_t = 0
-        ccs_swap_fsids(fsuid, fsgid, &oldUID, &oldGID)
-        defer {
-            var u: uid_t = 0, g: gid_t = 0
-            ccs_swap_fsids(oldUID, oldGID, &u, &g)
-        }
-        return try body(root)
+        return try Sys.withFSIDs(uid: fsuid, gid: fsgid) { try body(root) }
     }
 
     static let resolveInRoot = Sys.resolveInRoot | Sys.resolveNoMagiclinks

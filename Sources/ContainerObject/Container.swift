@@ -212,11 +212,10 @@ public final class Container {
         plan.die_with_parent = spec.dieWithParent ? 1 : 0
         var gateRead: OwnedFD?, gateWrite: OwnedFD?
         if spec.gated {
-            var p: [CInt] = [-1, -1]
-            if ccs_pipe_cloexec(&p) < 0 { throw ContainerError.sys("pipe2") }
-            gateRead = OwnedFD(p[0])
-            gateWrite = OwnedFD(p[1])
-            plan.gate_fd = p[0]
+            let (r, w) = try Sys.pipe()
+            gateRead = r
+            gateWrite = w
+            plan.gate_fd = r.raw
         }
         var stage: CInt = 0
         let pid = withExtendedLifetime((fds, prepared, argv, envp, gateRead)) { ccs_join_fork(&plan, &stage) }

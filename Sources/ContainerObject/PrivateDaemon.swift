@@ -39,13 +39,11 @@ public final class PrivateDaemon {
     let logLevel: String
 
     /// The daemon's pid, while it runs.
-    public var pid: pid_t? { pidfd.map { ccs_pidfd_pid($0.raw) }.flatMap { $0 > 0 ? $0 : nil } }
+    public var pid: pid_t? { pidfd.flatMap { Pidfd($0).pid } }
 
     /// Whether the daemon is still running (it is not reaped here).
     public var isRunning: Bool {
-        guard let p = pidfd else { return false }
-        var status: CInt = 0
-        return ccs_pidfd_wait(p.raw, WNOHANG | WNOWAIT, &status) == 0
+        pidfd.map { Pidfd($0).isRunning } ?? false
     }
 
     public func start() throws {

@@ -1,3 +1,4 @@
+import CShim
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,8 +30,7 @@ public enum ProcInfo {
         let rest = stat[stat.index(after: close)...].split(separator: " ")
         // rest[0] is field 3 (state); flags are field 9.
         guard rest.count > 6, let flags = UInt64(rest[6]) else { return true }
-        let pfExiting: UInt64 = 0x4
-        return flags & pfExiting != 0 || rest[0] == "Z" || rest[0] == "X"
+        return flags & UInt64(CCS_PF_EXITING) != 0 || rest[0] == "Z" || rest[0] == "X"
     }
 
     /// A status field such as "NSpid" or "Uid" from /proc/PID/status.

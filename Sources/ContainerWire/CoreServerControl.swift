@@ -20,10 +20,10 @@ public enum CoreServerControl {
     public static func running(stateDir: String) -> (pid: pid_t, pidfd: OwnedFD)? {
         guard let text = try? Sys.readFile(CoreServer.pidPath(stateDir: stateDir)),
               let pid = pid_t(text.trimmingSuffixNewline()), pid > 0,
-              let pidfd = try? Sys.pidfdOpen(pid) else { return nil }
+              let pidfd = try? Pidfd.open(pid) else { return nil }
         let args = ProcInfo.cmdline(pid: pid)
-        guard args.count >= 3, args[1] == "serve", args[2] == stateDir, ccs_pidfd_pid(pidfd.raw) == pid else { return nil }
-        return (pid, pidfd)
+        guard args.count >= 3, args[1] == "serve", args[2] == stateDir, pidfd.names(pid) else { return nil }
+        return (pid, pidfd.fd)
     }
 
     /// Start `<helper> serve <stateDir>` as a detached daemon unless one runs;
@@ -31,10 +31,7 @@ public enum CoreServerControl {
     @discardableResult
     public static func start(stateDir: String, helper: String) throws -> pid_t {
         if let r = running(stateDir: stateDir) { return r.pid }
-        var p: [CInt] = [-1, -1]
-        guard ccs_pipe_cloexec(&p) == 0 else { throw ContainerError.sys("pipe") }
-        let readEnd = OwnedFD(p[0])
-        let writeEnd = OwnedFD(p[1])
+        let (readEnd, writeEnd) = try Sys.pipe()
         let argv = CStringArray([helper, "serve", stateDir])
         let pid = ccs_spawn_detached(helper, argv.pointers, writeEnd.raw)
         writeEnd.close()
@@ -42,7 +39,7 @@ public enum CoreServerControl {
         var pfd = pollfd(fd: readEnd.raw, events: Int16(POLLIN), revents: 0)
         var byte: UInt8 = 0
         guard poll(&pfd, 1, 5000) == 1, read(readEnd.raw, &byte, 1) == 1 else {
-            if let pidfd = try? Sys.pidfdOpen(pid) { try? Sys.pidfdSendSignal(pidfd.raw, SIGKILL) }
+            if let pidfd = try? Pidfd.open(pid) { try? pidfd.sendSignal(SIGKILL) }
             throw ContainerError(.system, "the core server \(helper) did not start listening on \(CoreServer.socketPath(stateDir: stateDir)) (see the kernel log)")
         }
         return pid
@@ -52,9 +49,9 @@ public enum CoreServerControl {
     /// Connections it already forked off finish on their own.
     public static func stop(stateDir: String) {
         if let (_, pidfd) = running(stateDir: stateDir) {
-            try? Sys.pidfdSendSignal(pidfd.raw, SIGTERM)
-            var pfd = pollfd(fd: pidfd.raw, events: Int16(POLLIN), revents: 0)
-            if poll(&pfd, 1, 2000) != 1 { try? Sys.pidfdSendSignal(pidfd.raw, SIGKILL) }
+            let server = Pidfd(pidfd)
+            try? server.sendSignal(SIGTERM)
+            if !Sys.isReadable(server.raw, timeoutMs: 2000) { try? server.sendSignal(SIGKILL) }
         }
         unlink(CoreServer.socketPath(stateDir: stateDir))
         unlink(CoreServer.pidPath(stateDir: stateDir))

@@ -15,7 +15,7 @@ public enum Spool {
         let core = try Sys.open("\(dir)/\(name).core", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
         _ = try Stream.copy(from: fd, to: core.raw)
         _ = fsync(core.raw)
-        try Sys.writeFileAtomically("\(dir)/\(name).meta", String(decoding: Message("core", facts.fields).encoded(), as: UTF8.self),
+        try Sys.writeFileAtomically("\(dir)/\(name).meta", String(decoding: Message(Op.Upcall.core, facts.fields).encoded(), as: UTF8.self),
                                     durable: true)
         return name
     }

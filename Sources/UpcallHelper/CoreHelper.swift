@@ -20,7 +20,7 @@ public enum CoreHelper {
     ///
     /// `inPlace`: a previous pipe helper replaces this process (the pipe
     /// helper's case); otherwise it is spawned (the core server's threads).
-    public static func run(stateDir: String, facts inFacts: CoreFacts, coreFD: CInt = 0, pidfd given: OwnedFD? = nil,
+    public static func run(stateDir: String, facts inFacts: CoreFacts, coreFD: CInt = 0, pidfd given: Pidfd? = nil,
                            inPlace: Bool = true) -> Int32 {
         var facts = inFacts
         // Read only on the paths that need it (host, spool): a container's
@@ -30,7 +30,7 @@ public enum CoreHelper {
                 ?? UpcallConfig(spoolDir: "/var/lib/ctrobj/spool", previousCorePattern: "core", previousModprobe: nil, mode: "pipe")
         }
         // Safe by pid: the kernel keeps the dumping task until we exit.
-        let pidfd = given ?? (try? Sys.pidfdOpen(facts.pid))
+        let pidfd = given ?? (try? Pidfd.open(facts.pid))
         // The cgroup and the pid inside are enough for ctrobjd to place a core
         // of one of its containers; the namespaces (is it the host's?) are
         // read only when ctrobjd says it is not one of them, or is down.
@@ -38,7 +38,7 @@ public enum CoreHelper {
         // What /proc said is the task's only if the pidfd still names it
         // (plain "@" mode does not keep the task for us).
         func taskStillThere() -> Bool {
-            guard let pidfd, ccs_pidfd_pid(pidfd.raw) != facts.pid else { return true }
+            guard let pidfd, !pidfd.names(facts.pid) else { return true }
             log("core of pid \(facts.pid) (\(facts.comm)) dropped: the task was gone before it could be attributed")
             _ = try? Stream.copy(from: coreFD, to: nil)
             return false
@@ -50,13 +50,13 @@ public enum CoreHelper {
         }
         do {
             let conn = try Connection.connect("\(stateDir)/upcall.sock")
-            try withExtendedLifetime(pidfd) {
-                try conn.send(Message("core", facts.fields), fds: [coreFD] + (pidfd.map { [$0.raw] } ?? []))
+            try withExtendedLifetime(pidfd?.fd) {
+                try conn.send(Message(Op.Upcall.core, facts.fields), fds: [coreFD] + (pidfd.map { [$0.raw] } ?? []))
             }
             let (reply, _) = try conn.receive(timeoutMs: 600_000)
             // Not in a container of ctrobjd's: the host's (or another
             // runtime's) core, handled as before install.
-            if reply.op == "fallthrough" { return host() }
+            if reply.op == Op.Upcall.fallthrough { return host() }
             _ = try reply.checked()
             return 0
         } catch let e as ContainerError where e.code == .daemonUnavailable {

@@ -27,7 +27,7 @@ extension CoreServer {
         // The server must not dump into itself (the kernel's advice), and
         // previous pipe helpers it spawns for host crashes are reaped by the
         // kernel.
-        _ = ccs_set_nondumpable()
+        Sys.setNondumpable()
         signal(SIGCHLD, SIG_IGN)
         signal(SIGPIPE, SIG_IGN)
         let path = socketPath(stateDir: stateDir)
@@ -53,13 +53,15 @@ extension CoreServer {
             close(readyFD)
         }
         while true {
-            let c = ccs_accept(listener.raw)
-            if c < 0 {
-                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
-                    if errno != EINTR && errno != ECONNABORTED { usleep(10_000) }
+            let c: CInt
+            do { c = try Sys.accept(listener.raw).take() } catch {
+                let e = (error as? ContainerError)?.errno ?? 0
+                if e == ECONNABORTED { continue }
+                if Sys.isOutOfResources(e) {
+                    usleep(10_000)
                     continue
                 }
-                CoreHelper.log("core server for \(stateDir): accept: \(errnoDescription(errno)); exiting")
+                CoreHelper.log("core server for \(stateDir): accept: \(errnoDescription(e)); exiting")
                 exit(1)
             }
             // One thread per connection: a fork per core cost more than the
@@ -90,7 +92,7 @@ extension CoreServer {
         facts.gather()
         _ = Namespaces.areCallers(pid: facts.pid)
         _ = UpcallConfig.load(stateDir: stateDir)
-        _ = try? CoreFacts(fields: Message.decode(Message("core", facts.fields).encoded()))
+        _ = try? CoreFacts(fields: Message.decode(Message(Op.Upcall.core, facts.fields).encoded()))
     }
 
     /// One kernel connection: answer the request, learn who crashed from
@@ -108,15 +110,13 @@ extension CoreServer {
                 return 1
             }
         }
-        let pidfdRaw = ccs_peer_pidfd(c)
-        guard pidfdRaw >= 0 else {
+        guard let pidfd = Pidfd.ofPeer(c) else {
             CoreHelper.log("core socket: no peer pidfd: \(errnoDescription(errno))")
             return 1
         }
-        let pidfd = OwnedFD(pidfdRaw)
-        var info = ccs_core_info()
-        guard ccs_pidfd_coredump_info(pidfd.raw, &info) == 0 else {
-            CoreHelper.log("core socket: PIDFD_GET_INFO: \(errnoDescription(errno))")
+        let info: ccs_core_info
+        do { info = try pidfd.info() } catch {
+            CoreHelper.log("core socket: \(error)")
             return 1
         }
         // Only a task the kernel is dumping: anything else (a root process

@@ -45,13 +45,9 @@ public enum HostCore {
             name += ".\(facts.pid)"
         }
         let path = name.hasPrefix("/") ? name : "/proc/\(facts.pid)/cwd/\(name)"
-        var oldU: uid_t = 0, oldG: gid_t = 0
         let fsuid = facts.dumpMode == 2 ? 0 : facts.uid
         let fsgid = facts.dumpMode == 2 ? 0 : facts.gid
-        ccs_swap_fsids(fsuid, fsgid, &oldU, &oldG)
-        let out = try? Sys.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
-        var u: uid_t = 0, g: gid_t = 0
-        ccs_swap_fsids(oldU, oldG, &u, &g)
+        let out = Sys.withFSIDs(uid: fsuid, gid: fsgid) { try? Sys.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600) }
         guard let out else {
             _ = try? Stream.copy(from: coreFD, to: nil)
             return 1

@@ -36,8 +36,6 @@ public enum KeyHelper {
         }
     }
 
-    static let keyctlNegate: Int32 = 13
-
     public static func run(stateDir: String, request: Request) -> Int32 {
         // Never recurse: a container that sees our configuration must not route again.
         if getenv("CTROBJ_UPCALL_DEPTH") != nil { return negate(request, "request-key loop") }
@@ -47,30 +45,30 @@ public enum KeyHelper {
         }
         // The requester may be a thread. A task we cannot open is not known to
         // be the host's: never the host's configuration for it.
-        let pidfd: OwnedFD
+        let pidfd: Pidfd
         do {
-            pidfd = try Sys.pidfdOpenTask(pid)
+            pidfd = try Pidfd.openTask(pid)
         } catch {
             return negate(request, "the requester \(pid) cannot be opened: \(error)")
         }
         let host = Namespaces.areCallers(pid: pid)
         // Still the same process (the pidfd pins it; the namespaces were read after).
-        guard ccs_pidfd_pid(pidfd.raw) == pid else { return negate(request, "requester \(pid) went away") }
+        guard pidfd.names(pid) else { return negate(request, "requester \(pid) went away") }
         if host { return hostRequestKey(stateDir: stateDir, request) }
-        let msg = Message("key", ["pid": "\(pid)", "key_type": request.type, "key_desc": request.description])
+        let msg = Message(Op.Upcall.key, ["pid": "\(pid)", "key_type": request.type, "key_desc": request.description])
         let reply: Message, fds: [OwnedFD]
         do {
             let conn = try Connection.connect("\(stateDir)/upcall.sock")
-            try conn.send(msg, fds: [pidfd.raw])
+            try withExtendedLifetime(pidfd.fd) { try conn.send(msg, fds: [pidfd.raw]) }
             (reply, fds) = try conn.receive(timeoutMs: 10_000)
         } catch {
             return negate(request, "ctrobjd did not answer: \(error)")
         }
-        if reply.op == "fallthrough" {
+        if reply.op == Op.Upcall.fallthrough {
             CoreHelper.log("key \(request.key): requester \(pid) is in no container of ctrobjd's; host configuration")
             return hostRequestKey(stateDir: stateDir, request)
         }
-        guard reply.op == "ok", let plan = try? JoinPlan(fields: reply, fdCount: fds.count) else {
+        guard reply.op == Op.ok, let plan = try? JoinPlan(fields: reply, fdCount: fds.count) else {
             return negate(request, "ctrobjd refused: \(reply["message"] ?? reply.op)")
         }
         // The timeout (upcall.conf key_timeout) comes with the answer: ctrobjd
@@ -85,8 +83,8 @@ public enum KeyHelper {
         // our children ourselves, so the one child we fork is born in it (no
         // intermediate process to fork and reap).
         if case .join(let i) = plan.pidns {
-            if ccs_setns(fds[i].raw, NamespaceKind.pid.cloneFlag) < 0 {
-                return negate(request, "container \"\(container)\": join its pid namespace: \(errnoDescription(errno))")
+            do { try Sys.setns(fds[i].raw, .pid) } catch {
+                return negate(request, "container \"\(container)\": join its pid namespace: \(errnoDescription((error as? ContainerError)?.errno ?? 0))")
             }
             p.pidns_mode = 0
             p.pidns_fd = -1
@@ -102,32 +100,19 @@ public enum KeyHelper {
         p.new_pgrp = 1
         var stage: CInt = 0
         let child = withExtendedLifetime((fds, argv, envp)) { ccs_join_fork(&p, &stage) }
-        guard child > 0, let cfd = try? Sys.pidfdOpen(child) else {
+        guard child > 0, let cfd = try? Pidfd.open(child) else {
             return negate(request, "container \"\(container)\": request-key did not start (step \(stage)): \(errnoDescription(errno))")
         }
-        // Sleep in poll on the pidfd until the child exits or the time is up.
-        let deadline = Sys.monotonicNanos() + UInt64(max(timeoutSeconds, 0)) * 1_000_000_000
-        while true {
-            let now = Sys.monotonicNanos()
-            if now >= deadline { break }
-            var pfd = pollfd(fd: cfd.raw, events: Int16(POLLIN), revents: 0)
-            let left = Int32(clamping: (deadline - now + 999_999) / 1_000_000)
-            if poll(&pfd, 1, left) > 0, let status = try? Sys.pidfdWait(cfd.raw, nohang: true) {
-                return status & 0x7f == 0 ? (status >> 8) & 0xff : 1
-            }
+        if let status = cfd.waitOrKillGroup(pid: child, timeoutSeconds: timeoutSeconds) {
+            return status & 0x7f == 0 ? (status >> 8) & 0xff : 1
         }
-        // Its process group first (what the handler started), while the
-        // unreaped child keeps the group's id from being reused.
-        kill(-child, SIGKILL)
-        try? Sys.pidfdSendSignal(cfd.raw, SIGKILL)
-        _ = try? Sys.pidfdWait(cfd.raw)
         return negate(request, "container \"\(container)\": request-key took longer than \(timeoutSeconds) s and was killed, with its process group")
     }
 
     /// A negative key for 30 s: the requester gets an error at once, never a hang.
     static func negate(_ request: Request, _ why: String) -> Int32 {
         CoreHelper.log("key \(request.key) (\(request.type):\(request.description)) negated: \(why)")
-        _ = ccs_keyctl(keyctlNegate, UInt(bitPattern: Int(request.key)), 30, UInt(UInt32(bitPattern: Int32(request.sessionKeyring) ?? 0)), 0)
+        Sys.negateKey(request.key, timeoutSeconds: 30, keyring: Int32(request.sessionKeyring) ?? 0)
         return 1
     }
 

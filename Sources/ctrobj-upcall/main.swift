@@ -35,13 +35,13 @@ if args[0].hasSuffix("/modprobe") {
 
 // Pipe mode: the kernel blocks on a full core pipe (64 KiB) until we read;
 // a larger one lets it write on while we find out where the core goes.
-if args[1] == "core" || args[1] == "corefd" { _ = ccs_grow_pipe(0, 1 << 20) }
+if args[1] == "core" || args[1] == "corefd" { Sys.growPipe(0, to: 1 << 20) }
 
 switch args[1] {
 case "core", "corefd":
     guard let (state, facts, fdNumber) = CoreFacts.pipeArguments(Array(args.dropFirst())) else { usage() }
     // %F: the kernel put a pidfd of the dumping task at this fd number.
-    let pidfd = fdNumber.flatMap { ccs_pidfd_pid($0) == facts.pid ? OwnedFD($0) : nil }
+    let pidfd = fdNumber.flatMap { $0 >= 0 ? Pidfd(OwnedFD($0)) : nil }.flatMap { $0.names(facts.pid) ? $0 : nil }
     exit(CoreHelper.run(stateDir: state, facts: facts, pidfd: pidfd))
 case "key":
     guard args.count >= 11, let key = Int32(args[3]) else { usage() }

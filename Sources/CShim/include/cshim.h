@@ -25,6 +25,18 @@ extern "C" {
 #define CCS_OPEN_TREE_CLONE 1U      /* OPEN_TREE_CLONE */
 #define CCS_AT_EMPTY_PATH 0x1000U   /* AT_EMPTY_PATH */
 #define CCS_AT_RECURSIVE 0x8000U    /* AT_RECURSIVE */
+#define CCS_MS_NOSUID 2UL           /* MS_NOSUID */
+#define CCS_MS_NODEV 4UL            /* MS_NODEV */
+#define CCS_MS_NOEXEC 8UL           /* MS_NOEXEC */
+#define CCS_RESOLVE_NO_MAGICLINKS 0x02ULL /* RESOLVE_NO_MAGICLINKS */
+#define CCS_RESOLVE_NO_SYMLINKS 0x04ULL   /* RESOLVE_NO_SYMLINKS */
+#define CCS_RESOLVE_BENEATH 0x08ULL       /* RESOLVE_BENEATH */
+#define CCS_RESOLVE_IN_ROOT 0x10ULL       /* RESOLVE_IN_ROOT */
+#define CCS_KEYCTL_NEGATE 13        /* KEYCTL_NEGATE */
+#define CCS_NSFS_MAGIC 0x6e736673L  /* NSFS_MAGIC: statfs f_type of a namespace file */
+#define CCS_NS_GET_USERNS 0xb701UL  /* NS_GET_USERNS, _IO(0xb7, 0x1) */
+#define CCS_NS_GET_NSTYPE 0xb703UL  /* NS_GET_NSTYPE, _IO(0xb7, 0x3) */
+#define CCS_PF_EXITING 0x4ULL       /* PF_EXITING in /proc/PID/stat's flags */
 
 /* ---- plain syscalls (syscalls.c) ------------------------------------- */
 int ccs_pidfd_open(pid_t pid, unsigned int flags);
