@@ -130,6 +130,14 @@ extension Broker {
     /// fork.commit: the caller's new init, checked before it is believed: a
     /// live pidfd of the named pid, in the container's cgroup, and pid 1 of
     /// its own pid namespace when the container has one.
+    func forkAbort(_ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
+        if let r = conn.forking, r.forkingConnection == ObjectIdentifier(conn) {
+            r.forkingConnection = nil
+        }
+        conn.forking = nil
+        return Reply(.ok())
+    }
+
     func forkCommit(_ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
         guard let r = conn.forking, r.forkingConnection == ObjectIdentifier(conn) else {
             throw ContainerError(.invalidArgument, "fork.commit without fork.prepare")

@@ -5,7 +5,22 @@ import ContainerWire
 import Glibc
 #endif
 
+/// A container's life after its start: status, init's exit (the pidfd
+/// turns readable), destroy and KILL_ON_CLOSE's (Broker.endClosed), the
+/// release of its namespaces and cgroup, and the restore of every record
+/// at ctrobjd's start.
 extension Broker {
+    func status(_ r: ContainerRecord, _ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
+        refreshExitStatus(r)
+        return Reply(.ok(r.statusFields))
+    }
+
+    func destroyRequest(_ r: ContainerRecord, _ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
+        try requireOwner(r, conn, "container_destroy")
+        destroy(r)
+        return Reply(.ok())
+    }
+
     /// init's pidfd became readable: the container is dead.
     func initExited(_ r: ContainerRecord) {
         if let p = r.initPidfd { loop.unwatch(p.raw) }
