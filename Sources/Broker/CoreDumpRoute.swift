@@ -91,18 +91,18 @@ extension Broker {
         }
     }
 
-    /// In socket mode the kernel's cores go to the core server: if it is
-    /// gone while core_pattern still names its socket, start it again (a
-    /// crash in between finds no listener and its core is lost; the kernel
-    /// logs that).
-    /// Upcall housekeeping (at start and twice a second): upcall.conf read
-    /// once for both jobs.
+    /// Upcall housekeeping (at start and twice a second): deliver spooled
+    /// cores and supervise the core server, upcall.conf read once for both.
     func upcallHousekeeping() {
         let conf = currentUpcallConfig()
         drainSpool(dir: conf?.spoolDir ?? config.spoolDir)
         if let conf { superviseCoreServer(conf) }
     }
 
+    /// In socket mode the kernel's cores go to the core server: if it is
+    /// gone while core_pattern still names its socket, start it again (a
+    /// crash in between finds no listener and its core is lost; the kernel
+    /// logs that).
     func superviseCoreServer(_ conf: UpcallConfig) {
         guard conf.mode.hasPrefix("socket") else { return }
         let sock = CoreServer.socketPath(stateDir: config.stateDir)

@@ -7,7 +7,9 @@ import Glibc
 
 /// The syscall side of the API on raw container fds: what both the Swift
 /// `Container` type and the C ABI call. Each function is one request to
-/// ctrobjd on a fresh connection, the container fd passed as the capability.
+/// ctrobjd on this process's one connection to it (SharedConnection: opened
+/// on first use, replaced after a fork or a ctrobjd restart), the container
+/// fd passed with it as the capability.
 public enum ContainerCalls {
     public static func call(_ m: Message, _ fds: [CInt] = []) throws -> (Message, [OwnedFD]) {
         try SharedConnection.request(m, fds: fds)
