@@ -68,5 +68,5 @@ let package = Package(
             "ContainerObject", "UpcallInstall", "ContainerWire", "ContainerSystem", "CShim",
         ]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

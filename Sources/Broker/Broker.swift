@@ -10,7 +10,13 @@ import Glibc
 /// ctrobjd's core: it plays the kernel. It owns the container table, answers
 /// requests on its socket, watches container fds (last close), init pidfds
 /// (exit) and signals, and persists every change.
-public final class Broker {
+///
+/// Confined to the event loop's thread: every stored property below is read
+/// and written there only (no locks: EventLoop.swift). It is Sendable so that
+/// work started on a worker (a core's stream, a spare's namespaces, a
+/// handler's slow part) can carry it back with `loop.post`; such work must
+/// not touch it before that.
+public final class Broker: @unchecked Sendable {
     /// `cgroupParent` is final once start() has placed the cgroups.
     public internal(set) var config: BrokerConfig
     public internal(set) var cgroupPlacement: CgroupPlacement?

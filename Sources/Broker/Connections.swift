@@ -160,7 +160,7 @@ extension Broker {
     /// table), `finish` on the loop thread with its result, whatever became
     /// of the connection meanwhile; its reply is sent if the client is
     /// still there. The connection reads no further request until then.
-    func answerLater<T>(_ conn: ClientConnection, _ work: @escaping () -> T, then finish: @escaping (T) -> Reply) -> Reply {
+    func answerLater<T: Sendable>(_ conn: ClientConnection, _ work: @escaping @Sendable () -> T, then finish: @escaping @Sendable (T) -> Reply) -> Reply {
         let loop = self.loop
         workQueue(for: conn.principal).async {
             let value = work()
@@ -300,7 +300,9 @@ extension Broker {
     }
 }
 
-final class ClientConnection {
+/// Confined to the loop thread like the Broker (Sendable only to be carried
+/// back there through `loop.post`).
+final class ClientConnection: @unchecked Sendable {
     static let readEvents = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
     let fd: OwnedFD
     let pid: pid_t

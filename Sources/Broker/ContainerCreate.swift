@@ -91,7 +91,7 @@ extension Broker {
 
     /// What create decided before the namespaces are made; its name and
     /// its place under the owner's limit are held until it finishes.
-    struct PendingCreate {
+    struct PendingCreate: Sendable {
         let id: UInt64
         let name: String
         let flags: UInt32

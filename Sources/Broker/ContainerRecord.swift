@@ -4,8 +4,10 @@ import ContainerWire
 import Glibc
 #endif
 
-/// One container, as the daemon (playing the kernel) holds it.
-public final class ContainerRecord {
+/// One container, as the daemon (playing the kernel) holds it. Confined to
+/// the loop thread like the Broker; a worker that needs a field copies it
+/// before it starts (Sendable only to be carried back through `loop.post`).
+public final class ContainerRecord: @unchecked Sendable {
     public let id: UInt64
     public let name: String
     public let flags: UInt32

@@ -20,9 +20,9 @@ extension Broker {
     /// are only logged. Without it (spooled cores) the reply says how the
     /// delivery ended.
     /// `r`: the container attribution found (nil: the host's).
-    func routeCore(_ facts: CoreFacts, to r: ContainerRecord?, core: OwnedFD, early: Bool = false, reply: @escaping (Message) -> Void) {
+    func routeCore(_ facts: CoreFacts, to r: ContainerRecord?, core: OwnedFD, early: Bool = false, reply: @escaping @Sendable (Message) -> Void) {
         let accepted = { if early { reply(.ok(["accepted": "1"])) } }
-        let finished: (Message) -> Void = { m in if !early { reply(m) } }
+        let finished: @Sendable (Message) -> Void = { m in if !early { reply(m) } }
         guard let r else {
             logger.info("core of pid \(facts.pid) (\(facts.comm)): in no container of ours; host handling")
             reply(Message(Op.Upcall.fallthrough))
@@ -126,7 +126,8 @@ extension Broker {
             routeCore(facts, to: attribute(facts.process), core: core) { [weak self] m in
                 let done = m.op == Op.ok
                 if done { Spool.remove(dir: dir, name: name) }
-                loop.post { self?.spoolDelivered(name, dir: dir, reply: m) }
+                let broker = self
+                loop.post { broker?.spoolDelivered(name, dir: dir, reply: m) }
             }
         }
     }
@@ -184,8 +185,8 @@ let coreHandlerTimeoutSeconds = 300
 
 extension Broker {
     /// The container's own core handler, inside it, with the core on stdin.
-    func runCoreHandler(_ r: ContainerRecord, _ f: CoreFacts, core: OwnedFD, early: Bool, reply: @escaping (Message) -> Void) {
-        let finished: (Message) -> Void = { m in if !early { reply(m) } }
+    func runCoreHandler(_ r: ContainerRecord, _ f: CoreFacts, core: OwnedFD, early: Bool, reply: @escaping @Sendable (Message) -> Void) {
+        let finished: @Sendable (Message) -> Void = { m in if !early { reply(m) } }
         let path = String(r.corePolicy.dropFirst("handler:".count))
         let count = r.idCount(config)
         let inside = { (id: UInt32, base: UInt32) -> UInt32 in

@@ -17,7 +17,9 @@ import Glibc
 ///
 /// Pins are mounted and unmounted by the pinner thread, and opened or
 /// stat'ed by any thread through `view`, the pin namespace's root.
-final class PinNamespace {
+/// Sendable: the pinner thread takes one job at a time (its own mutex and
+/// condition variable, CShim pinner.c); `view` is only read.
+final class PinNamespace: @unchecked Sendable {
     let view: OwnedFD
     private let pinner: OpaquePointer
     let pinPath: String

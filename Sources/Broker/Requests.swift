@@ -21,9 +21,9 @@ import Glibc
 /// | UpcallPolicy.swift       | policy                                           |
 /// | Lifecycle.swift          | status, destroy                                  |
 extension Broker {
-    typealias Handler = (Broker) -> (Message, [OwnedFD], ClientConnection) throws -> Reply
+    typealias Handler = @Sendable (Broker) -> (Message, [OwnedFD], ClientConnection) throws -> Reply
     /// A handler on a container named by the request's first fd.
-    typealias RecordHandler = (Broker) -> (ContainerRecord, Message, [OwnedFD], ClientConnection) throws -> Reply
+    typealias RecordHandler = @Sendable (Broker) -> (ContainerRecord, Message, [OwnedFD], ClientConnection) throws -> Reply
 
     static let handlers: [String: Handler] = [
         Op.create: { $0.createRequest },

@@ -1,6 +1,7 @@
 import CShim
 import ContainerSystem
 import ContainerWire
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -96,20 +97,9 @@ public struct ProcessSpec {
     }
 }
 
-/// A pthread mutex for the few fields a Container shares between threads.
-final class Mutex {
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    deinit { pthread_mutex_destroy(&m) }
-    func locked<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        return try body()
-    }
-}
-
-/// A container object: the owner of one container fd.
-public final class Container {
+/// A container object: the owner of one container fd. Sendable: its one
+/// mutable field, the cached way in, is under a Mutex.
+public final class Container: Sendable {
     public let fd: OwnedFD
 
     public init(adopting fd: OwnedFD) { self.fd = fd }
@@ -165,14 +155,13 @@ public final class Container {
     /// What entering this running container takes, kept after the first exec
     /// (its namespaces and cgroup do not change while init lives), so later
     /// execs make no request to ctrobjd.
-    private var enterCache: (JoinPlan, [OwnedFD])?
-    private let cacheLock = Mutex()
+    private let enterCache = Mutex<(JoinPlan, [OwnedFD])?>(nil)
 
     func joinPlan(enter: Bool) throws -> (JoinPlan, [OwnedFD], PreparedJoin?, cached: Bool) {
-        if enter, let c = cacheLock.locked({ enterCache }) { return (c.0, c.1, nil, true) }
+        if enter, let c = enterCache.withLock({ $0 }) { return (c.0, c.1, nil, true) }
         let prepared = try ContainerCalls.prepareJoin(fd.raw, enter: enter)
         if enter {
-            cacheLock.locked { enterCache = (prepared.plan, prepared.fds) }
+            enterCache.withLock { $0 = (prepared.plan, prepared.fds) }
             return (prepared.plan, prepared.fds, nil, false)
         }
         return (prepared.plan, prepared.fds, prepared, false)
@@ -181,9 +170,9 @@ public final class Container {
     func spawn(_ spec: ProcessSpec, enter: Bool) throws -> ContainerProcess {
         do {
             return try spawnOnce(spec, enter: enter)
-        } catch let e as ContainerError where enter && cacheLock.locked({ enterCache != nil }) {
+        } catch let e as ContainerError where enter && enterCache.withLock({ $0 != nil }) {
             // A cached way in goes stale when init dies: ask ctrobjd again, once.
-            cacheLock.locked { enterCache = nil }
+            enterCache.withLock { $0 = nil }
             _ = e
             return try spawnOnce(spec, enter: enter)
         }

@@ -343,3 +343,9 @@ extension Sys {
         _ = ccs_keyctl(CCS_KEYCTL_NEGATE, UInt(bitPattern: Int(key)), timeoutSeconds, UInt(UInt32(bitPattern: keyring)), 0)
     }
 }
+
+extension Sys {
+    /// Write to fd 2, unbuffered (Glibc's `stderr` is a shared mutable
+    /// global that Swift 6 will not let threads touch).
+    public static func printError(_ s: String) { _ = try? write(2, s) }
+}

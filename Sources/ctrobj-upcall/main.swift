@@ -15,10 +15,10 @@ import Glibc
 
 let args = CommandLine.arguments
 func usage() -> Never {
-    fputs("usage: ctrobj-upcall core STATE_DIR PID UID GID SIGNAL TIME DUMPMODE COMM...\n", stderr)
-    fputs("       ctrobj-upcall corefd STATE_DIR PIDFD PID UID GID SIGNAL TIME DUMPMODE COMM...\n", stderr)
-    fputs("       ctrobj-upcall serve STATE_DIR\n", stderr)
-    fputs("       ctrobj-upcall key STATE_DIR KEY TYPE UID GID THREAD_KR PROCESS_KR SESSION_KR DESC...\n", stderr)
+    Sys.printError("usage: ctrobj-upcall core STATE_DIR PID UID GID SIGNAL TIME DUMPMODE COMM...\n")
+    Sys.printError("       ctrobj-upcall corefd STATE_DIR PIDFD PID UID GID SIGNAL TIME DUMPMODE COMM...\n")
+    Sys.printError("       ctrobj-upcall serve STATE_DIR\n")
+    Sys.printError("       ctrobj-upcall key STATE_DIR KEY TYPE UID GID THREAD_KR PROCESS_KR SESSION_KR DESC...\n")
     exit(2)
 }
 

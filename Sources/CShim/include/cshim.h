@@ -292,6 +292,8 @@ int ccs_core_signal_peek(int fd, int timeout_ms);
 pid_t ccs_spawn_detached(const char *path, char *const argv[], int ready_fd);
 /* PR_SET_DUMPABLE 0: a core server must not dump into itself. */
 int ccs_set_nondumpable(void);
+/* setvbuf(stdout, _IOLBF): stdout is a C global Swift 6 will not touch. */
+void ccs_line_buffer_stdout(void);
 /* F_SETPIPE_SZ. */
 int ccs_grow_pipe(int fd, int size);
 /* Copy src to EOF into dst (dst < 0: discard), keeping at most limit bytes
