@@ -1,3 +1,4 @@
+import CShim
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -77,15 +78,9 @@ extension Namespaces {
 
     /// The one host check: true when every namespace of `kinds` that can be
     /// read for `pid` is this process's (inode and device), and at least
-    /// one can. A kind this process cannot read its own of never matches.
-    /// (helpers/ctrobj-upcall-key.c's host_process is the same rule in C.)
-    public static func areCallers(pid: pid_t, kinds: [NamespaceKind] = ProcessIdentity.kinds, procRoot: String = "/proc") -> Bool {
-        var compared = 0
-        for kind in kinds {
-            guard let theirs = NamespaceID(path: "\(procRoot)/\(pid)/ns/\(kind.rawValue)") else { continue }
-            guard own[kind] == theirs else { return false }
-            compared += 1
-        }
-        return compared > 0
+    /// one can. One implementation, in C (CShim keyhelper.c), which the key
+    /// route runs too.
+    public static func areCallers(pid: pid_t, kinds: [NamespaceKind] = ProcessIdentity.kinds) -> Bool {
+        ccs_is_host_process(pid, kinds.reduce(0) { $0 | $1.cloneFlag }) == 1
     }
 }

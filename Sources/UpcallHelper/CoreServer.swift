@@ -84,8 +84,7 @@ extension CoreServer {
 
     /// Run once what every connection runs, before the first one: the
     /// runtime's lazily made state (string tables, metadata) is not built on
-    /// a core's path, and the cache of our own namespace inodes is filled
-    /// before threads share it.
+    /// a core's path.
     static func warmUp(stateDir: String) {
         var facts = CoreFacts(pid: getpid(), uid: 0, gid: 0, signal: 0, time: Sys.realtimeSeconds(), dumpMode: 1,
                               comm: ProcInfo.comm(pid: getpid()) ?? "")

@@ -44,12 +44,10 @@ case "core", "corefd":
     let pidfd = fdNumber.flatMap { $0 >= 0 ? Pidfd(OwnedFD($0)) : nil }.flatMap { $0.names(facts.pid) ? $0 : nil }
     exit(CoreHelper.run(stateDir: state, facts: facts, pidfd: pidfd))
 case "key":
-    guard args.count >= 11, let key = Int32(args[3]) else { usage() }
-    var desc = args[10]
-    for word in args[11...] { desc += " " + word }
-    let req = KeyHelper.Request(key: key, type: args[4], description: desc, uid: args[5], gid: args[6],
-                                threadKeyring: args[7], processKeyring: args[8], sessionKeyring: args[9])
-    exit(KeyHelper.run(stateDir: args[2], request: req))
+    guard args.count >= 11 else { usage() }
+    // The key route is one implementation, in C (CShim keyhelper.c), which
+    // the C helper ctrobj-upcall-key runs too.
+    exit(ccs_key_helper(CommandLine.argc, CommandLine.unsafeArgv))
 case "serve":
     guard args.count == 3 else { usage() }
     // Started by CoreServerControl.start with its readiness pipe on fd 3.

@@ -292,6 +292,13 @@ int ccs_core_signal_peek(int fd, int timeout_ms);
 pid_t ccs_spawn_detached(const char *path, char *const argv[], int ready_fd);
 /* PR_SET_DUMPABLE 0: a core server must not dump into itself. */
 int ccs_set_nondumpable(void);
+/* The key route (keyhelper.c): everything request-key's program does for
+ * one request; argv as `ctrobj-upcall key STATE %k %t %u %g %T %P %S %d`.
+ * Returns the exit code (it may exec request-key instead). */
+int ccs_key_helper(int argc, char **argv);
+/* 1 when every namespace of pid among kinds (CLONE_NEW* bits) that can be
+ * read is the caller's (inode and device), and at least one can; else 0. */
+int ccs_is_host_process(pid_t pid, int kinds);
 /* setvbuf(stdout, _IOLBF): stdout is a C global Swift 6 will not touch. */
 void ccs_line_buffer_stdout(void);
 /* F_SETPIPE_SZ. */
