@@ -133,7 +133,7 @@ extension Broker {
         let (rc, stage, e) = result
         guard rc < 0 else { return Reply(.ok()) }
         return Reply(.error(r.err(ContainerError.codeFor(e), "container_mount",
-                                  "\(RequestRules.escaped(target)): \(stageName(stage)): \(errnoDescription(e))", errno: e)))
+                                  "\(RequestRules.escaped(target)): \(childStageName(stage)): \(errnoDescription(e))", errno: e)))
     }
 
     /// container_set_ns: namespaces of another container (by its fd), of a

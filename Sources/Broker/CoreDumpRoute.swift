@@ -222,7 +222,7 @@ extension Broker {
             let pid = withExtendedLifetime((fds, argv, envp, core)) { ccs_join_fork(&p, &stage) }
             guard pid > 0, let pidfd = try? Pidfd.open(pid) else {
                 let e = errno
-                logger.error("container \"\(name)\": core handler \(path) did not start (\(stageName(stage))): \(errnoDescription(e))")
+                logger.error("container \"\(name)\": core handler \(path) did not start (\(childStageName(stage))): \(errnoDescription(e))")
                 _ = try? Stream.copy(from: core.raw, to: nil)
                 finished(.error(ContainerError(.system, "core handler \(path) did not start: \(errnoDescription(e))", errno: e)))
                 return

@@ -213,7 +213,7 @@ public final class Container: Sendable {
             if prepared != nil { ContainerCalls.abort(fd.raw) }
             let name = (try? status().name) ?? "?"
             throw ContainerError(ContainerError.codeFor(e),
-                "container \"\(name)\": \(enter ? "exec" : "fork_into_container") \(spec.path): \(stageLabel(stage)): \(errnoDescription(e))",
+                "container \"\(name)\": \(enter ? "exec" : "fork_into_container") \(spec.path): \(childStageName(stage)): \(errnoDescription(e))",
                 errno: e)
         }
         gateRead?.close()
@@ -333,19 +333,4 @@ public final class Container: Sendable {
 
     /// Close this reference (with CONTAINER_KILL_ON_CLOSE, the last one destroys).
     public func close() { fd.close() }
-}
-
-func stageLabel(_ stage: CInt) -> String {
-    switch Int(stage) {
-    case Int(CCS_STAGE_CGROUP.rawValue): return "joining the cgroup"
-    case Int(CCS_STAGE_USERNS.rawValue): return "joining the user namespace"
-    case Int(CCS_STAGE_SETNS.rawValue): return "joining the namespaces"
-    case Int(CCS_STAGE_SETID.rawValue): return "becoming the container's root"
-    case Int(CCS_STAGE_PIDNS.rawValue): return "the pid namespace"
-    case Int(CCS_STAGE_CLONE.rawValue): return "clone3"
-    case Int(CCS_STAGE_STDIO.rawValue): return "stdio"
-    case Int(CCS_STAGE_EXEC.rawValue): return "execve"
-    case Int(CCS_STAGE_CHDIR.rawValue): return "chdir"
-    default: return "fork"
-    }
 }
