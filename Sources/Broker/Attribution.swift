@@ -22,10 +22,16 @@ import Glibc
 /// when the process is in the container's own user namespace (if it has
 /// one): a container may share namespaces of others (set_ns), and that must
 /// not bring it their processes' upcalls. ctrobjd's own namespaces (the
-/// host's) are never indexed (register, setNamespace).
-extension Broker {
+/// host's) are never indexed. The index is kept here too (AttributionIndex:
+/// Broker.register, unregister and setNamespace call it).
+struct AttributionIndex {
+    /// Namespace inode -> the container that owns it.
+    private(set) var byNamespace: [UInt64: ContainerRecord] = [:]
+    /// Cgroup path below the hierarchies ("ctrobj/c5") -> container.
+    private(set) var byCgroup: [String: ContainerRecord] = [:]
+
     /// What the identity already holds, looked up; nothing is read.
-    func attribute(_ who: ProcessIdentity) -> ContainerRecord? {
+    func lookup(_ who: ProcessIdentity) -> ContainerRecord? {
         if let r = byCgroup[who.cgroupKey] { return r }
         for kind in [NamespaceKind.pid, .mnt, .user, .net, .uts, .ipc, .cgroup] {
             guard let ino = who.namespaces[kind], let r = byNamespace[ino] else { continue }
@@ -34,6 +40,36 @@ extension Broker {
         }
         return nil
     }
+
+    /// Index a record by its cgroup and namespaces. An adopted container's
+    /// cgroup may hold host processes too: it is found by its namespaces only.
+    mutating func add(_ r: ContainerRecord) {
+        if !r.adopted && !r.cgroup.relativePath.isEmpty { byCgroup[r.cgroup.relativePath] = r }
+        for (kind, ino) in r.namespaceInodes { addNamespace(kind, ino, of: r) }
+    }
+
+    mutating func remove(_ r: ContainerRecord) {
+        if byCgroup[r.cgroup.relativePath] === r { byCgroup.removeValue(forKey: r.cgroup.relativePath) }
+        for (_, ino) in r.namespaceInodes { removeNamespace(ino, of: r) }
+    }
+
+    /// A shared namespace (a pod's net) attributes to its first owner; the
+    /// host's (ctrobjd's own) to nobody.
+    mutating func addNamespace(_ kind: NamespaceKind, _ ino: UInt64, of r: ContainerRecord) {
+        if byNamespace[ino] == nil && !Self.isOwn(kind, ino) { byNamespace[ino] = r }
+    }
+
+    mutating func removeNamespace(_ ino: UInt64, of r: ContainerRecord) {
+        if byNamespace[ino] === r { byNamespace.removeValue(forKey: ino) }
+    }
+
+    /// Whether a namespace inode is ctrobjd's own (the host's).
+    static func isOwn(_ kind: NamespaceKind, _ ino: UInt64) -> Bool { Namespaces.own[kind]?.inode == ino }
+}
+
+extension Broker {
+    /// What the identity already holds, looked up; nothing is read.
+    func attribute(_ who: ProcessIdentity) -> ContainerRecord? { attribution.lookup(who) }
 
     enum LiveAttribution {
         case container(ContainerRecord)
@@ -65,12 +101,10 @@ extension Broker {
     /// The container whose own user namespace is `userns` (a device's uevents
     /// go in as that container's root); nil if none is.
     func container(owningUserNamespace userns: UInt64) -> ContainerRecord? {
-        guard let r = byNamespace[userns], r.namespaceInodes[.user] == userns else { return nil }
+        guard let r = attribution.byNamespace[userns], r.namespaceInodes[.user] == userns else { return nil }
         return r
     }
 
     /// Whether a namespace inode is ctrobjd's own (the host's): never indexed.
-    func isOwnNamespace(_ kind: NamespaceKind, _ ino: UInt64) -> Bool {
-        Namespaces.own[kind]?.inode == ino
-    }
+    func isOwnNamespace(_ kind: NamespaceKind, _ ino: UInt64) -> Bool { AttributionIndex.isOwn(kind, ino) }
 }

@@ -208,7 +208,7 @@ extension Broker {
         } catch {
             let kept = Set(before.0.values)
             for (_, pinName) in r.pins where !kept.contains(pinName) { persistence.unpin(directory: r.directoryName, pinName) }
-            for (_, ino) in r.namespaceInodes where byNamespace[ino] === r { byNamespace.removeValue(forKey: ino) }
+            for (_, ino) in r.namespaceInodes { attribution.removeNamespace(ino, of: r) }
             (r.pins, r.namespaces, r.namespaceInodes, r.stalePins) = before
             register(r)
             throw error
