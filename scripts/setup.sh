@@ -9,7 +9,11 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 
-pkgs=(gcc g++ libc6-dev musl-tools pkg-config util-linux iproute2 busybox-static keyutils libkeyutils-dev libudev-dev crun hyperfine)
+pkgs=(gcc g++ libc6-dev musl-tools pkg-config util-linux iproute2 busybox-static keyutils libkeyutils-dev libudev-dev crun hyperfine
+	# real OCI clients for the OCI hook and runtime suites (Tests/ContainerObjectTests/PodmanSupport.swift):
+	# podman with conmon, runc (crun refuses this machine's hybrid cgroups), netavark (podman's network
+	# backend; the tests run with --network none), containerd with ctr and the runc v2 shim
+	podman conmon runc netavark containerd)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -209,7 +209,6 @@ extension Broker {
                   let ino = try? Namespaces.inode(of: fd.raw), !isOwnNamespace(kind, ino) else { continue }
             found[kind] = fd
         }
-        let root = try Sys.open("/proc/\(pid)/root", O_PATH | O_DIRECTORY)
         // Below the v2 root, without its leading "/" (as CgroupSet keeps it).
         let cgroupPath = String((ProcInfo.cgroupV2Path(pid: pid) ?? "").dropFirst())
         let rootUID = (try? Sys.readFile("/proc/\(pid)/uid_map"))?.split(whereSeparator: { $0 == " " || $0 == "\n" })
@@ -218,6 +217,13 @@ extension Broker {
         guard pidfd.names(pid) else { throw ContainerError(.dead, "container \"\(name)\": adopt: the process exited meanwhile") }
         guard !found.isEmpty else {
             throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: process \(pid) shares every namespace with the host")
+        }
+        // A process whose own mount (else pid) namespace is already a
+        // container's is that container: a second record would only shadow
+        // it (an OCI hook run for a container that ctrobj-oci made).
+        if let kind = [NamespaceKind.mnt, .pid].first(where: { found[$0] != nil }), let fd = found[kind],
+           let ino = try? Namespaces.inode(of: fd.raw), let other = attribution.byNamespace[ino], other.state != .exited {
+            throw ContainerError(.exists, "container \"\(name)\": adopt: process \(pid) is already in container \"\(RequestRules.escaped(other.name))\" (its \(kind.rawValue) namespace)")
         }
         var flags: UInt32 = 0
         let flagOf: [NamespaceKind: UInt32] = [.mnt: ContainerFlags.newFSNS, .cgroup: ContainerFlags.newCgroupNS, .uts: ContainerFlags.newUTSNS,
@@ -233,7 +239,11 @@ extension Broker {
             r.adoptedRootUID = UInt32(words[1])
             r.adoptedIDCount = UInt32(words[2])
         }
-        r.root = found[.mnt] != nil ? root : nil
+        // Its root is found through its mount namespace when first needed
+        // (rootFD), as for every record after the fd cache or a restart let
+        // it go: not /proc/PID/root now, which before the runtime's
+        // pivot_root (an OCI createRuntime hook adopts then) is the host's.
+        r.root = nil
         r.initPid = pid
         r.initStartTime = startTime
         r.state = .running

@@ -127,6 +127,7 @@ public final class ContainerRecord: @unchecked Sendable {
             ("modules", allowedModules.joined(separator: ",")), ("devices", grantedDevices.joined(separator: ",")),
         ]
         if let s = exitStatus { f.append(("exit_status", "\(s)")) }
+        if adopted { f.append(("adopted", "1")) }
         for (k, ino) in namespaceInodes { f.append(("ns.\(k.rawValue)", "\(ino)")) }
         return f
     }

@@ -16,6 +16,12 @@ public struct ContainerStatus: Sendable, Equatable {
     public var created: Int
     public var cgroup: String
     public var namespaceInodes: [String: UInt64]
+    /// Registered from another runtime's process (adopt): ctrobjd never
+    /// kills it, and destroying it only forgets the record.
+    public var adopted: Bool
+    /// Its upcall policy: "file", "drop" or "handler:/PATH"; the modules it may load.
+    public var corePolicy: String
+    public var modules: [String]
 
     init(fields f: [String: String]) {
         id = UInt64(f["id"] ?? "") ?? 0
@@ -30,6 +36,9 @@ public struct ContainerStatus: Sendable, Equatable {
         var ns: [String: UInt64] = [:]
         for (k, v) in f where k.hasPrefix("ns.") { ns[String(k.dropFirst(3))] = UInt64(v) }
         namespaceInodes = ns
+        adopted = f["adopted"] == "1"
+        corePolicy = f["core_policy"] ?? ""
+        modules = (f["modules"] ?? "").split(separator: ",").map(String.init)
     }
 
     /// "exited 3", "killed by signal 9", or nil.

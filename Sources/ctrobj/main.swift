@@ -13,7 +13,7 @@ struct Ctrobj: ParsableCommand {
         commandName: "ctrobj",
         abstract: "Containers as kernel objects: create, run, inspect and manage them through ctrobjd.",
         subcommands: [Demo.self, Create.self, List.self, Inspect.self, Run.self, Exec.self, Limits.self,
-                      Freeze.self, Thaw.self, Kill.self, Remove.self, Policy.self, Adopt.self, Install.self, Uninstall.self, Info.self])
+                      Freeze.self, Thaw.self, Kill.self, Remove.self, Policy.self, Adopt.self, OCIHookCommand.self, Install.self, Uninstall.self, Info.self])
 }
 
 /// Run a command body and turn ContainerError into one line and exit 1.

@@ -53,6 +53,15 @@ struct ScalePoint {
     var unshare = Samples()
     var create = Samples()
     var exec = Samples()
+    /// The floor for exec: the raw C reference entering its own running
+    /// init (Benchmarks/reference/enter.c: v1 cgroup.procs writes,
+    /// setns(pidfd) into the same namespaces, fork, exec /bin/true), no ctrobjd.
+    var rawExec = Samples()
+    /// CPU of one exec, the caller's thread plus every process it made and
+    /// reaped (getrusage): what the load of other users of the machine does
+    /// not inflate the way it inflates wall time.
+    var execCPU = Samples()
+    var rawExecCPU = Samples()
     var attribution = Samples()
     var ls = Samples()
     var lsJSON = Samples()
@@ -90,6 +99,22 @@ func mountsBelow(_ dir: String) -> Int {
 func threadCPUNanos(_ pid: pid_t, _ tid: pid_t) -> UInt64 {
     let text = (try? Sys.readFile("/proc/\(pid)/task/\(tid)/schedstat")) ?? ""
     return text.split(separator: " ").first.flatMap { UInt64($0) } ?? 0
+}
+
+/// CPU used so far by the calling thread and by every child it reaped, in ns.
+func selfAndChildrenCPUNanos() -> UInt64 {
+    func ns(_ t: timeval) -> UInt64 { UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_usec) * 1000 }
+    var me = rusage(), kids = rusage()
+    _ = getrusage(1 /* RUSAGE_THREAD */, &me)
+    _ = getrusage(RUSAGE_CHILDREN.rawValue, &kids)
+    return ns(me.ru_utime) + ns(me.ru_stime) + ns(kids.ru_utime) + ns(kids.ru_stime)
+}
+
+/// (wall, CPU) of one run of body, CPU as selfAndChildrenCPUNanos counts it.
+func timedWithCPU(_ body: () throws -> Void) rethrows -> (UInt64, UInt64) {
+    let c0 = selfAndChildrenCPUNanos()
+    let t = try timed(body)
+    return (t, selfAndChildrenCPUNanos() - c0)
 }
 
 func countLines(_ path: String) -> Int {
@@ -134,6 +159,9 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
     let opts: ContainerOptions = [.newPIDNS, .newUTSNS, .newIPCNS, .newNetNS, .newCgroupNS, .newFSNS, .newUserNS]
     let (target, initProc) = try LibraryRuns.startTarget(opts, name: "target")
     defer { try? target.destroy() }
+    // The raw C reference's own running init, entered beside every exec.
+    _ = try ref.enterStart(flags: cloneFlags(userNS: true))
+    defer { ref.enterStop() }
 
     func attributeOnce() throws -> UInt64 {
         let t0 = now()
@@ -159,7 +187,12 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
         p.daemonHostMounts = mountsBelow(daemon.stateDir)
         for _ in 0..<s.rounds {
             p.unshare.add(try timedCommand(unshare))
-            p.exec.add(try LibraryRuns.enter(target))
+            var (t, cpu) = try timedWithCPU { _ = try LibraryRuns.enter(target) }
+            p.exec.add(t)
+            p.execCPU.add(cpu)
+            (t, cpu) = try timedWithCPU { try ref.enterOnce(path: "/bin/true") }
+            p.rawExec.add(t)
+            p.rawExecCPU.add(cpu)
             refSeq += 1
             let seq = refSeq
             p.rawCreate.add(try timed { try ref.createFork(flags: cloneFlags(userNS: true), path: "/bin/true", seq: seq) })
@@ -326,7 +359,13 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
     out += "| (the floor) raw C create + fork /bin/true + wait, same namespaces, cgroups beside the containers' | \(ms(last?.rawCreate.median ?? .nan)) / \(ms(first?.rawCreate.median ?? .nan)) ms = \(fixed(rRatio, 2)) (after destroying all: \(ms(endPoint?.rawCreate.median ?? .nan)) ms) | the kernel's share of any drift |\n"
     out += "| create (C ABI) last 100 ≤ 1.1 × first 100 | \(ms(last?.create.median ?? .nan)) / \(ms(first?.create.median ?? .nan)) ms = \(fixed(cRatio, 2)) (after destroying all: \(ms(endPoint?.create.median ?? .nan)) ms); ctrobjd's CPU per create \(us(last?.createCPU.median ?? .nan)) / \(us(first?.createCPU.median ?? .nan)) µs = \(fixed(ccRatio, 2)) | \(met(cRatio <= 1.1)) (wall), \(met(ccRatio <= 1.1)) (CPU) |\n"
     let eRatio = ratio(first?.exec, last?.exec), aRatio = ratio(first?.attribution, last?.attribution)
-    out += "| exec independent of the count | \(ms(last?.exec.median ?? .nan)) / \(ms(first?.exec.median ?? .nan)) ms = \(fixed(eRatio, 2)) | \(met(eRatio <= 1.1)) |\n"
+    let reRatio = ratio(first?.rawExec, last?.rawExec), ecRatio = ratio(first?.execCPU, last?.execCPU)
+    let recRatio = ratio(first?.rawExecCPU, last?.rawExecCPU)
+    // Ours against the floor measured beside it: what the count does to the
+    // library's share, apart from what it does to the kernel's.
+    let eOverFloor = eRatio / reRatio, ecOverFloor = ecRatio / recRatio
+    out += "| (the floor) raw C exec: setns(pidfd) + fork /bin/true + wait into its own init | \(ms(last?.rawExec.median ?? .nan)) / \(ms(first?.rawExec.median ?? .nan)) ms = \(fixed(reRatio, 2)); CPU \(us(last?.rawExecCPU.median ?? .nan)) / \(us(first?.rawExecCPU.median ?? .nan)) µs = \(fixed(recRatio, 2)) | the kernel's share of any drift |\n"
+    out += "| exec independent of the count | \(ms(last?.exec.median ?? .nan)) / \(ms(first?.exec.median ?? .nan)) ms = \(fixed(eRatio, 2)) (\(fixed(eOverFloor, 2)) × the floor's drift); CPU \(us(last?.execCPU.median ?? .nan)) / \(us(first?.execCPU.median ?? .nan)) µs = \(fixed(ecRatio, 2)) (\(fixed(ecOverFloor, 2)) × the floor's) | \(met(eRatio <= 1.1)) (wall), \(met(ecRatio <= 1.1)) (CPU), \(met(ecOverFloor <= 1.1)) (CPU against the floor) |\n"
     let acRatio = ratio(first?.attributionCPU, last?.attributionCPU)
     out += "| upcall attribution independent of the count | \(us(last?.attribution.median ?? .nan)) / \(us(first?.attribution.median ?? .nan)) µs = \(fixed(aRatio, 2)); ctrobjd's CPU per attribution \(us(last?.attributionCPU.median ?? .nan)) / \(us(first?.attributionCPU.median ?? .nan)) µs = \(fixed(acRatio, 2)) | \(met(aRatio <= 1.1)) (wall), \(met(acRatio <= 1.1)) (CPU) |\n"
     let lsWorst = max(last?.ls.median ?? .nan, last?.lsJSON.median ?? .nan, last?.libList.median ?? .nan)
@@ -336,11 +375,11 @@ func scaleSection(_ o: Options, name: String, work: String) throws -> String {
     out += "| VmRSS < 64 MiB | \(fixed(Double(last?.rssKiB ?? 0) / 1024, 1)) MiB at \(n) live, \(fixed(Double(rssAfterRestart) / 1024, 1)) MiB after restart | \(met(max(last?.rssKiB ?? 0, rssAfterRestart) < 64 * 1024)) |\n"
     out += "| destroying all leaves nothing | \(recordsLeft) records, \(leftCgroups.count) cgroup directories\(leftCgroups.isEmpty ? "" : " (\(leftCgroups.prefix(3).joined(separator: ", ")) …)"), \(pinDirsLeft) record directories, \(pinsLeft) pins in the pin namespace (besides \(spareDirs.count) spare with \(spareNamespaces) pins, made for the next create); ctrobjd's host mounts \(daemonMountsAfterDestroy) (the pin namespace), \(daemonMountsAfterStop) after stop | \(met(recordsLeft == 0 && leftCgroups.isEmpty && pinDirsLeft == 0 && pinsLeft == 0 && daemonMountsAfterStop == 0)) |\n\n"
     out += "After the restart: \(fdsAfterRestart) fds open in ctrobjd, opening and querying all \(n) took \(ms(Double(usedAll))) ms, an exec \(ms(Double(execAfter))) ms; destroying all took \(ms(Double(destroyAll))) ms.\n\n"
-    out += "| live containers | host mount lines (ctrobjd's) | host unshare -m ms | create ms | create CPU µs | raw C create+fork ms | exec ms | attribution µs | attribution CPU µs | ctrobj ls ms | ls --json ms | library list ms | ls CPU ms | ls --json CPU ms | ctrobjd VmRSS MiB | ctrobjd fds | pin ns mounts | load (1 min) |\n"
-    out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-    var csv = "live,host_mount_lines,ctrobjd_host_mounts,unshare_ms,create_ms,create_cpu_us,raw_create_fork_ms,exec_ms,attribution_us,attribution_cpu_us,ls_ms,ls_json_ms,library_list_ms,ls_cpu_ms,ls_json_cpu_ms,rss_mib,fds,pin_ns_mounts,load1\n"
+    out += "| live containers | host mount lines (ctrobjd's) | host unshare -m ms | create ms | create CPU µs | raw C create+fork ms | exec ms | raw C exec ms | exec CPU µs | raw C exec CPU µs | attribution µs | attribution CPU µs | ctrobj ls ms | ls --json ms | library list ms | ls CPU ms | ls --json CPU ms | ctrobjd VmRSS MiB | ctrobjd fds | pin ns mounts | load (1 min) |\n"
+    out += "|---|" + String(repeating: "---:|", count: 20) + "\n"
+    var csv = "live,host_mount_lines,ctrobjd_host_mounts,unshare_ms,create_ms,create_cpu_us,raw_create_fork_ms,exec_ms,raw_exec_ms,exec_cpu_us,raw_exec_cpu_us,attribution_us,attribution_cpu_us,ls_ms,ls_json_ms,library_list_ms,ls_cpu_ms,ls_json_cpu_ms,rss_mib,fds,pin_ns_mounts,load1\n"
     for p in points {
-        let cells = [p.label, "\(p.hostMounts) (\(p.daemonHostMounts))", ms(p.unshare.median), ms(p.create.median), us(p.createCPU.median), ms(p.rawCreate.median), ms(p.exec.median), us(p.attribution.median), us(p.attributionCPU.median),
+        let cells = [p.label, "\(p.hostMounts) (\(p.daemonHostMounts))", ms(p.unshare.median), ms(p.create.median), us(p.createCPU.median), ms(p.rawCreate.median), ms(p.exec.median), ms(p.rawExec.median), us(p.execCPU.median), us(p.rawExecCPU.median), us(p.attribution.median), us(p.attributionCPU.median),
                      ms(p.ls.median), ms(p.lsJSON.median), ms(p.libList.median), ms(p.lsCPU.median), ms(p.lsJSONCPU.median), fixed(Double(p.rssKiB) / 1024, 1), "\(p.fds)", "\(p.pinNamespaceMounts)", p.load]
         out += "| " + cells.joined(separator: " | ") + " |\n"
         var csvCells = cells
