@@ -5,7 +5,22 @@ import ContainerWire
 import Glibc
 #endif
 
+/// A container's life after its start: status, init's exit (the pidfd
+/// turns readable), destroy and KILL_ON_CLOSE's (Broker.endClosed), the
+/// release of its namespaces and cgroup, and the restore of every record
+/// at ctrobjd's start.
 extension Broker {
+    func status(_ r: ContainerRecord, _ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
+        refreshExitStatus(r)
+        return Reply(.ok(r.statusFields))
+    }
+
+    func destroyRequest(_ r: ContainerRecord, _ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
+        try requireOwner(r, conn, "container_destroy")
+        destroy(r)
+        return Reply(.ok())
+    }
+
     /// init's pidfd became readable: the container is dead.
     func initExited(_ r: ContainerRecord) {
         if let p = r.initPidfd { loop.unwatch(p.raw) }
@@ -39,13 +54,13 @@ extension Broker {
     /// parent, which may be after it exited.
     func refreshExitStatus(_ r: ContainerRecord) {
         guard r.state == .exited, r.exitStatus == nil, let p = r.initPidfd else { return }
-        var status: CInt = 0
-        let got = ccs_pidfd_exit_status(p.raw, &status)
-        if got == 1 {
-            r.exitStatus = status
-            r.initPidfd = nil
-            try? persistence.save(r)
-        } else if got < 0 {
+        do {
+            if let status = try p.exitStatus() {
+                r.exitStatus = status
+                r.initPidfd = nil
+                try? persistence.save(r)
+            }
+        } catch {
             r.initPidfd = nil
         }
     }
@@ -99,7 +114,7 @@ extension Broker {
         if let p = r.initPidfd {
             loop.unwatch(p.raw)
             // An adopted container belongs to another runtime: forget it, do not kill it.
-            if !r.adopted { try? Sys.pidfdSendSignal(p.raw, SIGKILL) }
+            if !r.adopted { try? p.sendSignal(SIGKILL) }
         }
         if !r.adopted { r.cgroup.killAll() }
         crashPoint("destroy")
@@ -168,11 +183,11 @@ extension Broker {
             if r.state == .running {
                 // Trust the saved pid only through a pidfd whose process has
                 // the saved start time.
-                if let fd = try? Sys.pidfdOpen(r.initPid),
+                if let pidfd = try? Pidfd.open(r.initPid),
                    ProcInfo.startTime(pid: r.initPid) == r.initStartTime,
-                   ccs_pidfd_pid(fd.raw) == r.initPid {
-                    r.initPidfd = fd
-                    try? loop.watch(fd.raw) { [weak self, weak r] _ in if let self, let r { self.initExited(r) } }
+                   pidfd.names(r.initPid) {
+                    r.initPidfd = pidfd
+                    try? loop.watch(pidfd.raw) { [weak self, weak r] _ in if let self, let r { self.initExited(r) } }
                 } else {
                     initExited(r)
                 }

@@ -3,6 +3,7 @@ import CShim
 import ContainerObject
 import ContainerSystem
 import ContainerWire
+import UpcallInstall
 #if canImport(Glibc)
 import Glibc
 #endif
