@@ -32,22 +32,35 @@ extension Broker {
         if !r.adopted { r.cgroup.killAll() }
         refreshExitStatus(r)
         logger.info("container \"\(r.name)\": init \(r.initPid) exited\(r.exitStatus.map { ", wait status \($0)" } ?? "")")
+        var closedAlready: [UInt64] = []
         for (cookie, end) in r.ends {
             // Holders now see POLLHUP: our end is shut down both ways. It stays
-            // open, watched edge-triggered: re-arming reports its state once,
-            // and the next wakeup can only be the last holder's close, which
-            // lets KILL_ON_CLOSE still remove the record.
+            // open, watched edge-triggered: after the shutdown poll() reports
+            // HUP on it whatever the holders do, so each wakeup asks the
+            // kernel whether the holders' end is gone (sock_diag), and the
+            // last holder's close still lets KILL_ON_CLOSE remove the record.
+            // The holders may have closed already (the process that waited
+            // for init and exited): asked once right after arming too.
             _ = Glibc.shutdown(end.raw, Int32(SHUT_RDWR))
+            let raw = end.raw
             var armed = false
             let events = EPOLLET.rawValue | EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue | EPOLLRDHUP.rawValue
-            try? loop.watch(end.raw, events: events) { [weak self, weak r] _ in
-                guard let self, let r else { return }
+            try? loop.watch(raw, events: events) { [weak self, weak r] _ in
+                guard let self, let r, r.ends[cookie] != nil else { return }
+                if let gone = Sys.unixPeerGone(raw) {
+                    if gone { self.endClosed(r, cookie) }
+                    return
+                }
+                // No sock_diag: the first wakeup is the one arming reports.
                 if !armed { armed = true; return }
                 self.endClosed(r, cookie)
             }
+            if Sys.unixPeerGone(raw) == true { closedAlready.append(cookie) }
         }
         releaseResources(r)
         try? persistence.save(r)
+        // After the save: the last of these may destroy the record.
+        for cookie in closedAlready where r.ends[cookie] != nil { endClosed(r, cookie) }
     }
 
     /// The kernel records the exit code when the init is reaped by its

@@ -226,6 +226,16 @@ public enum Sys {
 
     public static func socketCookie(_ fd: CInt) -> UInt64 { ccs_socket_cookie(fd) }
 
+    /// Whether the peer of a connected unix socket is gone (every reference
+    /// to it closed); nil when the kernel cannot say (no sock_diag for unix).
+    public static func unixPeerGone(_ fd: CInt) -> Bool? {
+        switch ccs_unix_peer_gone(fd) {
+        case 1: return true
+        case 0: return false
+        default: return nil
+        }
+    }
+
     public static func peerCred(_ fd: CInt) throws -> (pid: pid_t, uid: uid_t, gid: gid_t) {
         var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
         _ = try retry("getsockopt SO_PEERCRED") { ccs_peer_cred(fd, &pid, &uid, &gid) }

@@ -60,6 +60,11 @@ int ccs_pidfd_exit_status(int pidfd, int *status);
  * the task is gone. */
 pid_t ccs_pidfd_pid(int pidfd);
 uint64_t ccs_socket_cookie(int fd);
+/* 1 if the peer of connected AF_UNIX socket fd was released (every
+ * reference to it closed), 0 if it is still open, -1 with errno when the
+ * kernel cannot say (no CONFIG_UNIX_DIAG). Right even after fd itself was
+ * shut down, when poll() reports HUP whatever the peer does (unixdiag.c). */
+int ccs_unix_peer_gone(int fd);
 int ccs_peer_pidfd(int sockfd);
 int ccs_peer_cred(int sockfd, pid_t *pid, uid_t *uid, gid_t *gid);
 /* mount(src, target, MS_BIND): a directory bound onto itself becomes a mount point. */
