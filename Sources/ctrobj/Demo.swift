@@ -193,6 +193,7 @@ struct Tour {
         _ = try? initP.waitExitCode()
         c.close()
 
+        try ociRuntime(busybox: busybox)
         try keyRequest()
         try uevents()
 
