@@ -11,6 +11,7 @@
 //     or a control character, and the same every time;
 //   - the policy the annotations ask for is refused or is one ctrobjd takes:
 //     core file, drop or handler:/…, at most 64 names of at most 64 bytes.
+import ContainerSystem
 import ContainerWire
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -60,20 +61,4 @@ func write(_ v: OCIJSON, to out: inout String) {
     }
 }
 
-func quote(_ s: String, to out: inout String) {
-    out += "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        default:
-            if u.value < 0x20 {
-                let h = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-            } else {
-                out.unicodeScalars.append(u)
-            }
-        }
-    }
-    out += "\""
-}
+func quote(_ s: String, to out: inout String) { JSONText.quote(s, to: &out) }

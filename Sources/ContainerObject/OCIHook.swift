@@ -132,21 +132,7 @@ extension OCIHook {
     /// hook for every container at createRuntime and poststop. `env` is
     /// the hook's whole environment (a runtime passes nothing else).
     public static func hooksJSON(ctrobj: String, env: [String] = [], strict: Bool = false, log: String? = nil) -> String {
-        func q(_ s: String) -> String {
-            var out = "\""
-            for u in s.unicodeScalars {
-                switch u {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                default:
-                    if u.value < 0x20 {
-                        let h = String(u.value, radix: 16)
-                        out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                    } else { out.unicodeScalars.append(u) }
-                }
-            }
-            return out + "\""
-        }
+        let q = JSONText.quoted
         let args = ["ctrobj", "oci-hook"] + (strict ? ["--strict"] : []) + (log.map { ["--log", $0] } ?? [])
         return """
         {

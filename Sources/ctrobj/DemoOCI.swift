@@ -1,7 +1,6 @@
 import ContainerObject
 import ContainerSystem
 import ContainerWire
-import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -33,15 +32,20 @@ extension Tour {
         guard runQuietly(["/bin/cp", busybox, "\(bundle)/rootfs/bin/busybox"]) else { return fail("copy busybox into the bundle") }
         for applet in ["sh", "kill", "sleep", "hostname"] { symlink("busybox", "\(bundle)/rootfs/bin/\(applet)") }
         guard runQuietly(["/usr/sbin/runc", "spec", "--bundle", bundle]) else { return fail("runc spec") }
+        // runc spec's config.json with four edits (as text: the CLI links no
+        // Foundation): no terminal, the process, a writable root, the hostname.
         let configPath = "\(bundle)/config.json"
-        guard var config = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath)))) as? [String: Any],
-              var process = config["process"] as? [String: Any] else { return fail("read runc spec's config.json") }
-        process["terminal"] = false
-        process["args"] = ["/bin/sh", "-c", "sh -c 'kill -SEGV $$'; sleep 600"]
-        config["process"] = process
-        config["root"] = ["path": "rootfs", "readonly": false]
-        config["hostname"] = "oci-tour"
-        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted]).write(to: URL(fileURLWithPath: configPath))
+        let spec = (try? Sys.readFile(configPath)) ?? ""
+        let edits = [("\"terminal\": true", "\"terminal\": false"),
+                     ("\"args\": [\n\t\t\t\"sh\"\n\t\t]", "\"args\": [\"/bin/sh\", \"-c\", \"sh -c 'kill -SEGV $$'; sleep 600\"]"),
+                     ("\"readonly\": true", "\"readonly\": false"),
+                     ("\"hostname\": \"runc\"", "\"hostname\": \"oci-tour\"")]
+        var config = spec
+        for (from, to) in edits {
+            guard config.contains(from) else { return fail("runc spec's config.json has no \(from)") }
+            config = config.replacing(from, with: to, maxReplacements: 1)
+        }
+        try Sys.writeFile(configPath, config)
         print("  bundle: \(bundle) (runc spec's config.json: new pid, mount, ipc, uts, net namespaces; a busybox rootfs)")
 
         var (code, out) = runCapturing([runtime, "--root", root, "create", "--bundle", bundle, id], env: env)

@@ -1,3 +1,4 @@
+import ContainerSystem
 /// A tiny JSON writer for --json output (no Foundation in the CLI).
 indirect enum JSON {
     case string(String), int(Int64), bool(Bool), null
@@ -36,33 +37,7 @@ indirect enum JSON {
         }
     }
 
-    static func quote(_ s: String, to out: inout String) {
-        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-            out += "\""
-            out += s
-            out += "\""
-            return
-        }
-        out += quote(s)
-    }
+    static func quote(_ s: String, to out: inout String) { JSONText.quote(s, to: &out) }
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ s: String) -> String { JSONText.quoted(s) }
 }
