@@ -65,22 +65,29 @@ static void report(int fd, char tag, int stage, int value)
 		;
 }
 
+/* Wait until fd is readable: 0, or -1 with ETIMEDOUT after timeout_ms
+ * (< 0: no wait here, the recv blocks). */
+static int wait_readable(int fd, int timeout_ms)
+{
+	if (timeout_ms < 0)
+		return 0;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int r;
+	do {
+		r = poll(&p, 1, timeout_ms);
+	} while (r < 0 && errno == EINTR);
+	if (r == 0) {
+		errno = ETIMEDOUT;
+		return -1;
+	}
+	return r < 0 ? -1 : 0;
+}
+
 ssize_t oci_ctl_recv(int fd, struct oci_msg *msg, void *payload, size_t size, int timeout_ms)
 {
 	char buf[sizeof(struct oci_msg) + 65536];
-	if (timeout_ms >= 0) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int r;
-		do {
-			r = poll(&p, 1, timeout_ms);
-		} while (r < 0 && errno == EINTR);
-		if (r == 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		if (r < 0)
-			return -1;
-	}
+	if (wait_readable(fd, timeout_ms) < 0)
+		return -1;
 	ssize_t n;
 	do {
 		n = recv(fd, buf, sizeof(buf), 0);
@@ -104,19 +111,8 @@ ssize_t oci_ctl_recv_fd(int fd, struct oci_msg *msg, void *payload, size_t size,
 {
 	char buf[sizeof(struct oci_msg) + 4096];
 	*rfd = -1;
-	if (timeout_ms >= 0) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int r;
-		do {
-			r = poll(&p, 1, timeout_ms);
-		} while (r < 0 && errno == EINTR);
-		if (r == 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		if (r < 0)
-			return -1;
-	}
+	if (wait_readable(fd, timeout_ms) < 0)
+		return -1;
 	int nfds = 0;
 	ssize_t n = ccs_recv_with_fds(fd, buf, sizeof(buf), rfd, 1, &nfds);
 	if (nfds == 0)
