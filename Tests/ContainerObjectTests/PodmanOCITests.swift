@@ -29,7 +29,9 @@ struct OCIPodman {
 
     /// `podman --runtime-flag ctrobj-socket=… ARGS`.
     func podman(_ args: [String], timeoutSeconds: Int = 120) throws -> (Int32, String) {
-        try p.podman(["--runtime-flag", "ctrobj-socket=\(d.socket)"] + args, timeoutSeconds: timeoutSeconds)
+        let t0 = Sys.monotonicNanos()
+        defer { print("TIMING \((Sys.monotonicNanos() - t0) / 1_000_000) ms: \(args.prefix(3))") }
+        return try p.podman(["--runtime-flag", "ctrobj-socket=\(d.socket)"] + args, timeoutSeconds: timeoutSeconds)
     }
 
     func run(_ options: [String], _ command: [String]) throws -> (Int32, String) {
@@ -59,26 +61,50 @@ struct OCIPodman {
 
     func ns(_ pid: pid_t, _ kind: String) -> String { (try? Sys.readLink("/proc/\(pid)/ns/\(kind)")) ?? "none-\(pid)" }
 
-    static func with(_ d: PrivateDaemon, _ body: (OCIPodman) throws -> Void) throws {
+    /// A private podman running ctrobj-oci (through the logging wrapper) and
+    /// a private ctrobjd in podman's mount namespace, around body. The
+    /// daemon shares the namespace of its clients, as it does on a host:
+    /// ctrobjd clones the rootfs and bind sources ctrobj-oci opens
+    /// (open_tree), which the kernel allows only from the mount namespace
+    /// they are in (EINVAL otherwise), and the harness's podman runs in a
+    /// namespace of its own.
+    static func with(_ body: (OCIPodman) throws -> Void) throws {
         let dir = "/tmp/ctrobj-ocipodman-\(uniqueSuffix())"
         try Sys.mkdirs(dir, 0o755)
         defer { removeTree(dir) }
         let wrapper = "\(dir)/ctrobj-oci"
         try Sys.writeFileAtomically(wrapper, "#!/bin/sh\necho \"$*\" >> \(dir)/calls\nexec \(buildDir)/ctrobj-oci \"$@\"\n", mode: 0o755)
         try PrivatePodman.with(runtime: wrapper) { p in
-            try body(OCIPodman(p: p, d: d, calls: "\(dir)/calls"))
+            try withDaemon(in: p.mounts) { d in
+                let o = OCIPodman(p: p, d: d, calls: "\(dir)/calls")
+                defer {
+                    // While the daemon is up: the harness's cleanup comes after it stops.
+                    _ = try? o.podman(["rm", "--all", "--force", "--time", "0"])
+                    _ = try? o.podman(["pod", "rm", "--all", "--force"])
+                    #expect(waitFor(10) { (try? Container.list().isEmpty) == true }, "container objects left: \((try? Container.list().map(\.name)) ?? [])")
+                }
+                try body(o)
+            }
         }
-        // The harness removed every container: none of them is left in the daemon.
-        #expect(waitFor(10) { (try? Container.list().isEmpty) == true }, "container objects left: \((try? Container.list().map(\.name)) ?? [])")
     }
+}
+
+/// A test daemon run in `mounts`'s mount namespace (nsenter execs it: its
+/// pidfd is the daemon's).
+func withDaemon(in mounts: PrivateMountNamespace, _ body: (PrivateDaemon) throws -> Void) throws {
+    _ = machineLock
+    let d = try PrivateDaemon(binary: "\(buildDir)/ctrobjd", name: "ctrobj-test-\(uniqueSuffix())", logLevel: "debug",
+                              wrapper: [nsenterBinary, "--mount=\(mounts.nsPath)", "--"])
+    defer { d.stop() }
+    try d.with { try body(d) }
 }
 
 @Suite("ctrobj-oci under podman and containerd", .serialized, .enabled(if: haveOCIPodman, podmanMissing))
 struct PodmanOCITests {
     @Test("podman run --rm: output and exit codes pass through; -t gives a tty of the container's devpts; --pid=host is stopped with kill --all")
     func runExitTtyPidHost() throws {
-        try withDaemon { d in
-            try OCIPodman.with(d) { o in
+        do {
+            try OCIPodman.with { o in
                 var (code, out) = try o.run(["--rm"], ["/bin/sh", "-c", "echo hello-$((6*7)) from $(cat /proc/1/comm) in $(hostname); exit 7"])
                 #expect(code == 7, "exit 7 comes back as 7: \(out)\n\(o.diagnostics())")
                 #expect(out.contains("hello-42 from sh"), "\(out)")
@@ -103,8 +129,8 @@ struct PodmanOCITests {
 
     @Test("podman run -d, exec, pause/unpause, stop, kill, rm -f: each a container object while it exists, gone after rm")
     func lifecycle() throws {
-        try withDaemon { d in
-            try OCIPodman.with(d) { o in
+        do {
+            try OCIPodman.with { o in
                 let a = try o.runDetached([], ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"])
                 let b = try o.runDetached([], ["/bin/sleep", "1000"])
                 let c = try o.runDetached([], ["/bin/sleep", "1000"])
@@ -149,8 +175,8 @@ struct PodmanOCITests {
 
     @Test("a podman pod: two members talk over the pod's loopback and share the infra container's net, ipc and uts namespaces")
     func pod() throws {
-        try withDaemon { d in
-            try OCIPodman.with(d) { o in
+        do {
+            try OCIPodman.with { o in
                 var (code, out) = try o.podman(["pod", "create", "--name", "ocipod", "--hostname", "ocipod-host", "--cgroup-parent", "/\(o.p.cgroupParent)",
                                                 "--network", "none", "--infra-image", PrivatePodman.image, "--infra-command", "/bin/pause"])
                 try #require(code == 0, "\(out)")
@@ -190,8 +216,11 @@ struct PodmanOCITests {
     @Test("an unmodified crash in a podman container run by ctrobj-oci leaves its core inside that container")
     func core() throws {
         let upcalls = UpcallTests()
-        try upcalls.withBroker { d, _ in
-            try OCIPodman.with(d) { o in
+        try upcalls.preservingKernelSettings {
+            try OCIPodman.with { o in
+                let broker = upcalls.installer(o.d)
+                _ = try broker.install()
+                defer { _ = try? broker.uninstall() }
                 let id = try o.runDetached([], ["/bin/sh", "-c", "ulimit -c unlimited; sh -c 'kill -SEGV $$'; sleep 1000"])
                 let pid = try o.pid(id)
                 #expect(o.record(initPid: pid) != nil)
@@ -214,9 +243,9 @@ struct PodmanOCITests {
     func key() throws {
         let keys = KeyUpcallTests()
         try UpcallTests().preservingKernelSettings {
-            try withDaemon { d in
-                try keys.installed(d) {
-                    try OCIPodman.with(d) { o in
+            try OCIPodman.with { o in
+                try keys.installed(o.d) {
+                    do {
                         try Sys.writeFileAtomically("\(o.p.dir)/request-key.conf",
                                                     "create user ctrobjoci:* * /usr/bin/keyctl instantiate %k from-ctrobj-oci-container %S\n", mode: 0o644)
                         // podman's default seccomp profile refuses the key syscalls: unconfined here.
@@ -235,8 +264,8 @@ struct PodmanOCITests {
     @Test("containerd: ctr run with ctrobj-oci as the runc v2 shim's runc, one container end to end",
           .enabled(if: haveContainerd, containerdMissing))
     func containerd() throws {
-        try withDaemon { d in
-            try PrivateContainerd.with { c in
+        try PrivateContainerd.with { c in
+            try withDaemon(in: c.mounts) { d in
                 // The shim passes no flags of ours: a wrapper names the private daemon.
                 let wrapper = "\(c.dir)/ctrobj-oci"
                 try Sys.writeFileAtomically(wrapper, "#!/bin/sh\necho \"$*\" >> \(c.dir)/calls\nexec \(buildDir)/ctrobj-oci --ctrobj-socket \(d.socket) \"$@\"\n", mode: 0o755)
