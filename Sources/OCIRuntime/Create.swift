@@ -357,6 +357,8 @@ final class Creation {
         } else if (spec.hostname ?? "").isEmpty == false {
             throw OCIError.field("hostname", "setting a hostname needs a uts namespace of the container's own")
         }
+        // A network namespace of its own (NEW_NET_NS, 0x80): lo up, as runc does.
+        cs.loopback_up = flags & 0x80 != 0 ? 1 : 0
         creds.apply(to: &cs, arena)
         (cs.create_hooks, cs.ncreate_hooks) = arena.hooks(spec.hooks?.createContainer ?? [])
         (cs.start_hooks, cs.nstart_hooks) = arena.hooks(spec.hooks?.startContainer ?? [])

@@ -292,6 +292,7 @@ struct OCIRuntimeTests {
         ("ociVersion", #"{"ociVersion":"2.0.0"}"#),
         ("linux.resources.memory.swap", #"{"linux":{"resources":{"memory":{"limit":100000000,"swap":300000000}}}}"#),
         ("linux.namespaces", #"{"linux":{"namespaces":[{"type":"pid"}]}}"#),
+        ("linux.resources.cpu.shares", #"{"linux":{"resources":{"cpu":{"shares":512}}}}"#),
     ])
     func refused(field: String, patch: String) throws {
         try with { oci in
@@ -567,6 +568,23 @@ struct OCIRuntimeTests {
             let (code, out) = try oci.run(["run", "--bundle", b.dir, "res"])
             #expect(code == 0, "\(out)")
             #expect(out.contains("50") && out.contains("\(64 << 20)") && out.contains("50000"), "\(out)")
+        }
+    }
+
+    @Test("a network namespace of its own has lo up (as runc); cpu.shares 1024 (containerd's ctr default, the kernel's default weight) is accepted")
+    func loopbackAndNeutralShares() throws {
+        try with { oci in
+            let b = try OCIBundle(["/bin/sh", "-c", "ip addr show lo; echo ping | nc -l -p 7000 -w 5 & sleep 0.3; nc 127.0.0.1 7000 </dev/null; wait"]) { c in
+                var l = c["linux"] as! [String: Any]
+                l["resources"] = ["cpu": ["shares": 1024], "devices": [["allow": false, "access": "rwm"]]]
+                c["linux"] = l
+            }
+            defer { b.remove() }
+            symlink("busybox", "\(b.rootfs)/bin/nc")
+            let (code, out) = try oci.run(["run", "--bundle", b.dir, "lo"])
+            #expect(code == 0, "\(out)")
+            #expect(out.contains("127.0.0.1") && out.contains("UP"), "lo is up: \(out)")
+            #expect(out.contains("ping"), "a connection over 127.0.0.1 inside: \(out)")
         }
     }
 }

@@ -30,7 +30,7 @@ struct OCIPodman {
     /// `podman --runtime-flag ctrobj-socket=… ARGS`.
     func podman(_ args: [String], timeoutSeconds: Int = 120) throws -> (Int32, String) {
         let t0 = Sys.monotonicNanos()
-        defer { print("TIMING \((Sys.monotonicNanos() - t0) / 1_000_000) ms: \(args.prefix(3))") }
+        defer { if getenv("CTROBJ_TEST_TIMING") != nil { print("TIMING \((Sys.monotonicNanos() - t0) / 1_000_000) ms: \(args.prefix(3))") } }
         return try p.podman(["--runtime-flag", "ctrobj-socket=\(d.socket)"] + args, timeoutSeconds: timeoutSeconds)
     }
 
@@ -61,30 +61,40 @@ struct OCIPodman {
 
     func ns(_ pid: pid_t, _ kind: String) -> String { (try? Sys.readLink("/proc/\(pid)/ns/\(kind)")) ?? "none-\(pid)" }
 
-    /// A private podman running ctrobj-oci (through the logging wrapper) and
-    /// a private ctrobjd in podman's mount namespace, around body. The
-    /// daemon shares the namespace of its clients, as it does on a host:
+    /// A private podman running ctrobj-oci, through a wrapper that logs the
+    /// command line and runs it in this process's mount namespace (the
+    /// host's), served by private daemon `d` there, around body.
+    ///
+    /// The harness runs podman and conmon in a mount namespace of their own.
     /// ctrobjd clones the rootfs and bind sources ctrobj-oci opens
     /// (open_tree), which the kernel allows only from the mount namespace
-    /// they are in (EINVAL otherwise), and the harness's podman runs in a
-    /// namespace of its own.
-    static func with(_ body: (OCIPodman) throws -> Void) throws {
+    /// they are in (EINVAL otherwise), and it answers upcalls only from
+    /// helpers in its own mount namespace, which the kernel starts in the
+    /// host's: so both run where they run on a host, in the host's
+    /// namespace. With vfs storage the rootfs and podman's files for the
+    /// container (/etc/hosts, …) are plain directories and files under the
+    /// harness's directory, the same in both namespaces. ctrobj-oci's state
+    /// goes under the harness's directory (`--root`): podman passes none.
+    static func with(_ d: PrivateDaemon, _ body: (OCIPodman) throws -> Void) throws {
         let dir = "/tmp/ctrobj-ocipodman-\(uniqueSuffix())"
         try Sys.mkdirs(dir, 0o755)
         defer { removeTree(dir) }
         let wrapper = "\(dir)/ctrobj-oci"
-        try Sys.writeFileAtomically(wrapper, "#!/bin/sh\necho \"$*\" >> \(dir)/calls\nexec \(buildDir)/ctrobj-oci \"$@\"\n", mode: 0o755)
+        try Sys.writeFileAtomically(wrapper, """
+            #!/bin/sh
+            echo "$*" >> \(dir)/calls
+            exec \(nsenterBinary) --mount=/proc/\(getpid())/ns/mnt -- \(buildDir)/ctrobj-oci --root \(dir)/state "$@"
+
+            """, mode: 0o755)
         try PrivatePodman.with(runtime: wrapper) { p in
-            try withDaemon(in: p.mounts) { d in
-                let o = OCIPodman(p: p, d: d, calls: "\(dir)/calls")
-                defer {
-                    // While the daemon is up: the harness's cleanup comes after it stops.
-                    _ = try? o.podman(["rm", "--all", "--force", "--time", "0"])
-                    _ = try? o.podman(["pod", "rm", "--all", "--force"])
-                    #expect(waitFor(10) { (try? Container.list().isEmpty) == true }, "container objects left: \((try? Container.list().map(\.name)) ?? [])")
-                }
-                try body(o)
+            let o = OCIPodman(p: p, d: d, calls: "\(dir)/calls")
+            defer {
+                // The harness's cleanup does the same, then every container object must be gone.
+                _ = try? o.podman(["rm", "--all", "--force", "--time", "0"])
+                _ = try? o.podman(["pod", "rm", "--all", "--force"])
+                #expect(waitFor(10) { (try? Container.list().isEmpty) == true }, "container objects left: \((try? Container.list().map(\.name)) ?? [])")
             }
+            try body(o)
         }
     }
 }
@@ -93,8 +103,16 @@ struct OCIPodman {
 /// pidfd is the daemon's).
 func withDaemon(in mounts: PrivateMountNamespace, _ body: (PrivateDaemon) throws -> Void) throws {
     _ = machineLock
+    // Started on CPU 0, where the namespace was made, and kept there: its pin
+    // namespace then gets a higher id than this namespace, and every
+    // namespace it makes later a higher id than its pin namespace. The
+    // kernel refuses to mount a mount namespace's file in a namespace with a
+    // higher id (mnt_ns_loop), and since 6.18 ids come from per-CPU batches:
+    // a ctrobjd free to use every CPU, started in a namespace made after the
+    // host's, fails "mount --bind the pin namespace" (EINVAL) or pinning a
+    // container's namespace (ELOOP) about every other time on 2 CPUs.
     let d = try PrivateDaemon(binary: "\(buildDir)/ctrobjd", name: "ctrobj-test-\(uniqueSuffix())", logLevel: "debug",
-                              wrapper: [nsenterBinary, "--mount=\(mounts.nsPath)", "--"])
+                              wrapper: ["/usr/bin/taskset", "-c", "0", nsenterBinary, "--mount=\(mounts.nsPath)", "--"])
     defer { d.stop() }
     try d.with { try body(d) }
 }
@@ -103,8 +121,8 @@ func withDaemon(in mounts: PrivateMountNamespace, _ body: (PrivateDaemon) throws
 struct PodmanOCITests {
     @Test("podman run --rm: output and exit codes pass through; -t gives a tty of the container's devpts; --pid=host is stopped with kill --all")
     func runExitTtyPidHost() throws {
-        do {
-            try OCIPodman.with { o in
+        try withDaemon { d in
+            try OCIPodman.with(d) { o in
                 var (code, out) = try o.run(["--rm"], ["/bin/sh", "-c", "echo hello-$((6*7)) from $(cat /proc/1/comm) in $(hostname); exit 7"])
                 #expect(code == 7, "exit 7 comes back as 7: \(out)\n\(o.diagnostics())")
                 #expect(out.contains("hello-42 from sh"), "\(out)")
@@ -129,8 +147,8 @@ struct PodmanOCITests {
 
     @Test("podman run -d, exec, pause/unpause, stop, kill, rm -f: each a container object while it exists, gone after rm")
     func lifecycle() throws {
-        do {
-            try OCIPodman.with { o in
+        try withDaemon { d in
+            try OCIPodman.with(d) { o in
                 let a = try o.runDetached([], ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"])
                 let b = try o.runDetached([], ["/bin/sleep", "1000"])
                 let c = try o.runDetached([], ["/bin/sleep", "1000"])
@@ -175,8 +193,8 @@ struct PodmanOCITests {
 
     @Test("a podman pod: two members talk over the pod's loopback and share the infra container's net, ipc and uts namespaces")
     func pod() throws {
-        do {
-            try OCIPodman.with { o in
+        try withDaemon { d in
+            try OCIPodman.with(d) { o in
                 var (code, out) = try o.podman(["pod", "create", "--name", "ocipod", "--hostname", "ocipod-host", "--cgroup-parent", "/\(o.p.cgroupParent)",
                                                 "--network", "none", "--infra-image", PrivatePodman.image, "--infra-command", "/bin/pause"])
                 try #require(code == 0, "\(out)")
@@ -216,11 +234,8 @@ struct PodmanOCITests {
     @Test("an unmodified crash in a podman container run by ctrobj-oci leaves its core inside that container")
     func core() throws {
         let upcalls = UpcallTests()
-        try upcalls.preservingKernelSettings {
-            try OCIPodman.with { o in
-                let broker = upcalls.installer(o.d)
-                _ = try broker.install()
-                defer { _ = try? broker.uninstall() }
+        try upcalls.withBroker { d, _ in
+            try OCIPodman.with(d) { o in
                 let id = try o.runDetached([], ["/bin/sh", "-c", "ulimit -c unlimited; sh -c 'kill -SEGV $$'; sleep 1000"])
                 let pid = try o.pid(id)
                 #expect(o.record(initPid: pid) != nil)
@@ -243,9 +258,9 @@ struct PodmanOCITests {
     func key() throws {
         let keys = KeyUpcallTests()
         try UpcallTests().preservingKernelSettings {
-            try OCIPodman.with { o in
-                try keys.installed(o.d) {
-                    do {
+            try withDaemon { d in
+                try keys.installed(d) {
+                    try OCIPodman.with(d) { o in
                         try Sys.writeFileAtomically("\(o.p.dir)/request-key.conf",
                                                     "create user ctrobjoci:* * /usr/bin/keyctl instantiate %k from-ctrobj-oci-container %S\n", mode: 0o644)
                         // podman's default seccomp profile refuses the key syscalls: unconfined here.
