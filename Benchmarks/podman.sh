@@ -88,6 +88,23 @@ cat >"$work/rt-runc" <<EOF
 #!/bin/sh
 exec /usr/bin/nsenter --mount=$hostns -- $runc --root $work/runc-state "\$@"
 EOF
+if [ -n "${PODMAN_BENCH_TRACE:-}" ]; then
+	# Where the time goes: each runtime call's verb and wall time, per runtime.
+	for r in oci runc; do
+		bin=$oci; [ $r = runc ] && bin=$runc
+		cat >"$work/rt-$r" <<EOF
+#!/bin/bash
+t0=\$(date +%s%N)
+dbg=; [ $r = oci ] && dbg="--debug"
+# (stderr, the container's too, goes to a file: /bin/true writes none)
+/usr/bin/nsenter --mount=$hostns -- $bin --root $work/$r-state \$dbg "\$@" 2>>$work/debug-$r
+rc=\$?
+verb=; for a in "\$@"; do case \$a in create|start|delete|state|kill) verb=\$a; break;; esac; done
+echo "\$verb \$(( (\$(date +%s%N) - t0) / 1000 ))" >>$work/trace-$r
+exit \$rc
+EOF
+	done
+fi
 chmod 755 "$work/rt-oci" "$work/rt-runc"
 
 "$daemon" --state-dir "$state" --cgroup-parent "$dcgparent" --log-level warning >"$work/daemon.log" 2>&1 &
@@ -139,3 +156,11 @@ printf "%-22s %10s %10s %10s\n" runtime "median ms" "p90 ms" "mean ms"
 printf "%-22s %10s %10s %10s\n" "podman + ctrobj-oci" "$om" "$op" "$oa"
 printf "%-22s %10s %10s %10s\n" "podman + runc" "$rm" "$rp" "$ra"
 awk -v o="$om" -v r="$rm" 'BEGIN {printf "ctrobj-oci / runc (medians): %.2f (below 1: podman is faster with ctrobj-oci)\n", o / r}'
+if [ -n "${PODMAN_BENCH_TRACE:-}" ]; then
+	for r in oci runc; do
+		echo "runtime calls under podman, $r (mean ms per call, including the wrapper's nsenter):"
+		awk '{n[$1]++; s[$1]+=$2} END {for (v in n) printf "  %-8s %4d calls %8.1f ms\n", v, n[v], s[v]/n[v]/1000}' "$work/trace-$r" | sort
+	done
+	echo "ctrobj-oci create --debug under podman (mean ms since the start of the command, per step):"
+	grep '^ctrobj-oci: +' "$work/debug-oci" | awk '{n[$4]++; s[$4]+=substr($2, 2); if (!($4 in o)) o[$4]=++k} END {for (v in n) printf "%d %-14s %8.2f ms\n", o[v], v, s[v]/n[v]/1000}' | sort -n | cut -d' ' -f2- | sed 's/^/  /' 
+fi

@@ -470,6 +470,17 @@ struct OCIRuntimeTests {
             let (code, out) = try oci.run(["run", "--bundle", b.dir, "sc"])
             #expect(code == 0, "\(out)")
             #expect(out.contains("refused") && !out.contains("made"), "\(out)")
+            // The compiled program is kept (podman writes one profile for every
+            // container); the second run takes it from there, enforced the same.
+            let kept = Sys.listDirectory("\(oci.root)/.seccomp")
+            #expect(kept.count == 1, "\(kept)")
+            let (code2, out2) = try oci.run(["run", "--bundle", b.dir, "sc2"])
+            #expect(code2 == 0 && out2.contains("refused") && !out2.contains("made"), "\(out2)")
+            #expect(Sys.listDirectory("\(oci.root)/.seccomp") == kept)
+            // A corrupt entry is not used: compiled again, and still enforced.
+            for k in kept { try Sys.writeFileAtomically("\(oci.root)/.seccomp/\(k)", "garbage", mode: 0o600) }
+            let (code3, out3) = try oci.run(["run", "--bundle", b.dir, "sc3"])
+            #expect(code3 == 0 && out3.contains("refused") && !out3.contains("made"), "\(out3)")
         }
     }
 

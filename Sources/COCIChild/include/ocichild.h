@@ -163,6 +163,8 @@ int oci_sc_add_rule(void *ctx, uint32_t action, const char *syscall, const struc
 /* The BPF program (malloc'd) and its length in instructions. */
 int oci_sc_export(void *ctx, void **prog, unsigned short *len);
 void oci_sc_free(void *ctx);
+/* libseccomp's version (major<<16 | minor<<8 | micro): part of the key of compiled programs kept. */
+unsigned int oci_sc_version(void);
 
 /* ---- small parent-side syscalls ----------------------------------------- */
 /* A pty: master (O_RDWR|O_NOCTTY|O_CLOEXEC) and slave fds. */
