@@ -141,6 +141,22 @@ struct PodmanOCITests {
                 #expect(try o.p.inspect(id, "{{.State.Status}}") == "exited")
                 (code, out) = try o.podman(["rm", id])
                 #expect(code == 0, "\(out)")
+                // podman kill of a --pid=host container signals its init; its
+                // other processes go with the container (delete: ctrobjd ends
+                // every process of the container's cgroup), none outlives rm.
+                let k = try o.runDetached(["--pid=host"], ["/bin/sh", "-c", "sleep 1000 & echo $! > /tmp/bg; wait"])
+                let kpid = try o.pid(k)
+                var bg: pid_t = 0
+                _ = waitFor(5) { bg = pid_t(((try? Sys.readFile("/proc/\(kpid)/root/tmp/bg")) ?? "").trimmingSuffixNewline()) ?? 0; return bg > 0 }
+                try #require(bg > 0 && Sys.exists("/proc/\(bg)"), "the background process, a host pid")
+                let bgFD = try Sys.pidfdOpen(bg)
+                (code, out) = try o.podman(["kill", k])
+                #expect(code == 0, "\(out)\n\(o.diagnostics())")
+                #expect(waitFor(10) { (try? o.p.inspect(k, "{{.State.Status}}")) == "exited" })
+                (code, out) = try o.podman(["rm", k])
+                #expect(code == 0, "\(out)")
+                #expect(waitFor(10) { (try? Sys.pidfdWait(bgFD.raw, nohang: true)) ?? nil != nil || !Sys.exists("/proc/\(bg)") || (try? Sys.pidfdSendSignal(bgFD.raw, 0)) == nil },
+                        "no process of the container outlives rm; runtime calls: \(o.runtimeCalls().filter { $0.contains(k) })")
             }
         }
     }
