@@ -4,7 +4,7 @@ import Glibc
 
 /// One container's cgroup: a directory in every hierarchy the layout uses.
 /// Limits, statistics, freezing and killing pick v2 or v1 per controller.
-public final class CgroupSet {
+public final class CgroupSet: Sendable {
     public let layout: CgroupLayout
     /// Relative path below each hierarchy's mount, e.g. "ctrobj/web".
     public let relativePath: String
