@@ -546,7 +546,9 @@ struct OCIRuntimeTests {
             let cores = Sys.listDirectory(dir).filter { $0.hasPrefix("core.") }
             #expect(cores.count == 1 && cores[0].hasPrefix("core.sh.") || cores.first?.hasPrefix("core.busybox.") == true, "\(cores)")
             var st = stat()
-            if let f = cores.first, stat("\(dir)/\(f)", &st) == 0 {
+            // The file is there before the core is written into it.
+            if let f = cores.first {
+                _ = waitFor(10) { stat("\(dir)/\(f)", &st) == 0 && st.st_size > 0 }
                 #expect(st.st_size > 0 && st.st_uid == 0, "a non-empty core owned by the container's root (no user ns: host root)")
             }
             #expect(try oci.run(["delete", "--force", "core1"]).0 == 0)

@@ -260,6 +260,7 @@ struct PodmanOCITests {
                 _ = waitFor(20) { cores = Sys.listDirectory("\(root)/var/lib/ctrobj/cores").filter { $0.hasPrefix("core.sh.") }; return !cores.isEmpty }
                 try #require(cores.count == 1, "cores in \(root): \(cores)\n\(o.diagnostics())")
                 var st = stat(), inside = stat()
+                _ = waitFor(10) { stat("\(root)/var/lib/ctrobj/cores/\(cores[0])", &st) == 0 && st.st_size > 0 }
                 #expect(stat("\(root)/var/lib/ctrobj/cores/\(cores[0])", &st) == 0 && st.st_uid == 0 && st.st_size > 0)
                 #expect(stat("/proc/\(pid)/root/var/lib/ctrobj/cores/\(cores[0])", &inside) == 0 && inside.st_ino == st.st_ino,
                         "the same file the container sees")
