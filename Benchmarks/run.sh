@@ -12,7 +12,9 @@
 #   Benchmarks/run.sh --upcalls-only        # just the upcall group (about a minute)
 #   Benchmarks/run.sh --scale 10000         # just the node-scale group (a few minutes)
 #   Benchmarks/run.sh --oci [N]             # just the OCI group: ctrobj-oci run against
-#                                           # runc run of one bundle, interleaved (Benchmarks/oci.sh)
+#                                           # runc run of one bundle, interleaved (Benchmarks/oci.sh),
+#                                           # then podman run --rm with each (Benchmarks/podman.sh, 30 each)
+#   Benchmarks/run.sh --podman [N]          # just the podman part, N runs each (default 30)
 #
 # The upcall group changes core_pattern, core_pipe_limit and
 # /etc/request-key.d while it runs and restores them byte for byte (also on
@@ -23,11 +25,17 @@
 set -eu
 cd "$(dirname "$0")/.."
 scratch=.build-bench
-if [ "${1:-}" = "--oci" ]; then
+if [ "${1:-}" = "--oci" ] || [ "${1:-}" = "--podman" ]; then
+    group=$1
     shift
     swift build -c release --scratch-path "$scratch" --product ctrobjd
     swift build -c release --scratch-path "$scratch" --product ctrobj-oci
-    exec bash Benchmarks/oci.sh "$scratch/release/ctrobjd" "$scratch/release/ctrobj-oci" "$@"
+    if [ "$group" = "--podman" ]; then
+        exec bash Benchmarks/podman.sh "$scratch/release/ctrobjd" "$scratch/release/ctrobj-oci" "$@"
+    fi
+    bash Benchmarks/oci.sh "$scratch/release/ctrobjd" "$scratch/release/ctrobj-oci" "$@"
+    echo
+    exec bash Benchmarks/podman.sh "$scratch/release/ctrobjd" "$scratch/release/ctrobj-oci"
 fi
 swift build -c release --scratch-path "$scratch" --product ctrobjd
 swift build -c release --scratch-path "$scratch" --product ctrobj-upcall

@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -52,6 +53,28 @@ int oci_ctl_send(int fd, char tag, const void *payload, size_t len)
 		n = send(fd, buf, sizeof(m) + len, MSG_NOSIGNAL);
 	} while (n < 0 && errno == EINTR);
 	return n < 0 ? -1 : 0;
+}
+
+
+/* A new network namespace starts with "lo" down; runc brings it up, and
+ * a pod's members talk over it (127.0.0.1). */
+static int loopback_up(void)
+{
+	struct ifreq ifr;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	memset(&ifr, 0, sizeof(ifr));
+	strcpy(ifr.ifr_name, "lo");
+	int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
+	if (rc == 0 && !(ifr.ifr_flags & IFF_UP)) {
+		ifr.ifr_flags |= IFF_UP;
+		rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
+	}
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return rc;
 }
 
 static void report(int fd, char tag, int stage, int value)
@@ -513,6 +536,8 @@ static __attribute__((noreturn)) void child_main(const struct oci_child_spec *s)
 			fail(s, OCI_STAGE_HOSTNAME);
 		if (s->domainname && setdomainname(s->domainname, strlen(s->domainname)) < 0)
 			fail(s, OCI_STAGE_HOSTNAME);
+		if (s->loopback_up && loopback_up() < 0)
+			fail(s, OCI_STAGE_LOOPBACK);
 		for (int i = 0; i < nops; i++)
 			if (do_op(&parsed_ops[i]) < 0)
 				fail(s, parsed_ops[i].kind == OCI_OP_SYSCTL ? OCI_STAGE_SYSCTL

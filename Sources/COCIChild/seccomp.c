@@ -104,3 +104,9 @@ void oci_sc_free(void *ctx)
 {
 	seccomp_release(ctx);
 }
+
+unsigned int oci_sc_version(void)
+{
+	const struct scmp_version *v = seccomp_version();
+	return v ? (v->major << 16) | (v->minor << 8) | v->micro : 0;
+}

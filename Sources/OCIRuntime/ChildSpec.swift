@@ -134,6 +134,7 @@ func stageField(_ stage: Int32) -> String {
     case OCI_STAGE_CWD.rawValue: return "process.cwd"
     case OCI_STAGE_EXEC.rawValue: return "process.args"
     case OCI_STAGE_STDIO.rawValue: return "stdio"
+    case OCI_STAGE_LOOPBACK.rawValue: return "linux.namespaces (network: bringing up lo)"
     default: return "init"
     }
 }

@@ -242,7 +242,9 @@ final class Creation {
     }
 
     func run() throws -> Record {
+        rt.trace("config read")
         try plan()
+        rt.trace("planned")
         let store = rt.store
         try Sys.mkdirs(store.root, 0o700)
         rt.reconcile()
@@ -264,7 +266,8 @@ final class Creation {
         let p = spec.process!
         let linux = spec.linux!
         // Compile what can fail before anything exists.
-        let seccomp = try linux.seccomp.map { try SeccompProgram($0) }
+        let seccomp = try linux.seccomp.map { try SeccompProgram.cached($0, root: store.root) }
+        rt.trace("seccomp")
         let creds = try Credentials(p, dropMknod: dropMknod)
         if creds.ambientDropped != 0 {
             rt.warn("process.capabilities.ambient: capabilities not both permitted and inheritable are not raised (as runc): mask 0x\(String(creds.ambientDropped, radix: 16))")
@@ -357,6 +360,8 @@ final class Creation {
         } else if (spec.hostname ?? "").isEmpty == false {
             throw OCIError.field("hostname", "setting a hostname needs a uts namespace of the container's own")
         }
+        // A network namespace of its own (NEW_NET_NS, 0x80): lo up, as runc does.
+        cs.loopback_up = flags & 0x80 != 0 ? 1 : 0
         creds.apply(to: &cs, arena)
         (cs.create_hooks, cs.ncreate_hooks) = arena.hooks(spec.hooks?.createContainer ?? [])
         (cs.start_hooks, cs.nstart_hooks) = arena.hooks(spec.hooks?.startContainer ?? [])

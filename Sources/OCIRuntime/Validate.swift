@@ -17,6 +17,8 @@ enum Validate {
     struct Object {
         var known: Set<String>
         var refused: [String: String] = [:]
+        /// A refused key is accepted at this value, which changes nothing.
+        var neutral: [String: Double] = [:]
     }
 
     static let notHere = "not supported by ctrobj-oci"
@@ -57,7 +59,10 @@ enum Validate {
                             refused: ["shares": "ctrobjd sets CPU bandwidth only (container_set_limit CPU)",
                                       "burst": "ctrobjd sets CPU bandwidth only", "realtimeRuntime": "real-time CPU time is " + notHere,
                                       "realtimePeriod": "real-time CPU time is " + notHere, "cpus": "cpusets are " + notHere,
-                                      "mems": "cpusets are " + notHere, "idle": "SCHED_IDLE cgroups are " + notHere])
+                                      "mems": "cpusets are " + notHere, "idle": "SCHED_IDLE cgroups are " + notHere],
+                            // 1024, the kernel's default weight, is what containerd's ctr
+                            // writes for every container: it asks for nothing.
+                            neutral: ["shares": 1024])
     static let seccomp = Object(known: ["defaultAction", "defaultErrnoRet", "architectures", "flags", "syscalls"],
                                 refused: ["listenerPath": "seccomp user notification is " + notHere,
                                           "listenerMetadata": "seccomp user notification is " + notHere])
@@ -74,6 +79,7 @@ enum Validate {
             let p = path.isEmpty ? k : "\(path).\(k)"
             if let why = o.refused[k] {
                 if value.isEmpty { continue }
+                if case .number(let n) = value, o.neutral[k] == n { continue }
                 throw OCIError.field(p, why)
             }
             if k.hasPrefix("_") || k == "comment" { continue }

@@ -293,6 +293,7 @@ struct OCIRuntimeTests {
         ("ociVersion", #"{"ociVersion":"2.0.0"}"#),
         ("linux.resources.memory.swap", #"{"linux":{"resources":{"memory":{"limit":100000000,"swap":300000000}}}}"#),
         ("linux.namespaces", #"{"linux":{"namespaces":[{"type":"pid"}]}}"#),
+        ("linux.resources.cpu.shares", #"{"linux":{"resources":{"cpu":{"shares":512}}}}"#),
     ])
     func refused(field: String, patch: String) throws {
         try with { oci in
@@ -470,6 +471,17 @@ struct OCIRuntimeTests {
             let (code, out) = try oci.run(["run", "--bundle", b.dir, "sc"])
             #expect(code == 0, "\(out)")
             #expect(out.contains("refused") && !out.contains("made"), "\(out)")
+            // The compiled program is kept (podman writes one profile for every
+            // container); the second run takes it from there, enforced the same.
+            let kept = Sys.listDirectory("\(oci.root)/.seccomp")
+            #expect(kept.count == 1, "\(kept)")
+            let (code2, out2) = try oci.run(["run", "--bundle", b.dir, "sc2"])
+            #expect(code2 == 0 && out2.contains("refused") && !out2.contains("made"), "\(out2)")
+            #expect(Sys.listDirectory("\(oci.root)/.seccomp") == kept)
+            // A corrupt entry is not used: compiled again, and still enforced.
+            for k in kept { try Sys.writeFileAtomically("\(oci.root)/.seccomp/\(k)", "garbage", mode: 0o600) }
+            let (code3, out3) = try oci.run(["run", "--bundle", b.dir, "sc3"])
+            #expect(code3 == 0 && out3.contains("refused") && !out3.contains("made"), "\(out3)")
         }
     }
 
@@ -534,7 +546,9 @@ struct OCIRuntimeTests {
             let cores = Sys.listDirectory(dir).filter { $0.hasPrefix("core.") }
             #expect(cores.count == 1 && cores[0].hasPrefix("core.sh.") || cores.first?.hasPrefix("core.busybox.") == true, "\(cores)")
             var st = stat()
-            if let f = cores.first, stat("\(dir)/\(f)", &st) == 0 {
+            // The file is there before the core is written into it.
+            if let f = cores.first {
+                _ = waitFor(10) { stat("\(dir)/\(f)", &st) == 0 && st.st_size > 0 }
                 #expect(st.st_size > 0 && st.st_uid == 0, "a non-empty core owned by the container's root (no user ns: host root)")
             }
             #expect(try oci.run(["delete", "--force", "core1"]).0 == 0)
@@ -568,6 +582,23 @@ struct OCIRuntimeTests {
             let (code, out) = try oci.run(["run", "--bundle", b.dir, "res"])
             #expect(code == 0, "\(out)")
             #expect(out.contains("50") && out.contains("\(64 << 20)") && out.contains("50000"), "\(out)")
+        }
+    }
+
+    @Test("a network namespace of its own has lo up (as runc); cpu.shares 1024 (containerd's ctr default, the kernel's default weight) is accepted")
+    func loopbackAndNeutralShares() throws {
+        try with { oci in
+            let b = try OCIBundle(["/bin/sh", "-c", "ip addr show lo; echo ping | nc -l -p 7000 -w 5 & sleep 0.3; nc 127.0.0.1 7000 </dev/null; wait"]) { c in
+                var l = c["linux"] as! [String: Any]
+                l["resources"] = ["cpu": ["shares": 1024], "devices": [["allow": false, "access": "rwm"]]]
+                c["linux"] = l
+            }
+            defer { b.remove() }
+            symlink("busybox", "\(b.rootfs)/bin/nc")
+            let (code, out) = try oci.run(["run", "--bundle", b.dir, "lo"])
+            #expect(code == 0, "\(out)")
+            #expect(out.contains("127.0.0.1") && out.contains("UP"), "lo is up: \(out)")
+            #expect(out.contains("ping"), "a connection over 127.0.0.1 inside: \(out)")
         }
     }
 }

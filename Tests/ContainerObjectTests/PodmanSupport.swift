@@ -53,7 +53,11 @@ final class PrivateMountNamespace {
             madeDirs.append(d)
         }
         let script = "for d in \"$@\"; do mount -t tmpfs -o mode=0755,size=64m ctrobj-private \"$d\" || exit 125; done; : > \(readyFile); exec sleep 100000"
-        let pid = try spawn(["/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh"] + hiding)
+        // Made on CPU 0: a ctrobjd started in this namespace (also from CPU 0,
+        // withDaemon(in:)) then makes its pin namespace with a higher id, which
+        // the kernel requires to mount it here (mnt_ns_loop; ids come from
+        // per-CPU batches since 6.18, so another CPU's may be lower).
+        let pid = try spawn(["/usr/bin/taskset", "-c", "0", "/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh"] + hiding)
         holder = pid
         holderFD = try Sys.pidfdOpen(pid)
         for _ in 0..<500 {

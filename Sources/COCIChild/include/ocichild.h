@@ -48,6 +48,7 @@ enum oci_stage {
 	OCI_STAGE_GROUPS, OCI_STAGE_USER, OCI_STAGE_CAPS, OCI_STAGE_RLIMIT,
 	OCI_STAGE_NNP, OCI_STAGE_SECCOMP, OCI_STAGE_CWD, OCI_STAGE_GATE,
 	OCI_STAGE_EXEC, OCI_STAGE_OOM, OCI_STAGE_STDIO, OCI_STAGE_APPARMOR,
+	OCI_STAGE_LOOPBACK,
 };
 
 /* Mount work init does itself, in its mount namespace, before it drops
@@ -120,6 +121,7 @@ struct oci_child_spec {
 	int gate_fd;             /* start gate (exec fifo, O_RDWR), -1: none */
 	int new_session;         /* setsid() without a console */
 	int sync_runtime_hooks;  /* 'B'/'b' after the ops: the parent runs prestart/createRuntime hooks */
+	int loopback_up;         /* a network namespace of its own: "lo" up (as runc), before privileges go */
 };
 
 /* Fork the process through ccs_join_fork(plan) (plan->path must be NULL) and
@@ -161,6 +163,8 @@ int oci_sc_add_rule(void *ctx, uint32_t action, const char *syscall, const struc
 /* The BPF program (malloc'd) and its length in instructions. */
 int oci_sc_export(void *ctx, void **prog, unsigned short *len);
 void oci_sc_free(void *ctx);
+/* libseccomp's version (major<<16 | minor<<8 | micro): part of the key of compiled programs kept. */
+unsigned int oci_sc_version(void);
 
 /* ---- small parent-side syscalls ----------------------------------------- */
 /* A pty: master (O_RDWR|O_NOCTTY|O_CLOEXEC) and slave fds. */
