@@ -196,7 +196,9 @@ extension Broker {
         let args = [path, "\(f.nsPid == 0 ? f.pid : f.nsPid)", "\(inside(f.uid, r.rootHostID))", "\(inside(f.gid, r.rootHostGID))", "\(f.signal)", "\(f.time)", f.comm]
         let plan: JoinPlan, fds: [OwnedFD]
         do {
-            (plan, fds) = try joinPlan(r, enter: true)
+            var (p, f) = try joinPlan(r, enter: true)
+            p.privilegeLimit = try upcallPrivilege(r)
+            (plan, fds) = (p, f)
         } catch {
             reply(.error((error as? ContainerError) ?? ContainerError(.system, "\(error)")))
             return

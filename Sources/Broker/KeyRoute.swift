@@ -33,7 +33,8 @@ extension Broker {
         case .container(let found): r = found
         }
         do {
-            let (plan, fds) = try joinPlan(r, enter: true)
+            var (plan, fds) = try joinPlan(r, enter: true)
+            plan.privilegeLimit = try upcallPrivilege(r)
             if logger.logLevel <= .info {
                 let inside = ProcInfo.statusField(pid: pid, "NSpid")?.last ?? "?"
                 logger.info("container \"\(r.name)\": key \(msg["key_type"] ?? "?"):\(msg["key_desc"] ?? "?") requested by pid \(inside): its own request-key answers")

@@ -20,6 +20,8 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -78,6 +80,34 @@ static int join_namespaces(const struct ccs_join_plan *p)
 }
 
 /* The target: exec, or tell the parent we are ready and return 0. */
+/* Drop to the privilege of the container's init (see limit_privileges in
+ * cshim.h): the bounding set first (root's exec computes its caps from it),
+ * then inheritable and ambient, then no_new_privs. Raw syscalls only. */
+static int limit_privileges(const struct ccs_join_plan *p)
+{
+	for (int cap = 0; cap < 64; cap++) {
+		if (p->cap_bounding & (1ULL << cap))
+			continue;
+		if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0)
+			break; /* past the kernel's last capability */
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+			return -1;
+	}
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct d[2];
+	if (syscall(SYS_capget, &h, d) < 0)
+		return -1;
+	d[0].inheritable = 0;
+	d[1].inheritable = 0;
+	if (syscall(SYS_capset, &h, d) < 0)
+		return -1;
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return -1;
+	if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -1;
+	return 0;
+}
+
 static int become_target(const struct ccs_join_plan *p, int rep)
 {
 	if (!p->path) {
@@ -124,6 +154,10 @@ static int become_target(const struct ccs_join_plan *p, int rep)
 	}
 	if (p->new_pgrp)
 		(void)setpgid(0, 0);
+	if (p->limit_privileges && limit_privileges(p) < 0) {
+		ccs_child_report(rep, 'E', CCS_STAGE_CAPS, errno);
+		_exit(127);
+	}
 	reset_signals();
 	execve(p->path, p->argv, p->envp);
 	ccs_child_report(rep, 'E', CCS_STAGE_EXEC, errno);

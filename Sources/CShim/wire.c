@@ -5,6 +5,7 @@
 
 #include <sched.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 int ccs_msg_add(char *buf, size_t size, size_t *len, const char *key, const char *value)
@@ -143,6 +144,16 @@ int ccs_msg_join_plan(const char *msg, size_t len, const int *fds, int nfds, str
 		p->cgroup_dir_fd = fds[i];
 	}
 	p->become_root = ccs_msg_get(msg, len, "root", v, sizeof(v)) == 1 && strcmp(v, "1") == 0;
+	if (ccs_msg_get(msg, len, "capbnd", v, sizeof(v)) == 1 && v[0]) {
+		char *end = NULL;
+		errno = 0;
+		unsigned long long b = strtoull(v, &end, 16);
+		if (errno || !end || *end || v[0] == '-' || v[0] == '+' || v[0] == ' ')
+			return -1;
+		p->limit_privileges = 1;
+		p->cap_bounding = (uint64_t)b;
+		p->no_new_privs = ccs_msg_get(msg, len, "nnp", v, sizeof(v)) == 1 && strcmp(v, "1") == 0;
+	}
 	return 0;
 }
 

@@ -18,6 +18,7 @@ public func childStageName(_ stage: CInt) -> String {
     case Int(CCS_STAGE_MOUNT.rawValue): return "mount"
     case Int(CCS_STAGE_ROOT.rawValue): return "the empty root (tmpfs + pivot_root)"
     case Int(CCS_STAGE_SYNC.rawValue): return "talking to the child"
+    case Int(CCS_STAGE_CAPS.rawValue): return "dropping to the privilege of the container's init"
     default: return "step \(stage)"
     }
 }

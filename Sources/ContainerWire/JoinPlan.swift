@@ -8,7 +8,9 @@ import ContainerSystem
 /// "cgroupjoin" ("request": no cgroup fds; the joiner asks ctrobjd with
 /// op cgroup.join, as a non-root caller must), "cgroupdir" (index of the
 /// cgroup v2 directory fd: pure v2, the joiner is born there with
-/// clone3(CLONE_INTO_CGROUP) and writes no cgroup.procs).
+/// clone3(CLONE_INTO_CGROUP) and writes no cgroup.procs), "capbnd" (hex
+/// capability bounding set) and "nnp" (1: no_new_privs): an upcall's
+/// program gets no more privilege than the container's init.
 public struct JoinPlan: Sendable, Equatable {
     public enum PidNS: Equatable, Sendable { case none, new, join(Int) }
     public var userns: Int?
@@ -23,6 +25,20 @@ public struct JoinPlan: Sendable, Equatable {
     public var cgroupJoinRequest: Bool
     /// Pure v2: the cgroup directory's fd index, for CLONE_INTO_CGROUP.
     public var cgroupDir: Int?
+    /// The privilege of the container's init, which an upcall's program
+    /// (request-key, a core handler) may not exceed: its capability bounding
+    /// set and its no_new_privs. nil: the joiner keeps what it has (the
+    /// owner's own exec).
+    public var privilegeLimit: PrivilegeLimit?
+
+    public struct PrivilegeLimit: Sendable, Equatable {
+        public var capBounding: UInt64
+        public var noNewPrivs: Bool
+        public init(capBounding: UInt64, noNewPrivs: Bool) {
+            self.capBounding = capBounding
+            self.noNewPrivs = noNewPrivs
+        }
+    }
 
     public init(userns: Int?, namespaces: [(NamespaceKind, Int)], pidns: PidNS, cgroups: [Int], becomeRoot: Bool,
                 newCgroupNS: Bool = false, cgroupJoinRequest: Bool = false, cgroupDir: Int? = nil) {
@@ -39,6 +55,7 @@ public struct JoinPlan: Sendable, Equatable {
     public static func == (a: JoinPlan, b: JoinPlan) -> Bool {
         a.userns == b.userns && a.pidns == b.pidns && a.cgroups == b.cgroups && a.becomeRoot == b.becomeRoot
             && a.newCgroupNS == b.newCgroupNS && a.cgroupJoinRequest == b.cgroupJoinRequest && a.cgroupDir == b.cgroupDir
+            && a.privilegeLimit == b.privilegeLimit
             && a.namespaces.map { "\($0.0.rawValue):\($0.1)" } == b.namespaces.map { "\($0.0.rawValue):\($0.1)" }
     }
 
@@ -49,7 +66,7 @@ public struct JoinPlan: Sendable, Equatable {
         case .new: pid = "new"
         case .join(let i): pid = "\(i)"
         }
-        return [
+        var f = [
             "userns": "\(userns ?? -1)",
             "ns": namespaces.map { "\($0.0.rawValue):\($0.1)" }.joined(separator: ","),
             "pidns": pid,
@@ -59,6 +76,11 @@ public struct JoinPlan: Sendable, Equatable {
             "cgroupjoin": cgroupJoinRequest ? "request" : "",
             "cgroupdir": cgroupDir.map(String.init) ?? "",
         ]
+        if let l = privilegeLimit {
+            f["capbnd"] = String(l.capBounding, radix: 16)
+            f["nnp"] = l.noNewPrivs ? "1" : "0"
+        }
+        return f
     }
 
     public init(fields m: Message, fdCount: Int) throws {
@@ -87,6 +109,15 @@ public struct JoinPlan: Sendable, Equatable {
         newCgroupNS = m["cgroupns"] == "new"
         cgroupJoinRequest = m["cgroupjoin"] == "request"
         if let d = m["cgroupdir"], !d.isEmpty { cgroupDir = try index(Substring(d)) } else { cgroupDir = nil }
+        if let b = m["capbnd"], !b.isEmpty {
+            guard b.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) || ($0 >= 0x41 && $0 <= 0x46) }),
+                  let v = UInt64(b, radix: 16) else {
+                throw ContainerError(.protocolError, "join plan: bad capability set \(b)")
+            }
+            privilegeLimit = PrivilegeLimit(capBounding: v, noNewPrivs: m["nnp"] == "1")
+        } else {
+            privilegeLimit = nil
+        }
     }
 }
 
@@ -122,6 +153,11 @@ extension JoinPlan {
         }
         p.cgroup_count = CInt(min(cgroups.count, Int(CCS_MAX_CGROUPS)))
         p.become_root = becomeRoot ? 1 : 0
+        if let l = privilegeLimit {
+            p.limit_privileges = 1
+            p.cap_bounding = l.capBounding
+            p.no_new_privs = l.noNewPrivs ? 1 : 0
+        }
         p.unshare_cgroup = newCgroupNS ? 1 : 0
         p.chdir_root = 1
         p.path = nil

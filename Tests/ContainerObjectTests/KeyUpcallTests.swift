@@ -94,6 +94,44 @@ struct KeyUpcallTests {
         }
     }
 
+    @Test("a key request's handler gets no more privilege than the container's init (no user namespace, init without capabilities)")
+    func handlerBoundedByInit() throws {
+        guard Sys.exists("/usr/bin/setpriv") else { return }
+        try withDaemon { d in
+            try installed(d) {
+                // Root's container without a user namespace, as ctrobj-oci and
+                // adopted podman containers are; its init drops every
+                // capability. Its own request-key handler reports its own.
+                let probe = "/tmp/ctrobj-capprobe-\(getpid()).sh"
+                try Sys.writeFileAtomically(probe, """
+                    #!/bin/sh
+                    /bin/keyctl instantiate "$1" "$(grep -E '^(CapEff|CapBnd|NoNewPrivs):' /proc/self/status | tr -s '\\t\\n' '  ')" "$2"
+
+                    """, mode: 0o755)
+                defer { unlink(probe) }
+                let c = try Container.create("capkeys", options: [.newFSNS, .newPIDNS, .newUTSNS, .newIPCNS, .killOnClose])
+                let confPath = "/tmp/ctrobj-rk-capkeys-\(getpid()).conf"
+                try Sys.writeFileAtomically(confPath, "create user ctrobjcap:* * \(probe) %k %S\n", mode: 0o644)
+                defer { unlink(confPath) }
+                try c.bindMount(hostPath: confPath, target: "/etc/request-key.conf", recursive: false)
+                if Sys.exists(KernelSettings.requestKeyDir) {
+                    try c.mount(source: "tmpfs", target: KernelSettings.requestKeyDir, fstype: "tmpfs")
+                }
+                let p = try c.spawnInit(ProcessSpec("/usr/bin/setpriv", ["setpriv", "--bounding-set=-all", "--inh-caps=-all",
+                                                                          "--ambient-caps=-all", "--no-new-privs", "/bin/sleep", "120"]))
+                defer { try? p.signal(SIGKILL); _ = try? p.waitCode() }
+                for _ in 0..<200 where ProcInfo.statusField(pid: p.pid, "CapBnd")?.first != "0000000000000000" { usleep(5000) }
+                // The requester itself is a full-capability root exec: what
+                // bounds the handler is the container's init.
+                let (code, out) = try requestInside(c, "keyctl print $(keyctl request2 user ctrobjcap:1 hello @s)")
+                #expect(code == 0, "\(out)")
+                #expect(out.contains("CapEff: 0000000000000000") && out.contains("CapBnd: 0000000000000000"),
+                        "the handler ran with more capabilities than init: \(out)")
+                #expect(out.contains("NoNewPrivs: 1"), "init's no_new_privs reaches the handler: \(out)")
+            }
+        }
+    }
+
     /// Requests a user key from a second thread (raw syscalls, no libkeyutils)
     /// into a fresh session keyring and prints its payload, or the error.
     static let threadedSource = """

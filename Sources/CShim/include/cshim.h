@@ -197,6 +197,14 @@ struct ccs_join_plan {
 	 * writing cgroup.procs. Only when into_cgroup is 1. */
 	int into_cgroup;
 	int cgroup_dir_fd;
+	/* An upcall's program (a key request's request-key, a core handler)
+	 * gets no more privilege than the container's init has: before exec the
+	 * bounding set drops to cap_bounding (root's exec then gets exactly
+	 * it), inheritable and ambient caps are cleared, and no_new_privs is set
+	 * if init has it. Only when limit_privileges is 1. */
+	int limit_privileges;
+	uint64_t cap_bounding;
+	int no_new_privs;
 };
 /* Set the cgroup.join part of a plan (path truncated to sun_path's size). */
 void ccs_plan_set_cgroup_join(struct ccs_join_plan *p, int container_fd, const char *daemon_path);
@@ -205,7 +213,7 @@ enum ccs_stage {
 	CCS_STAGE_FORK = 1, CCS_STAGE_CGROUP, CCS_STAGE_USERNS, CCS_STAGE_SETNS,
 	CCS_STAGE_SETID, CCS_STAGE_PIDNS, CCS_STAGE_CLONE, CCS_STAGE_STDIO,
 	CCS_STAGE_EXEC, CCS_STAGE_CHDIR, CCS_STAGE_MOUNT, CCS_STAGE_SYNC,
-	CCS_STAGE_ROOT,
+	CCS_STAGE_ROOT, CCS_STAGE_CAPS,
 };
 /* Fork a process that is in every namespace and cgroup of the plan.  With a
  * new or joined pid ns the process is made by an intermediate child with
