@@ -172,8 +172,11 @@ static pid_t requester_pid(const char *key)
 }
 
 /* The one host check (ContainerSystem's Namespaces.areCallers calls it
- * too): 1 when every namespace of pid among `kinds` (CLONE_NEW* bits) that
- * can be read is ours, inode and device, and at least one can. */
+ * too): 1 when every namespace of pid among `kinds` (CLONE_NEW* bits) is
+ * ours, inode and device. One that cannot be read counts as not ours: once
+ * a thread group's leader has exited, its mount, uts, ipc, net and cgroup
+ * links are gone while its user and pid links remain, and a process of a
+ * container could otherwise pass for the host's by exiting its main thread. */
 int ccs_is_host_process(pid_t pid, int kinds)
 {
 	static const struct { const char *name; int flag; } all[] = {
@@ -188,9 +191,8 @@ int ccs_is_host_process(pid_t pid, int kinds)
 		struct stat theirs, ours;
 		snprintf(theirs_path, sizeof(theirs_path), "/proc/%d/ns/%s", (int)pid, all[i].name);
 		snprintf(ours_path, sizeof(ours_path), "/proc/self/ns/%s", all[i].name);
-		if (stat(theirs_path, &theirs) < 0)
-			continue;
-		if (stat(ours_path, &ours) < 0 || ours.st_ino != theirs.st_ino || ours.st_dev != theirs.st_dev)
+		if (stat(theirs_path, &theirs) < 0 || stat(ours_path, &ours) < 0 ||
+		    ours.st_ino != theirs.st_ino || ours.st_dev != theirs.st_dev)
 			return 0;
 		seen++;
 	}

@@ -76,9 +76,10 @@ extension Namespaces {
         return out
     }()
 
-    /// The one host check: true when every namespace of `kinds` that can be
-    /// read for `pid` is this process's (inode and device), and at least
-    /// one can. One implementation, in C (CShim keyhelper.c), which the key
+    /// The one host check: true when every namespace of `kinds` of `pid`
+    /// is this process's (inode and device); one that cannot be read (a
+    /// thread group whose leader exited keeps only its user and pid links)
+    /// counts as not ours. One implementation, in C (CShim keyhelper.c), which the key
     /// route runs too.
     public static func areCallers(pid: pid_t, kinds: [NamespaceKind] = ProcessIdentity.kinds) -> Bool {
         ccs_is_host_process(pid, kinds.reduce(0) { $0 | $1.cloneFlag }) == 1

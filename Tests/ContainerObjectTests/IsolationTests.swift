@@ -129,5 +129,35 @@ struct IsolationTests {
             #expect(throws: ContainerError.self) { try app.shareNamespaces([.net], with: pause) }
         }
     }
-}
 
+    @Test("a process whose main thread exited is not taken for the host's (its mount namespace link is gone, its user and pid links remain)")
+    func leaderExitedIsNotHost() throws {
+        let source = """
+            #include <pthread.h>
+            #include <sys/syscall.h>
+            #include <unistd.h>
+            static void *wait_here(void *unused) { sleep(30); return unused; }
+            int main(void)
+            {
+            	pthread_t t;
+            	pthread_create(&t, NULL, wait_here, NULL);
+            	syscall(SYS_exit, 0); /* the leader only; the thread group lives on */
+            	return 0;
+            }
+            """
+        try withStaticProgram("leaderexit", source) { program, _ in
+            let pid = try spawn([program])
+            let pidfd = try Sys.pidfdOpen(pid)
+            defer { try? Sys.pidfdSendSignal(pidfd.raw, SIGKILL); _ = try? Sys.pidfdWait(pidfd.raw) }
+            var gone = false
+            for _ in 0..<400 {
+                gone = !Sys.exists("/proc/\(pid)/ns/mnt") || (try? Sys.readLink("/proc/\(pid)/ns/mnt")) == nil
+                if gone { break }
+                usleep(5000)
+            }
+            #expect(gone, "the leader's mount namespace link is still there")
+            #expect(!Namespaces.areCallers(pid: pid, kinds: [.user, .mnt, .pid]), "an unreadable namespace counts as not ours")
+            #expect(Namespaces.areCallers(pid: getpid(), kinds: [.user, .mnt, .pid]))
+        }
+    }
+}

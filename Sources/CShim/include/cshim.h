@@ -309,8 +309,8 @@ int ccs_set_nondumpable(void);
  * one request; argv as `ctrobj-upcall key STATE %k %t %u %g %T %P %S %d`.
  * Returns the exit code (it may exec request-key instead). */
 int ccs_key_helper(int argc, char **argv);
-/* 1 when every namespace of pid among kinds (CLONE_NEW* bits) that can be
- * read is the caller's (inode and device), and at least one can; else 0. */
+/* 1 when every namespace of pid among kinds (CLONE_NEW* bits) is the
+ * caller's (inode and device), each one readable; else 0. */
 int ccs_is_host_process(pid_t pid, int kinds);
 /* setvbuf(stdout, _IOLBF): stdout is a C global Swift 6 will not touch. */
 void ccs_line_buffer_stdout(void);
