@@ -163,6 +163,8 @@ final class Persistence {
         rmdir("\(d)/ns")
         unlink("\(d)/record")
         unlink("\(d)/record.tmp")
+        unlink("\(d)/cgroup") // a requested cgroup's progress (CgroupPath.swift)
+        unlink("\(d)/cgroup.tmp")
         rmdir(d)
     }
 
