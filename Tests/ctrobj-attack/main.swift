@@ -38,6 +38,7 @@ let scenarios: [String: ([String]) throws -> Void] = [
     "wire-junk": Scenarios.wireJunk,           // finding 10, contract 6
     "rights": Scenarios.rights,                // the threat model's refusals
     "fd-holder": Scenarios.fdHolder,
+    "cgroup-path": Scenarios.cgroupPath,       // create's cgroup field is root's only
 ]
 
 setvbuf(stdout, nil, _IOLBF, 0)
