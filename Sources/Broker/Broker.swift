@@ -170,7 +170,7 @@ public final class Broker {
         byID[r.id] = r
         // An adopted container's cgroup may hold host processes too: it is
         // attributed by its namespaces only.
-        if !r.adopted && !r.cgroup.relativePath.isEmpty { byCgroup[r.cgroup.relativePath] = r }
+        if !r.adopted && !r.cgroup.relativePath.isEmpty && !r.cgroup.removed { byCgroup[r.cgroup.relativePath] = r }
         for c in r.cookies { byCookie[c] = r }
         for (kind, ino) in r.namespaceInodes where byNamespace[ino] == nil && ino != ownNamespace(kind) { byNamespace[ino] = r }
         nextID = max(nextID, r.id + 1)

@@ -53,7 +53,7 @@ extension Broker {
         if let root = cgroupPlacement?.delegatedRoot, within(path, root) || within(root, path) {
             throw refuse("it is ctrobjd's delegated subtree /\(root) or in it")
         }
-        for r in byID.values where !r.cgroup.relativePath.isEmpty && within(path, r.cgroup.relativePath) {
+        for r in byID.values where !r.cgroup.relativePath.isEmpty && !r.cgroup.removed && within(path, r.cgroup.relativePath) {
             throw refuse("it is at or below the cgroup of container \"\(RequestRules.escaped(r.name))\"")
         }
         for (cg, other, _) in pendingCgroups where within(path, cg.relativePath) {
@@ -104,6 +104,13 @@ extension Broker {
         }
         CgroupRequest.undo(path: path, made: made)
         logger.warning("\(dir): a create with cgroup /\(RequestRules.escaped(path)) did not finish: the cgroup directories it made were removed")
+    }
+
+    /// Once its cgroup is removed, a container is no longer found by that
+    /// path: a requested path may be made again by someone else, and a
+    /// process there is not this container's.
+    func forgetRemovedCgroup(_ r: ContainerRecord) {
+        if r.cgroup.removed && byCgroup[r.cgroup.relativePath] === r { byCgroup.removeValue(forKey: r.cgroup.relativePath) }
     }
 
     /// `cgroup_made` of a record: "mount=count,…".

@@ -261,3 +261,26 @@ struct CgroupPathTests {
         }
     }
 }
+
+/// Upcalls from a container placed at a requested cgroup path are routed
+/// into it (the cgroup index is keyed by the path, whatever it is).
+extension UpcallTests {
+    @Test("a crash inside a container at a requested cgroup path leaves its core inside that container")
+    func coreAtRequestedCgroupPath() throws {
+        let top = CgroupPathTests.top()
+        defer { CgroupPathTests.removeTop(top) }
+        try withBroker { d, inst in
+            let path = "\(top)/pod/ctr"
+            let c = try Container.create("crash-cgp", options: [.newEmptyFSNS, .newPIDNS, .newUserNS, .newNetNS, .killOnClose],
+                                         cgroupPath: path)
+            try c.mkdirs("/bin")
+            try c.copyIn(hostPath: "/bin/busybox", to: "/bin/busybox")
+            let p = try c.spawnInit(ProcessSpec("/bin/busybox", ["busybox", "sleep", "120"]))
+            defer { try? p.signal(SIGKILL); _ = try? p.waitCode() }
+            #expect(CgroupPathTests.member(p.pid, path).isEmpty)
+            try crash(c)
+            let found = waitForCores(c, count: 1)
+            #expect(found.count == 1 && found.first?.hasPrefix("core.busybox.") == true, "cores: \(found)")
+        }
+    }
+}
