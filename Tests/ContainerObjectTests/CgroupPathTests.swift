@@ -1,4 +1,5 @@
 import ContainerObject
+import ContainerObjectC
 import ContainerSystem
 import ContainerWire
 import Testing
@@ -103,6 +104,24 @@ struct CgroupPathTests {
             #expect(waitFor(5) { !Self.exists(anywhere: "\(kept)/leaf") })
             #expect(Self.dirs(kept).allSatisfy(Sys.exists), "a parent ctrobjd did not make stays")
             #expect(d.isRunning)
+        }
+    }
+
+    @Test("the C call container_create_cgroup places the container there; a bad path is refused with errno set",
+          .enabled(if: isRoot, rootOnly))
+    func cCall() throws {
+        let top = Self.top()
+        defer { Self.removeTop(top) }
+        try withDaemon { d in
+            let fd = container_create_cgroup("cgp-c", ContainerFlags.newUTSNS | ContainerFlags.fdCloexec, "/\(top)/leaf")
+            try #require(fd >= 0, "\(container_last_error().map { String(cString: $0) } ?? "")")
+            let c = Container(adopting: OwnedFD(fd))
+            #expect(try c.status().cgroup == "\(top)/leaf")
+            #expect(Self.dirs("\(top)/leaf").allSatisfy(Sys.exists))
+            #expect(container_create_cgroup("cgp-c2", ContainerFlags.newUTSNS, "\(top)/../x") == -1 && errno == EINVAL)
+            #expect(container_create_cgroup("cgp-c3", ContainerFlags.newUTSNS, nil) == -1 && errno == EFAULT)
+            try c.destroy()
+            #expect(waitFor(5) { !Self.exists(anywhere: top) })
         }
     }
 
