@@ -1,8 +1,8 @@
 // Fuzz target RequestKeyConf: the reader of the host's request-key.conf and
 // request-key.d/*.conf that `ctrobj install` mirrors,
-// RequestKeyConf.addCreateSelectors (Sources/ContainerObject/RequestKeyConf.swift,
-// compiled into this target on its own: ContainerObject is not built here).
-// fuzz-sources: Sources/ContainerObject/RequestKeyConf.swift
+// RequestKeyConf.addCreateSelectors (Sources/UpcallInstall/RequestKeyConf.swift,
+// compiled into this target on its own: UpcallInstall is not built here).
+// fuzz-sources: Sources/UpcallInstall/RequestKeyConf.swift
 //   - never traps;
 //   - each selector is four columns, the first "create", that request-key
 //     reads back as the same four (no byte request-key takes for a column

@@ -1,5 +1,5 @@
 // Fuzz target UpcallConfig: the reader of <state>/upcall.conf,
-// UpcallConfig.parse (Sources/ContainerWire/CoreFacts.swift), which the
+// UpcallConfig.parse (Sources/ContainerWire/UpcallConfig.swift), which the
 // upcall helper and ctrobjd run on every upcall.
 //   - never traps, whatever the file holds;
 //   - what it parses survives being written back: parse(config.encoded) == config.

@@ -10,7 +10,13 @@ import Glibc
 /// ctrobjd's core: it plays the kernel. It owns the container table, answers
 /// requests on its socket, watches container fds (last close), init pidfds
 /// (exit) and signals, and persists every change.
-public final class Broker {
+///
+/// Confined to the event loop's thread: every stored property below is read
+/// and written there only (no locks: EventLoop.swift). It is Sendable so that
+/// work started on a worker (a core's stream, a spare's namespaces, a
+/// handler's slow part) can carry it back with `loop.post`; such work must
+/// not touch it before that.
+public final class Broker: @unchecked Sendable {
     /// `cgroupParent` is final once start() has placed the cgroups.
     public internal(set) var config: BrokerConfig
     public internal(set) var cgroupPlacement: CgroupPlacement?
@@ -25,10 +31,8 @@ public final class Broker {
     var byName: [String: ContainerRecord] = [:]
     var byID: [UInt64: ContainerRecord] = [:]
     var byCookie: [UInt64: ContainerRecord] = [:]
-    /// Attribution: namespace inode -> container, for the upcall broker.
-    var byNamespace: [UInt64: ContainerRecord] = [:]
-    /// Attribution: cgroup path below the hierarchies ("ctrobj/c5") -> container.
-    var byCgroup: [String: ContainerRecord] = [:]
+    /// Namespace inode and cgroup -> container, for upcalls (Attribution.swift).
+    var attribution = AttributionIndex()
     var upcallListener: OwnedFD?
     var spoolInFlight: Set<String> = []
     /// Pre-made namespaces for root's next create, by flag set.
@@ -66,7 +70,6 @@ public final class Broker {
     var upcallAcceptPaused = false
     /// Crash points passed in the request being handled (fault injection).
     var crashPointsPassed = 0
-    var ownNamespaceInodes: [NamespaceKind: UInt64?] = [:]
     /// upcall.conf as last read, with the stat that says whether it changed
     /// (read per key request and per housekeeping tick: KeyRoute.swift).
     var upcallConfigCache: (key: [Int], config: UpcallConfig?)?
@@ -168,11 +171,8 @@ public final class Broker {
         if let b = r.idBase { idBasesInUse.insert(b) }
         byName[r.name] = r
         byID[r.id] = r
-        // An adopted container's cgroup may hold host processes too: it is
-        // attributed by its namespaces only.
-        if !r.adopted && !r.cgroup.relativePath.isEmpty && !r.cgroup.removed { byCgroup[r.cgroup.relativePath] = r }
+        attribution.add(r)
         for c in r.cookies { byCookie[c] = r }
-        for (kind, ino) in r.namespaceInodes where byNamespace[ino] == nil && ino != ownNamespace(kind) { byNamespace[ino] = r }
         nextID = max(nextID, r.id + 1)
     }
 
@@ -185,9 +185,8 @@ public final class Broker {
             listOrder.removeAll()
             if let b = r.idBase { idBasesInUse.remove(b) }
         }
-        if byCgroup[r.cgroup.relativePath] === r { byCgroup.removeValue(forKey: r.cgroup.relativePath) }
+        attribution.remove(r)
         for c in r.cookies where byCookie[c] === r { byCookie.removeValue(forKey: c) }
-        for (_, ino) in r.namespaceInodes where byNamespace[ino] === r { byNamespace.removeValue(forKey: ino) }
     }
 
     /// Whom the per-uid limits charge for a uid: the uids of one id block
@@ -207,15 +206,13 @@ public final class Broker {
     func setNamespace(_ r: ContainerRecord, _ kind: NamespaceKind, _ fd: OwnedFD) throws {
         let pinName = try persistence.pin(directory: r.directoryName, kind, fd.raw)
         if let old = r.pins[kind], old != pinName { r.stalePins.append(old) }
-        if let old = r.namespaceInodes[kind], byNamespace[old] === r { byNamespace.removeValue(forKey: old) }
+        if let old = r.namespaceInodes[kind] { attribution.removeNamespace(old, of: r) }
         let ino = try Namespaces.inode(of: fd.raw)
         r.pins[kind] = pinName
         r.namespaces[kind] = fd
         r.namespaceInodes[kind] = ino
         touchFDCache(r)
-        // A shared namespace (a pod's net) attributes to its first owner;
-        // the host's (ctrobjd's own) to nobody.
-        if byNamespace[ino] == nil && ino != ownNamespace(kind) { byNamespace[ino] = r }
+        attribution.addNamespace(kind, ino, of: r)
         if kind == .net && !r.grantedDevices.isEmpty {
             forgetUeventTarget(r)
             updateUeventMonitor()

@@ -110,7 +110,7 @@ extension Broker {
     /// path: a requested path may be made again by someone else, and a
     /// process there is not this container's.
     func forgetRemovedCgroup(_ r: ContainerRecord) {
-        if r.cgroup.removed && byCgroup[r.cgroup.relativePath] === r { byCgroup.removeValue(forKey: r.cgroup.relativePath) }
+        if r.cgroup.removed { attribution.removeCgroup(of: r) }
     }
 
     /// `cgroup_made` of a record: "mount=count,…".

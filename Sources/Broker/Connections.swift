@@ -43,10 +43,10 @@ extension Broker {
     func acceptAll() {
         guard let l = listener else { return }
         while true {
-            let c = ccs_accept(l.raw)
-            if c < 0 {
-                let e = errno
-                if e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM {
+            let fd: OwnedFD
+            do { fd = try Sys.accept(l.raw) } catch {
+                let e = (error as? ContainerError)?.errno ?? 0
+                if Sys.isOutOfResources(e) {
                     // Out of fds: the pending connection stays in the backlog.
                     // Retrying now would spin; try again at the next tick.
                     loop.unwatch(l.raw)
@@ -55,7 +55,7 @@ extension Broker {
                 }
                 return
             }
-            let fd = OwnedFD(c)
+            let c = fd.raw
             _ = fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK)
             guard let cred = try? Sys.peerCred(c) else { continue }
             let who = principal(cred.uid)
@@ -160,7 +160,7 @@ extension Broker {
     /// table), `finish` on the loop thread with its result, whatever became
     /// of the connection meanwhile; its reply is sent if the client is
     /// still there. The connection reads no further request until then.
-    func answerLater<T>(_ conn: ClientConnection, _ work: @escaping () -> T, then finish: @escaping (T) -> Reply) -> Reply {
+    func answerLater<T: Sendable>(_ conn: ClientConnection, _ work: @escaping @Sendable () -> T, then finish: @escaping @Sendable (T) -> Reply) -> Reply {
         let loop = self.loop
         workQueue(for: conn.principal).async {
             let value = work()
@@ -300,7 +300,9 @@ extension Broker {
     }
 }
 
-final class ClientConnection {
+/// Confined to the loop thread like the Broker (Sendable only to be carried
+/// back there through `loop.post`).
+final class ClientConnection: @unchecked Sendable {
     static let readEvents = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
     let fd: OwnedFD
     let pid: pid_t

@@ -91,7 +91,7 @@ extension Broker {
 
     /// What create decided before the namespaces are made; its name and
     /// its place under the owner's limit are held until it finishes.
-    struct PendingCreate {
+    struct PendingCreate: Sendable {
         let id: UInt64
         let name: String
         let flags: UInt32
@@ -206,25 +206,21 @@ extension Broker {
         try Creator.validate(name: name, flags: 0)
         guard conn.uid == 0 else { throw ContainerError(.permission, "container \"\(name)\": adopt: only root may adopt processes") }
         if byName[name] != nil || creating.contains(name) { throw ContainerError(.exists, "container \"\(name)\": adopt: the name is taken") }
-        guard let pidfd = fds.first else { throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: no pidfd") }
+        guard let pidfd = fds.first.map(Pidfd.init) else { throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: no pidfd") }
         try admit(uid: conn.uid, name: name, action: "adopt")
-        let pid = ccs_pidfd_pid(pidfd.raw)
-        guard pid > 0 else { throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: the fd is not a pidfd of a live process") }
-        let me = getpid()
+        guard let pid = pidfd.pid else { throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: the fd is not a pidfd of a live process") }
         var found: [NamespaceKind: OwnedFD] = [:]
         for kind in NamespaceKind.allCases {
             guard let fd = try? Sys.open("/proc/\(pid)/ns/\(kind.rawValue)", O_RDONLY),
-                  let ino = try? Namespaces.inode(of: fd.raw), ino != Namespaces.inode(pid: me, kind: kind) else { continue }
+                  let ino = try? Namespaces.inode(of: fd.raw), !isOwnNamespace(kind, ino) else { continue }
             found[kind] = fd
         }
-        var cgroupPath = ""
-        for line in ((try? Sys.readFile("/proc/\(pid)/cgroup")) ?? "").split(separator: "\n") where line.hasPrefix("0::") {
-            cgroupPath = String(line.dropFirst(4))
-        }
+        // Below the v2 root, without its leading "/" (as CgroupSet keeps it).
+        let cgroupPath = String((ProcInfo.cgroupV2Path(pid: pid) ?? "").dropFirst())
         let rootUID = (try? Sys.readFile("/proc/\(pid)/uid_map"))?.split(whereSeparator: { $0 == " " || $0 == "\n" })
         let startTime = ProcInfo.startTime(pid: pid) ?? 0
         // Everything above was read while the pidfd pinned the process: check it still is that process.
-        guard ccs_pidfd_pid(pidfd.raw) == pid else { throw ContainerError(.dead, "container \"\(name)\": adopt: the process exited meanwhile") }
+        guard pidfd.names(pid) else { throw ContainerError(.dead, "container \"\(name)\": adopt: the process exited meanwhile") }
         guard !found.isEmpty else {
             throw ContainerError(.invalidArgument, "container \"\(name)\": adopt: process \(pid) shares every namespace with the host")
         }
@@ -232,7 +228,7 @@ extension Broker {
         // container's is that container: a second record would only shadow
         // it (an OCI hook run for a container that ctrobj-oci made).
         if let kind = [NamespaceKind.mnt, .pid].first(where: { found[$0] != nil }), let fd = found[kind],
-           let ino = try? Namespaces.inode(of: fd.raw), let other = byNamespace[ino], other.state != .exited {
+           let ino = try? Namespaces.inode(of: fd.raw), let other = attribution.byNamespace[ino], other.state != .exited {
             throw ContainerError(.exists, "container \"\(name)\": adopt: process \(pid) is already in container \"\(RequestRules.escaped(other.name))\" (its \(kind.rawValue) namespace)")
         }
         var flags: UInt32 = 0

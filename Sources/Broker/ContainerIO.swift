@@ -139,7 +139,7 @@ extension Broker {
         }
         guard rc < 0 else { return Reply(.ok()) }
         return Reply(.error(r.err(ContainerError.codeFor(e), "container_mount",
-                                  "\(RequestRules.escaped(target)): \(stageName(stage)): \(errnoDescription(e))", errno: e)))
+                                  "\(RequestRules.escaped(target)): \(childStageName(stage)): \(errnoDescription(e))", errno: e)))
     }
 
     /// container_set_ns: namespaces of another container (by its fd), of a
@@ -177,8 +177,8 @@ extension Broker {
             }
             found.append((kind, try source.duplicate()))
         } else {
-            let pid = ccs_pidfd_pid(source.raw)
-            guard pid > 0 else {
+            let pidfd = Pidfd(source)
+            guard let pid = pidfd.pid else {
                 throw r.err(.invalidArgument, "container_set_ns", "source is neither a container fd, a live pidfd nor a namespace fd")
             }
             if conn.uid != 0 {
@@ -198,7 +198,7 @@ extension Broker {
                 }
                 found.append((k, OwnedFD(raw)))
             }
-            guard ccs_pidfd_pid(source.raw) == pid else {
+            guard pidfd.names(pid) else {
                 throw r.err(.dead, "container_set_ns", "process \(pid) exited while its namespaces were opened")
             }
         }
@@ -214,7 +214,7 @@ extension Broker {
         } catch {
             let kept = Set(before.0.values)
             for (_, pinName) in r.pins where !kept.contains(pinName) { persistence.unpin(directory: r.directoryName, pinName) }
-            for (_, ino) in r.namespaceInodes where byNamespace[ino] === r { byNamespace.removeValue(forKey: ino) }
+            for (_, ino) in r.namespaceInodes { attribution.removeNamespace(ino, of: r) }
             (r.pins, r.namespaces, r.namespaceInodes, r.stalePins) = before
             register(r)
             throw error

@@ -4,8 +4,10 @@ import ContainerWire
 import Glibc
 #endif
 
-/// One container, as the daemon (playing the kernel) holds it.
-public final class ContainerRecord {
+/// One container, as the daemon (playing the kernel) holds it. Confined to
+/// the loop thread like the Broker; a worker that needs a field copies it
+/// before it starts (Sendable only to be carried back through `loop.post`).
+public final class ContainerRecord: @unchecked Sendable {
     public let id: UInt64
     public let name: String
     public let flags: UInt32
@@ -35,7 +37,7 @@ public final class ContainerRecord {
     public let cgroup: CgroupSet
     public var initPid: pid_t = 0
     public var initStartTime: UInt64 = 0
-    public var initPidfd: OwnedFD?
+    public var initPidfd: Pidfd?
     public var exitStatus: Int32?
     /// Live container fds: client end's socket cookie -> daemon's end.
     public var ends: [UInt64: OwnedFD] = [:]

@@ -14,33 +14,18 @@ import Glibc
 ///                   PID UID GID SIGNAL TIME COMM (a per-container core_pattern pipe)
 ///   drop            read and discarded
 extension Broker {
-    /// The container a crashing process belongs to: its cgroup first (every
-    /// container has its own), then its namespaces. O(1) lookups. By
-    /// namespace only when the process is in the container's own user
-    /// namespace (if it has one): a container may share namespaces of
-    /// others (set_ns), and that must not bring it their processes' cores.
-    /// ctrobjd's own namespaces (the host's) are never indexed (setNamespace).
-    func attribute(_ f: CoreFacts) -> ContainerRecord? {
-        if let r = byCgroup[f.cgroupKey] { return r }
-        for kind in ["pid", "mnt", "user", "net", "uts", "ipc", "cgroup"] {
-            guard let ino = f.namespaces[kind], let r = byNamespace[ino] else { continue }
-            if let user = r.namespaceInodes[.user], f.namespaces["user"] != user { continue }
-            return r
-        }
-        return nil
-    }
-
     /// `early`: answer "ok accepted" as soon as the core is ours to deliver,
     /// so the helper can exit and drop its copy of the core stream; the
     /// kernel then waits for our close alone. Delivery errors after that
     /// are only logged. Without it (spooled cores) the reply says how the
     /// delivery ended.
-    func routeCore(_ facts: CoreFacts, core: OwnedFD, early: Bool = false, reply: @escaping (Message) -> Void) {
+    /// `r`: the container attribution found (nil: the host's).
+    func routeCore(_ facts: CoreFacts, to r: ContainerRecord?, core: OwnedFD, early: Bool = false, reply: @escaping @Sendable (Message) -> Void) {
         let accepted = { if early { reply(.ok(["accepted": "1"])) } }
-        let finished: (Message) -> Void = { m in if !early { reply(m) } }
-        guard let r = attribute(facts) else {
+        let finished: @Sendable (Message) -> Void = { m in if !early { reply(m) } }
+        guard let r else {
             logger.info("core of pid \(facts.pid) (\(facts.comm)): in no container of ours; host handling")
-            reply(Message("fallthrough"))
+            reply(Message(Op.Upcall.fallthrough))
             return
         }
         if r.corePolicy == "drop" {
@@ -106,18 +91,18 @@ extension Broker {
         }
     }
 
-    /// In socket mode the kernel's cores go to the core server: if it is
-    /// gone while core_pattern still names its socket, start it again (a
-    /// crash in between finds no listener and its core is lost; the kernel
-    /// logs that).
-    /// Upcall housekeeping (at start and twice a second): upcall.conf read
-    /// once for both jobs.
+    /// Upcall housekeeping (at start and twice a second): deliver spooled
+    /// cores and supervise the core server, upcall.conf read once for both.
     func upcallHousekeeping() {
         let conf = currentUpcallConfig()
         drainSpool(dir: conf?.spoolDir ?? config.spoolDir)
         if let conf { superviseCoreServer(conf) }
     }
 
+    /// In socket mode the kernel's cores go to the core server: if it is
+    /// gone while core_pattern still names its socket, start it again (a
+    /// crash in between finds no listener and its core is lost; the kernel
+    /// logs that).
     func superviseCoreServer(_ conf: UpcallConfig) {
         guard conf.mode.hasPrefix("socket") else { return }
         let sock = CoreServer.socketPath(stateDir: config.stateDir)
@@ -138,10 +123,11 @@ extension Broker {
             guard let core = try? Sys.open("\(dir)/\(name).core", O_RDONLY) else { continue }
             spoolInFlight.insert(name)
             let loop = self.loop
-            routeCore(facts, core: core) { [weak self] m in
-                let done = m.op == "ok"
+            routeCore(facts, to: attribute(facts.process), core: core) { [weak self] m in
+                let done = m.op == Op.ok
                 if done { Spool.remove(dir: dir, name: name) }
-                loop.post { self?.spoolDelivered(name, dir: dir, reply: m) }
+                let broker = self
+                loop.post { broker?.spoolDelivered(name, dir: dir, reply: m) }
             }
         }
     }
@@ -163,31 +149,27 @@ func sanitize(_ s: String) -> String {
 /// (fsuid on this thread only): directories and file are its root's, nothing
 /// follows a symlink the container planted. Returns the file and its path inside.
 func openCoreFile(root: OwnedFD, fsid: UInt32, fsgid: UInt32, file: String) throws -> (OwnedFD, String) {
-    var oldU: uid_t = 0, oldG: gid_t = 0
-    ccs_swap_fsids(fsid, fsgid, &oldU, &oldG)
-    defer {
-        var u: uid_t = 0, g: gid_t = 0
-        ccs_swap_fsids(oldU, oldG, &u, &g)
-    }
-    let strict: UInt64 = 0x04 | 0x08 | 0x02 // RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
-    let inside = "/" + (coreDirectory + [file]).joined(separator: "/")
-    // Usually the directory is there: one lookup instead of one per level.
-    if let dir = try? Sys.openat2(root.raw, coreDirectory.joined(separator: "/"), O_PATH | O_DIRECTORY, 0, resolve: strict) {
+    try Sys.withFSIDs(uid: fsid, gid: fsgid) {
+        let strict = Sys.resolveNoSymlinks | Sys.resolveBeneath | Sys.resolveNoMagiclinks
+        let inside = "/" + (coreDirectory + [file]).joined(separator: "/")
+        // Usually the directory is there: one lookup instead of one per level.
+        if let dir = try? Sys.openat2(root.raw, coreDirectory.joined(separator: "/"), O_PATH | O_DIRECTORY, 0, resolve: strict) {
+            return (try Sys.openat2(dir.raw, file, O_WRONLY | O_CREAT | O_EXCL, 0o600, resolve: strict), inside)
+        }
+        var dir = try root.duplicate()
+        for part in coreDirectory {
+            if mkdirat(dir.raw, part, 0o755) < 0 && errno != EEXIST { throw ContainerError.sys("mkdir /\(coreDirectory.joined(separator: "/"))") }
+            dir = try Sys.openat2(dir.raw, part, O_PATH | O_DIRECTORY, 0, resolve: strict)
+        }
         return (try Sys.openat2(dir.raw, file, O_WRONLY | O_CREAT | O_EXCL, 0o600, resolve: strict), inside)
     }
-    var dir = try root.duplicate()
-    for part in coreDirectory {
-        if mkdirat(dir.raw, part, 0o755) < 0 && errno != EEXIST { throw ContainerError.sys("mkdir /\(coreDirectory.joined(separator: "/"))") }
-        dir = try Sys.openat2(dir.raw, part, O_PATH | O_DIRECTORY, 0, resolve: strict)
-    }
-    return (try Sys.openat2(dir.raw, file, O_WRONLY | O_CREAT | O_EXCL, 0o600, resolve: strict), inside)
 }
 
 extension Broker {
     /// Back on the loop thread after a spooled core was handled.
     func spoolDelivered(_ name: String, dir: String, reply: Message) {
         spoolInFlight.remove(name)
-        if reply.op == "ok" {
+        if reply.op == Op.ok {
             logger.info("spooled core \(name) delivered")
         } else {
             // Not ours (a host process, or a container since destroyed): keep
@@ -203,8 +185,8 @@ let coreHandlerTimeoutSeconds = 300
 
 extension Broker {
     /// The container's own core handler, inside it, with the core on stdin.
-    func runCoreHandler(_ r: ContainerRecord, _ f: CoreFacts, core: OwnedFD, early: Bool, reply: @escaping (Message) -> Void) {
-        let finished: (Message) -> Void = { m in if !early { reply(m) } }
+    func runCoreHandler(_ r: ContainerRecord, _ f: CoreFacts, core: OwnedFD, early: Bool, reply: @escaping @Sendable (Message) -> Void) {
+        let finished: @Sendable (Message) -> Void = { m in if !early { reply(m) } }
         let path = String(r.corePolicy.dropFirst("handler:".count))
         let count = r.idCount(config)
         let inside = { (id: UInt32, base: UInt32) -> UInt32 in
@@ -238,32 +220,20 @@ extension Broker {
             var stage: CInt = 0
             // Everything the plan points into lives until the fork returned.
             let pid = withExtendedLifetime((fds, argv, envp, core)) { ccs_join_fork(&p, &stage) }
-            guard pid > 0, let pidfd = try? Sys.pidfdOpen(pid) else {
+            guard pid > 0, let pidfd = try? Pidfd.open(pid) else {
                 let e = errno
-                logger.error("container \"\(name)\": core handler \(path) did not start (\(stageName(stage))): \(errnoDescription(e))")
+                logger.error("container \"\(name)\": core handler \(path) did not start (\(childStageName(stage))): \(errnoDescription(e))")
                 _ = try? Stream.copy(from: core.raw, to: nil)
                 finished(.error(ContainerError(.system, "core handler \(path) did not start: \(errnoDescription(e))", errno: e)))
                 return
             }
-            let deadline = Sys.monotonicNanos() + UInt64(coreHandlerTimeoutSeconds) * 1_000_000_000
-            var status: Int32? = nil
-            while status == nil && Sys.monotonicNanos() < deadline {
-                var pfd = pollfd(fd: pidfd.raw, events: Int16(POLLIN), revents: 0)
-                _ = poll(&pfd, 1, 100)
-                status = try? Sys.pidfdWait(pidfd.raw, nohang: true) ?? nil
-            }
-            if status == nil {
-                // Its process group first (what the handler started), while
-                // the unreaped handler keeps the group's id from being reused.
-                kill(-pid, SIGKILL)
-                try? Sys.pidfdSendSignal(pidfd.raw, SIGKILL)
-                _ = try? Sys.pidfdWait(pidfd.raw)
+            guard let status = pidfd.waitOrKillGroup(pid: pid, timeoutSeconds: coreHandlerTimeoutSeconds) else {
                 logger.warning("container \"\(name)\": core handler \(path) killed after \(coreHandlerTimeoutSeconds) s, with its process group")
                 finished(.error(ContainerError(.timeout, "core handler timed out")))
                 return
             }
-            logger.info("container \"\(name)\": core of pid \(args[1]) (\(f.comm)) handed to \(path) inside, wait status \(status ?? 0)")
-            finished(.ok(["handler": path, "status": "\(status ?? 0)"]))
+            logger.info("container \"\(name)\": core of pid \(args[1]) (\(f.comm)) handed to \(path) inside, wait status \(status)")
+            finished(.ok(["handler": path, "status": "\(status)"]))
         }
     }
 }

@@ -75,7 +75,7 @@ struct Creator {
             if ccs_holder_expect(ctl.raw, CChar(bitPattern: tag), config.holderTimeoutMs, &stage) < 0 {
                 let e = errno
                 throw ContainerError(ContainerError.codeFor(e),
-                    "container \"\(name)\": container_create: namespace holder failed at \(stageName(stage)): \(errnoDescription(e))",
+                    "container \"\(name)\": container_create: namespace holder failed at \(childStageName(stage)): \(errnoDescription(e))",
                     errno: e)
             }
         }
@@ -110,24 +110,5 @@ struct Creator {
         _ = try? Sys.waitpid(pid)
         reaped = true
         return made
-    }
-}
-
-func stageName(_ stage: CInt) -> String {
-    switch Int(stage) {
-    case Int(CCS_STAGE_FORK.rawValue): return "fork"
-    case Int(CCS_STAGE_CGROUP.rawValue): return "joining the cgroup"
-    case Int(CCS_STAGE_USERNS.rawValue): return "the user namespace"
-    case Int(CCS_STAGE_SETNS.rawValue): return "the namespaces"
-    case Int(CCS_STAGE_SETID.rawValue): return "setresuid/setresgid"
-    case Int(CCS_STAGE_PIDNS.rawValue): return "the pid namespace"
-    case Int(CCS_STAGE_CLONE.rawValue): return "clone3"
-    case Int(CCS_STAGE_STDIO.rawValue): return "stdio"
-    case Int(CCS_STAGE_EXEC.rawValue): return "execve"
-    case Int(CCS_STAGE_CHDIR.rawValue): return "chdir"
-    case Int(CCS_STAGE_MOUNT.rawValue): return "mount"
-    case Int(CCS_STAGE_ROOT.rawValue): return "the empty root (tmpfs + pivot_root)"
-    case Int(CCS_STAGE_SYNC.rawValue): return "talking to the child"
-    default: return "step \(stage)"
     }
 }

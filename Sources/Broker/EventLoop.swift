@@ -1,5 +1,6 @@
 import CShim
 import ContainerSystem
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,7 +9,11 @@ import Glibc
 /// this thread, so the table needs no locks: the daemon is a state machine
 /// driven by fds becoming ready (connections, container fds, init pidfds,
 /// signals).
-public final class EventLoop {
+///
+/// Sendable only for `post`, the one method other threads call: its queue
+/// is under a Mutex. Everything else (watch, unwatch, run, the handlers)
+/// belongs to the loop thread.
+public final class EventLoop: @unchecked Sendable {
     public typealias Handler = (UInt32) -> Void
     let epfd: OwnedFD
     var handlers: [CInt: Handler] = [:]
@@ -16,8 +21,7 @@ public final class EventLoop {
 
     /// Work handed to the loop thread from other threads (post()).
     let wake: OwnedFD
-    var posted: [() -> Void] = []
-    var postLock = pthread_mutex_t()
+    let posted = Mutex<[@Sendable () -> Void]>([])
 
     public init() throws {
         let fd = epoll_create1(CInt(EPOLL_CLOEXEC))
@@ -26,15 +30,12 @@ public final class EventLoop {
         let e = eventfd(0, CInt(EFD_CLOEXEC | EFD_NONBLOCK))
         if e < 0 { throw ContainerError.sys("eventfd") }
         wake = OwnedFD(e)
-        pthread_mutex_init(&postLock, nil)
         try watch(wake.raw) { [weak self] _ in self?.runPosted() }
     }
 
     /// Run `work` on the loop thread soon; callable from any thread.
-    public func post(_ work: @escaping () -> Void) {
-        pthread_mutex_lock(&postLock)
-        posted.append(work)
-        pthread_mutex_unlock(&postLock)
+    public func post(_ work: @escaping @Sendable () -> Void) {
+        posted.withLock { $0.append(work) }
         var one: UInt64 = 1
         _ = write(wake.raw, &one, 8)
     }
@@ -42,10 +43,11 @@ public final class EventLoop {
     func runPosted() {
         var n: UInt64 = 0
         _ = read(wake.raw, &n, 8)
-        pthread_mutex_lock(&postLock)
-        let work = posted
-        posted.removeAll()
-        pthread_mutex_unlock(&postLock)
+        let work = posted.withLock { queue in
+            let all = queue
+            queue.removeAll()
+            return all
+        }
         for w in work { w() }
     }
 

@@ -100,11 +100,10 @@ extension Broker {
             }
             userns = ino
         }
-        let raw = ccs_peer_pidfd(conn.fd.raw)
-        guard raw >= 0 else { throw r.err(.system, "cgroup.join", "SO_PEERPIDFD: \(errnoDescription(errno))", errno: errno) }
-        let peer = OwnedFD(raw)
-        let pid = ccs_pidfd_pid(peer.raw)
-        guard pid > 0 else { throw r.err(.dead, "cgroup.join", "the asking process has exited", errno: ESRCH) }
+        guard let peer = Pidfd.ofPeer(conn.fd.raw) else {
+            throw r.err(.system, "cgroup.join", "SO_PEERPIDFD: \(errnoDescription(errno))", errno: errno)
+        }
+        guard let pid = peer.pid else { throw r.err(.dead, "cgroup.join", "the asking process has exited", errno: ESRCH) }
         if conn.uid != 0 {
             guard ProcInfo.runsOnlyAs(pid: pid, conn.uid) else {
                 throw r.err(.permission, "cgroup.join", "the asking process does not run only as uid \(conn.uid)")
@@ -131,6 +130,14 @@ extension Broker {
     /// fork.commit: the caller's new init, checked before it is believed: a
     /// live pidfd of the named pid, in the container's cgroup, and pid 1 of
     /// its own pid namespace when the container has one.
+    func forkAbort(_ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
+        if let r = conn.forking, r.forkingConnection == ObjectIdentifier(conn) {
+            r.forkingConnection = nil
+        }
+        conn.forking = nil
+        return Reply(.ok())
+    }
+
     func forkCommit(_ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
         guard let r = conn.forking, r.forkingConnection == ObjectIdentifier(conn) else {
             throw ContainerError(.invalidArgument, "fork.commit without fork.prepare")
@@ -138,7 +145,7 @@ extension Broker {
         conn.forking = nil
         r.forkingConnection = nil
         // The pidfd comes last (a container fd may come first).
-        guard let pidfd = fds.last, let pid = m.int("pid").flatMap({ pid_t(exactly: $0) }) else {
+        guard let pidfdFD = fds.last, let pid = m.int("pid").flatMap({ pid_t(exactly: $0) }) else {
             throw r.err(.invalidArgument, "fork_into_container", "commit without the init's pidfd")
         }
         if fds.count == 2 {
@@ -146,7 +153,7 @@ extension Broker {
                 throw r.err(.invalidArgument, "fork_into_container", "the container fd is not this container's")
             }
         }
-        let seen = ccs_pidfd_pid(pidfd.raw)
+        let pidfd = Pidfd(pidfdFD)
         // A pidfd whose process has already exited (a short init; the
         // commit is posted, and the caller may have reaped it since): its
         // cgroup and pid namespace can no longer be read, and nothing is left
@@ -160,13 +167,13 @@ extension Broker {
             return Reply(.ok())
         }
         /// Exited, or exiting (its cgroup and namespaces already read back as left).
-        func exited() -> Bool { ccs_wait_readable(pidfd.raw, 0) == 0 || ProcInfo.isExiting(pid: pid) }
-        if seen < 0 && errno == ESRCH { return endedAlready() }
-        guard seen > 0 else {
-            throw r.err(.invalidArgument, "fork_into_container", "the fd is not a pidfd")
-        }
-        guard seen == pid else {
+        func exited() -> Bool { pidfd.hasExited || ProcInfo.isExiting(pid: pid) }
+        switch pidfd.task {
+        case .gone: return endedAlready()
+        case .notAPidfd: throw r.err(.invalidArgument, "fork_into_container", "the fd is not a pidfd")
+        case .alive(let seen) where seen != pid:
             throw r.err(.invalidArgument, "fork_into_container", "pidfd is of pid \(seen), not \(pid)")
+        case .alive: break
         }
         guard ProcInfo.isInCgroup(pid: pid, r.cgroup) else {
             if exited() { return endedAlready() }
@@ -190,7 +197,7 @@ extension Broker {
             }
             born.append((kind, fd))
         }
-        guard ccs_pidfd_pid(pidfd.raw) == pid, ProcInfo.isInCgroup(pid: pid, r.cgroup) else {
+        guard pidfd.names(pid), ProcInfo.isInCgroup(pid: pid, r.cgroup) else {
             if exited() { return endedAlready() }
             throw r.err(.dead, "fork_into_container", "process \(pid) left the container's cgroup while it was registered")
         }

@@ -17,28 +17,21 @@ import Glibc
 /// |                                                | error: no pidfd, or the requester went away   |
 ///
 /// The helper waits for this answer while a requester sleeps in
-/// request_key(2), so it is cheap: the requester's cgroup (one /proc read)
-/// names its container; its namespace inodes are read only when the cgroup
-/// does not.
+/// request_key(2), so it is cheap: attributeLive (Attribution.swift) reads
+/// the requester's cgroup (one /proc read), and its namespace inodes only
+/// when the cgroup names no container.
 extension Broker {
-    func routeKey(_ msg: Message, pidfd: OwnedFD?) -> (Message, [OwnedFD]) {
-        guard let pidfd, let pid = msg["pid"].flatMap({ pid_t($0) }), pid > 0, ccs_pidfd_pid(pidfd.raw) == pid else {
+    func routeKey(_ msg: Message, pidfd: Pidfd?) -> (Message, [OwnedFD]) {
+        guard let pidfd, let pid = msg["pid"].flatMap({ pid_t($0) }), pid > 0, pidfd.names(pid) else {
             return (.error(ContainerError(.invalidArgument, "key: the requester's pid and pidfd are required")), [])
         }
-        var facts = CoreFacts(pid: pid, uid: 0, gid: 0, signal: 0, time: 0, dumpMode: 1, comm: "")
-        facts.cgroup = Self.cgroupV2Path(pid: pid)
-        var found = attribute(facts)
-        if found == nil {
-            for kind in NamespaceKind.allCases where kind != .time {
-                if let ino = Namespaces.inode(pid: pid, kind: kind) { facts.namespaces[kind.rawValue] = ino }
-            }
-            found = attribute(facts)
+        var who = ProcessIdentity(pid: pid)
+        let r: ContainerRecord
+        switch attributeLive(&who, pidfd: pidfd) {
+        case .gone: return (.error(ContainerError(.notFound, "key: requester \(pid) went away")), [])
+        case .host: return (Message(Op.Upcall.fallthrough), [])
+        case .container(let found): r = found
         }
-        // What was read is the requester's only if the pidfd still names it.
-        guard ccs_pidfd_pid(pidfd.raw) == pid else {
-            return (.error(ContainerError(.notFound, "key: requester \(pid) went away")), [])
-        }
-        guard let r = found else { return (Message("fallthrough"), []) }
         do {
             let (plan, fds) = try joinPlan(r, enter: true)
             if logger.logLevel <= .info {
@@ -71,18 +64,5 @@ extension Broker {
         let conf = UpcallConfig.load(stateDir: config.stateDir)
         upcallConfigCache = (key, conf)
         return conf
-    }
-
-    /// The "0::" line of /proc/PID/cgroup (the cgroup v2 path), "" if none.
-    static func cgroupV2Path(pid: pid_t) -> String {
-        guard let text = try? Sys.readFile("/proc/\(pid)/cgroup", limit: 1 << 16) else { return "" }
-        var lines = text.utf8[...]
-        while !lines.isEmpty {
-            let end = lines.firstIndex(of: UInt8(ascii: "\n")) ?? lines.endIndex
-            let line = lines[..<end]
-            if line.starts(with: "0::".utf8) { return String(Substring(line.dropFirst(3))) }
-            lines = end == lines.endIndex ? lines[end...] : lines[lines.index(after: end)...]
-        }
-        return ""
     }
 }

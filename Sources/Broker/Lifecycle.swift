@@ -5,7 +5,22 @@ import ContainerWire
 import Glibc
 #endif
 
+/// A container's life after its start: status, init's exit (the pidfd
+/// turns readable), destroy and KILL_ON_CLOSE's (Broker.endClosed), the
+/// release of its namespaces and cgroup, and the restore of every record
+/// at ctrobjd's start.
 extension Broker {
+    func status(_ r: ContainerRecord, _ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
+        refreshExitStatus(r)
+        return Reply(.ok(r.statusFields))
+    }
+
+    func destroyRequest(_ r: ContainerRecord, _ m: Message, _ fds: [OwnedFD], _ conn: ClientConnection) throws -> Reply {
+        try requireOwner(r, conn, "container_destroy")
+        destroy(r)
+        return Reply(.ok())
+    }
+
     /// init's pidfd became readable: the container is dead.
     func initExited(_ r: ContainerRecord) {
         if let p = r.initPidfd { loop.unwatch(p.raw) }
@@ -17,35 +32,48 @@ extension Broker {
         if !r.adopted { r.cgroup.killAll() }
         refreshExitStatus(r)
         logger.info("container \"\(r.name)\": init \(r.initPid) exited\(r.exitStatus.map { ", wait status \($0)" } ?? "")")
+        var closedAlready: [UInt64] = []
         for (cookie, end) in r.ends {
             // Holders now see POLLHUP: our end is shut down both ways. It stays
-            // open, watched edge-triggered: re-arming reports its state once,
-            // and the next wakeup can only be the last holder's close, which
-            // lets KILL_ON_CLOSE still remove the record.
+            // open, watched edge-triggered: after the shutdown poll() reports
+            // HUP on it whatever the holders do, so each wakeup asks the
+            // kernel whether the holders' end is gone (sock_diag), and the
+            // last holder's close still lets KILL_ON_CLOSE remove the record.
+            // The holders may have closed already (the process that waited
+            // for init and exited): asked once right after arming too.
             _ = Glibc.shutdown(end.raw, Int32(SHUT_RDWR))
+            let raw = end.raw
             var armed = false
             let events = EPOLLET.rawValue | EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue | EPOLLRDHUP.rawValue
-            try? loop.watch(end.raw, events: events) { [weak self, weak r] _ in
-                guard let self, let r else { return }
+            try? loop.watch(raw, events: events) { [weak self, weak r] _ in
+                guard let self, let r, r.ends[cookie] != nil else { return }
+                if let gone = Sys.unixPeerGone(raw) {
+                    if gone { self.endClosed(r, cookie) }
+                    return
+                }
+                // No sock_diag: the first wakeup is the one arming reports.
                 if !armed { armed = true; return }
                 self.endClosed(r, cookie)
             }
+            if Sys.unixPeerGone(raw) == true { closedAlready.append(cookie) }
         }
         releaseResources(r)
         try? persistence.save(r)
+        // After the save: the last of these may destroy the record.
+        for cookie in closedAlready where r.ends[cookie] != nil { endClosed(r, cookie) }
     }
 
     /// The kernel records the exit code when the init is reaped by its
     /// parent, which may be after it exited.
     func refreshExitStatus(_ r: ContainerRecord) {
         guard r.state == .exited, r.exitStatus == nil, let p = r.initPidfd else { return }
-        var status: CInt = 0
-        let got = ccs_pidfd_exit_status(p.raw, &status)
-        if got == 1 {
-            r.exitStatus = status
-            r.initPidfd = nil
-            try? persistence.save(r)
-        } else if got < 0 {
+        do {
+            if let status = try p.exitStatus() {
+                r.exitStatus = status
+                r.initPidfd = nil
+                try? persistence.save(r)
+            }
+        } catch {
             r.initPidfd = nil
         }
     }
@@ -100,7 +128,7 @@ extension Broker {
         if let p = r.initPidfd {
             loop.unwatch(p.raw)
             // An adopted container belongs to another runtime: forget it, do not kill it.
-            if !r.adopted { try? Sys.pidfdSendSignal(p.raw, SIGKILL) }
+            if !r.adopted { try? p.sendSignal(SIGKILL) }
         }
         if !r.adopted { r.cgroup.killAll() }
         crashPoint("destroy")
@@ -169,11 +197,11 @@ extension Broker {
             if r.state == .running {
                 // Trust the saved pid only through a pidfd whose process has
                 // the saved start time.
-                if let fd = try? Sys.pidfdOpen(r.initPid),
+                if let pidfd = try? Pidfd.open(r.initPid),
                    ProcInfo.startTime(pid: r.initPid) == r.initStartTime,
-                   ccs_pidfd_pid(fd.raw) == r.initPid {
-                    r.initPidfd = fd
-                    try? loop.watch(fd.raw) { [weak self, weak r] _ in if let self, let r { self.initExited(r) } }
+                   pidfd.names(r.initPid) {
+                    r.initPidfd = pidfd
+                    try? loop.watch(pidfd.raw) { [weak self, weak r] _ in if let self, let r { self.initExited(r) } }
                 } else {
                     initExited(r)
                 }

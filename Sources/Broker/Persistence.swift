@@ -1,6 +1,7 @@
 import CShim
 import ContainerSystem
 import ContainerWire
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -33,11 +34,15 @@ import Glibc
 /// older than the pin namespace cannot be pinned in it (the kernel refuses,
 /// ELOOP: mnt_ns_loop), so such a pin stays on the host until its container
 /// goes; `hostPins` names those.
-final class Persistence {
+///
+/// Sendable: workers (Prewarm) pin and write through it too. `pins` is set
+/// once by prepare(), before any worker starts; `hostPins` is under a Mutex.
+final class Persistence: @unchecked Sendable {
     let config: BrokerConfig
     private(set) var pins: PinNamespace?
     /// Pins (paths below containersDir) still mounted in the host's table.
-    private(set) var hostPins: Set<String> = []
+    private let hostPinSet = Mutex<Set<String>>([])
+    var hostPins: Set<String> { hostPinSet.withLock { $0 } }
 
     init(config: BrokerConfig) { self.config = config }
 
@@ -81,11 +86,11 @@ final class Persistence {
                 do {
                     try pinNS.bind(fd.raw, rel)
                 } catch {
-                    hostPins.insert(rel) // ELOOP: a mount namespace older than the pin namespace
+                    _ = hostPinSet.withLock { $0.insert(rel) } // ELOOP: a mount namespace older than the pin namespace
                     continue
                 }
             }
-            _ = ccs_umount_detach(path)
+            Sys.umountDetach(path)
         }
     }
 
@@ -137,7 +142,7 @@ final class Persistence {
         let rel = "\(name)/ns/\(pinName)"
         let path = "\(config.containersDir)/\(rel)"
         pinNS.umount(rel)
-        if hostPins.remove(rel) != nil { _ = ccs_umount_detach(path) }
+        if hostPinSet.withLock({ $0.remove(rel) }) != nil { Sys.umountDetach(path) }
         unlink(path)
     }
 

@@ -17,7 +17,9 @@ import Glibc
 ///
 /// Pins are mounted and unmounted by the pinner thread, and opened or
 /// stat'ed by any thread through `view`, the pin namespace's root.
-final class PinNamespace {
+/// Sendable: the pinner thread takes one job at a time (its own mutex and
+/// condition variable, CShim pinner.c); `view` is only read.
+final class PinNamespace: @unchecked Sendable {
     let view: OwnedFD
     private let pinner: OpaquePointer
     let pinPath: String
@@ -38,7 +40,7 @@ final class PinNamespace {
             // <state>/containers/mntns may be an empty file left by a start that died
             // before this mount, or a stale pin of a namespace whose root
             // directory was removed: replace it.
-            _ = ccs_umount_detach(pinPath)
+            Sys.umountDetach(pinPath)
             let f = try Sys.open(pinPath, O_WRONLY | O_CREAT | O_NOFOLLOW, 0o600)
             f.close()
             if ccs_bind_mount_fd(ns.raw, pinPath) < 0 {
@@ -110,7 +112,7 @@ final class PinNamespace {
     func inode(_ rel: String) throws -> UInt64 {
         let type = ccs_statfs_type_at(view.raw, rel)
         if type < 0 { throw ContainerError.sys("statfs pin \(rel)") }
-        guard type == 0x6e73_6673 else {
+        guard type == CCS_NSFS_MAGIC else {
             throw ContainerError(.notFound, "\(rel) is not a namespace (its bind mount is gone)", errno: ESTALE)
         }
         var st = stat()

@@ -17,7 +17,7 @@ import Glibc
 /// discarded at shutdown, and its leftovers after a crash are removed at
 /// start. Only root's creates use spares (an unprivileged creator's user
 /// namespace must be made as that user).
-struct Spare {
+struct Spare: Sendable {
     let id: UInt64
     let idBase: UInt32?
     let cgroup: CgroupSet

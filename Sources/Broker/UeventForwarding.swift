@@ -149,7 +149,7 @@ extension Broker {
     func ueventTarget(_ r: ContainerRecord) -> UeventForwarding.Target? {
         if let t = uevents.targets[r.id] { return t }
         guard let net = try? namespaceFD(r, .net), let ino = r.namespaceInodes[.net],
-              ino != Namespaces.inode(pid: getpid(), kind: .net) else { return nil }
+              !isOwnNamespace(.net, ino) else { return nil }
         let s = ccs_socket_in_netns(net.raw, AF_NETLINK, CInt(SOCK_RAW.rawValue), UeventForwarding.netlinkKobjectUevent)
         if s < 0 {
             logger.warning("container \"\(r.name)\": uevents: no netlink socket in its network namespace: \(errnoDescription(errno))")
@@ -157,11 +157,11 @@ extension Broker {
         }
         let sock = OwnedFD(s)
         let owner = Namespaces.owningUserNamespace(of: net.raw)
-        let initialOwned = owner != nil && owner == Namespaces.inode(pid: getpid(), kind: .user)
+        let initialOwned = owner.map { isOwnNamespace(.user, $0) } ?? false
         var uid: uid_t = 0, gid: gid_t = 0
         if !initialOwned {
             // The record whose user namespace owns it (itself, or a pod's first member).
-            let o = owner.flatMap { byNamespace[$0] }.flatMap { $0.namespaceInodes[.user] == owner ? $0 : nil } ?? r
+            let o = owner.flatMap(container(owningUserNamespace:)) ?? r
             uid = o.rootHostID
             gid = o.rootHostGID
         }

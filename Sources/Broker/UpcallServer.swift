@@ -29,16 +29,16 @@ extension Broker {
         try loop.watch(fd.raw) { [weak self] _ in
             guard let self else { return }
             while true {
-                let c = ccs_accept(fd.raw)
-                if c < 0 {
-                    if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
+                let c: OwnedFD
+                do { c = try Sys.accept(fd.raw) } catch {
+                    if Sys.isOutOfResources((error as? ContainerError)?.errno ?? 0) {
                         // As for the client socket: no spinning at the fd limit.
                         self.loop.unwatch(fd.raw)
                         self.upcallAcceptPaused = true
                     }
                     return
                 }
-                self.acceptUpcall(OwnedFD(c))
+                self.acceptUpcall(c)
             }
         }
     }
@@ -48,12 +48,9 @@ extension Broker {
         var trusted = cred.uid == 0
         if trusted {
             // The peer must be outside every container: our own user, mount and pid namespaces.
-            let pidfd = ccs_peer_pidfd(fd.raw)
-            let owned = pidfd >= 0 ? OwnedFD(pidfd) : nil
-            for kind in [NamespaceKind.user, .mnt, .pid] {
-                if Namespaces.inode(pid: cred.pid, kind: kind) != ownNamespace(kind) { trusted = false }
-            }
-            if let owned, ccs_pidfd_pid(owned.raw) != cred.pid { trusted = false }
+            let pidfd = Pidfd.ofPeer(fd.raw)
+            if !Namespaces.areCallers(pid: cred.pid, kinds: [.user, .mnt, .pid]) { trusted = false }
+            if let pidfd, !pidfd.names(cred.pid) { trusted = false }
         }
         guard trusted else {
             logger.warning("upcall socket: refused peer pid \(cred.pid) uid \(cred.uid): only root outside every container may use it")
@@ -62,7 +59,7 @@ extension Broker {
         let conn = ClientConnection(fd: fd, pid: cred.pid, uid: cred.uid, gid: cred.gid)
         // The helper sends its request right after connecting: serve it now
         // if it is there, rather than after another turn of the loop.
-        if ccs_wait_readable(fd.raw, 0) == 0 {
+        if Sys.isReadable(fd.raw) {
             upcallReadable(conn, watched: false)
             return
         }
@@ -72,14 +69,6 @@ extension Broker {
         } catch {
             connections.removeValue(forKey: fd.raw)
         }
-    }
-
-    /// Our own namespace inode of a kind (they do not change while we run).
-    func ownNamespace(_ kind: NamespaceKind) -> UInt64? {
-        if let v = ownNamespaceInodes[kind] { return v }
-        let v = Namespaces.inode(pid: getpid(), kind: kind)
-        ownNamespaceInodes[kind] = v
-        return v
     }
 
     func upcallReadable(_ conn: ClientConnection, watched: Bool = true) {
@@ -94,43 +83,49 @@ extension Broker {
             connections.removeValue(forKey: conn.fd.raw)
         }
         switch msg.op {
-        case "core":
+        case Op.Upcall.core:
             guard let core = got.fds.first, var facts = try? CoreFacts(fields: msg) else {
                 reply(conn.fd, .error(ContainerError(.invalidArgument, "core: facts and the core pipe are required")))
                 return
             }
             // The C pipe helper sends only what the kernel told it: the cgroup
-            // and the pid inside are read here. The namespaces are read only
-            // when the cgroup does not place the core. Either way from the
-            // task the pidfd names, checked after reading (without %F the
-            // pidfd is opened by pid: the kernel keeps the task while the
-            // helper holds the pipe, waiting for this answer).
-            let pidfd = got.fds.count > 1 ? got.fds[1] : try? Sys.pidfdOpen(facts.pid)
-            if msg["cgroup"] == nil { facts.gatherCgroupAndPid() }
-            if facts.namespaces.isEmpty && byCgroup[facts.cgroupKey] == nil { facts.gatherNamespaces() }
-            guard let pidfd, ccs_pidfd_pid(pidfd.raw) == facts.pid else {
+            // and the pid inside are read here, the namespaces only when the
+            // cgroup does not place the core (Attribution.swift). Either way
+            // from the task the pidfd names, checked after reading (without
+            // %F the pidfd is opened by pid: the kernel keeps the task while
+            // the helper holds the pipe, waiting for this answer).
+            guard let pidfd = got.fds.count > 1 ? Pidfd(got.fds[1]) : try? Pidfd.open(facts.pid) else {
                 reply(conn.fd, .error(ContainerError(.dead, "core of pid \(facts.pid): the task is gone")))
                 return
             }
-            routeCore(facts, core: core, early: true, reply: { [fd = conn.fd] m in reply(fd, m) })
-        case "key":
+            if msg["cgroup"] == nil { facts.gatherCgroupAndPid() }
+            let found: ContainerRecord?
+            switch attributeLive(&facts.process, pidfd: pidfd) {
+            case .gone:
+                reply(conn.fd, .error(ContainerError(.dead, "core of pid \(facts.pid): the task is gone")))
+                return
+            case .host: found = nil
+            case .container(let r): found = r
+            }
+            routeCore(facts, to: found, core: core, early: true, reply: { [fd = conn.fd] m in reply(fd, m) })
+        case Op.Upcall.key:
             // KeyRoute.swift: the requester's pidfd in, the way into its container out.
-            let (answer, fds) = routeKey(msg, pidfd: got.fds.first)
+            let (answer, fds) = routeKey(msg, pidfd: got.fds.first.map(Pidfd.init))
             withExtendedLifetime(fds) {
                 _ = try? FDPassing.send(conn.fd.raw, answer.encoded(), fds: fds.map(\.raw))
             }
             conn.fd.close()
-        case "modprobe":
+        case Op.Upcall.modprobe:
             let module = msg["module"] ?? ""
             let name = msg["container"] ?? ""
-            guard let r = byName[name] else {
+            guard let r = container(namedByKernel: name) else {
                 logger.warning("modprobe \(module) for container \"\(name)\": no such container here: denied")
-                reply(conn.fd, Message("deny", ["reason": "no container \"\(name)\" in ctrobjd"]))
+                reply(conn.fd, Message(Op.Upcall.deny, ["reason": "no container \"\(name)\" in ctrobjd"]))
                 return
             }
             let allowed = r.allowedModules.contains(module)
             logger.notice("modprobe \(module) for container \"\(name)\": \(allowed ? "allowed" : "denied (not in its allow-list)")")
-            reply(conn.fd, Message(allowed ? "allow" : "deny", ["reason": allowed ? "in the allow-list" : "not in the allow-list"]))
+            reply(conn.fd, Message(allowed ? Op.Upcall.allow : Op.Upcall.deny, ["reason": allowed ? "in the allow-list" : "not in the allow-list"]))
         default:
             reply(conn.fd, .error(ContainerError(.invalidArgument, "unknown upcall \"\(msg.op)\"", errno: EOPNOTSUPP)))
         }

@@ -285,3 +285,8 @@ long ccs_keyctl(int op, unsigned long a2, unsigned long a3, unsigned long a4, un
 {
 	return syscall(SYS_keyctl, op, a2, a3, a4, a5);
 }
+
+void ccs_line_buffer_stdout(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+}

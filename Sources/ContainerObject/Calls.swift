@@ -7,7 +7,9 @@ import Glibc
 
 /// The syscall side of the API on raw container fds: what both the Swift
 /// `Container` type and the C ABI call. Each function is one request to
-/// ctrobjd on a fresh connection, the container fd passed as the capability.
+/// ctrobjd on this process's one connection to it (SharedConnection: opened
+/// on first use, replaced after a fork or a ctrobjd restart), the container
+/// fd passed with it as the capability.
 public enum ContainerCalls {
     public static func call(_ m: Message, _ fds: [CInt] = []) throws -> (Message, [OwnedFD]) {
         try SharedConnection.request(m, fds: fds)
@@ -125,13 +127,7 @@ public enum ContainerCalls {
     static func inRoot<T>(_ fd: CInt, _ body: (OwnedFD) throws -> T) throws -> T {
         let (root, fsuid, fsgid) = try rootAndIDs(fd)
         guard geteuid() == 0, let fsuid, let fsgid else { return try body(root) }
-        var oldUID: uid_t = 0, oldGID: gid_t = 0
-        ccs_swap_fsids(fsuid, fsgid, &oldUID, &oldGID)
-        defer {
-            var u: uid_t = 0, g: gid_t = 0
-            ccs_swap_fsids(oldUID, oldGID, &u, &g)
-        }
-        return try body(root)
+        return try Sys.withFSIDs(uid: fsuid, gid: fsgid) { try body(root) }
     }
 
     static let resolveInRoot = Sys.resolveInRoot | Sys.resolveNoMagiclinks

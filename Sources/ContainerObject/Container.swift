@@ -1,6 +1,7 @@
 import CShim
 import ContainerSystem
 import ContainerWire
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,6 +9,7 @@ import Glibc
 @_exported import struct ContainerSystem.ContainerError
 @_exported import enum ContainerSystem.NamespaceKind
 @_exported import enum ContainerWire.ContainerState
+@_exported import func ContainerSystem.removeTree
 
 /// container_create's flags.
 public struct ContainerOptions: OptionSet, Sendable {
@@ -95,20 +97,9 @@ public struct ProcessSpec {
     }
 }
 
-/// A pthread mutex for the few fields a Container shares between threads.
-final class Mutex {
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    deinit { pthread_mutex_destroy(&m) }
-    func locked<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        return try body()
-    }
-}
-
-/// A container object: the owner of one container fd.
-public final class Container {
+/// A container object: the owner of one container fd. Sendable: its one
+/// mutable field, the cached way in, is under a Mutex.
+public final class Container: Sendable {
     public let fd: OwnedFD
 
     public init(adopting fd: OwnedFD) { self.fd = fd }
@@ -174,14 +165,13 @@ public final class Container {
     /// What entering this running container takes, kept after the first exec
     /// (its namespaces and cgroup do not change while init lives), so later
     /// execs make no request to ctrobjd.
-    private var enterCache: (JoinPlan, [OwnedFD])?
-    private let cacheLock = Mutex()
+    private let enterCache = Mutex<(JoinPlan, [OwnedFD])?>(nil)
 
     func joinPlan(enter: Bool) throws -> (JoinPlan, [OwnedFD], PreparedJoin?, cached: Bool) {
-        if enter, let c = cacheLock.locked({ enterCache }) { return (c.0, c.1, nil, true) }
+        if enter, let c = enterCache.withLock({ $0 }) { return (c.0, c.1, nil, true) }
         let prepared = try ContainerCalls.prepareJoin(fd.raw, enter: enter)
         if enter {
-            cacheLock.locked { enterCache = (prepared.plan, prepared.fds) }
+            enterCache.withLock { $0 = (prepared.plan, prepared.fds) }
             return (prepared.plan, prepared.fds, nil, false)
         }
         return (prepared.plan, prepared.fds, prepared, false)
@@ -190,9 +180,9 @@ public final class Container {
     func spawn(_ spec: ProcessSpec, enter: Bool) throws -> ContainerProcess {
         do {
             return try spawnOnce(spec, enter: enter)
-        } catch let e as ContainerError where enter && cacheLock.locked({ enterCache != nil }) {
+        } catch let e as ContainerError where enter && enterCache.withLock({ $0 != nil }) {
             // A cached way in goes stale when init dies: ask ctrobjd again, once.
-            cacheLock.locked { enterCache = nil }
+            enterCache.withLock { $0 = nil }
             _ = e
             return try spawnOnce(spec, enter: enter)
         }
@@ -221,11 +211,10 @@ public final class Container {
         plan.die_with_parent = spec.dieWithParent ? 1 : 0
         var gateRead: OwnedFD?, gateWrite: OwnedFD?
         if spec.gated {
-            var p: [CInt] = [-1, -1]
-            if ccs_pipe_cloexec(&p) < 0 { throw ContainerError.sys("pipe2") }
-            gateRead = OwnedFD(p[0])
-            gateWrite = OwnedFD(p[1])
-            plan.gate_fd = p[0]
+            let (r, w) = try Sys.pipe()
+            gateRead = r
+            gateWrite = w
+            plan.gate_fd = r.raw
         }
         var stage: CInt = 0
         let pid = withExtendedLifetime((fds, prepared, argv, envp, gateRead)) { ccs_join_fork(&plan, &stage) }
@@ -234,7 +223,7 @@ public final class Container {
             if prepared != nil { ContainerCalls.abort(fd.raw) }
             let name = (try? status().name) ?? "?"
             throw ContainerError(ContainerError.codeFor(e),
-                "container \"\(name)\": \(enter ? "exec" : "fork_into_container") \(spec.path): \(stageLabel(stage)): \(errnoDescription(e))",
+                "container \"\(name)\": \(enter ? "exec" : "fork_into_container") \(spec.path): \(childStageName(stage)): \(errnoDescription(e))",
                 errno: e)
         }
         gateRead?.close()
@@ -354,19 +343,4 @@ public final class Container {
 
     /// Close this reference (with CONTAINER_KILL_ON_CLOSE, the last one destroys).
     public func close() { fd.close() }
-}
-
-func stageLabel(_ stage: CInt) -> String {
-    switch Int(stage) {
-    case Int(CCS_STAGE_CGROUP.rawValue): return "joining the cgroup"
-    case Int(CCS_STAGE_USERNS.rawValue): return "joining the user namespace"
-    case Int(CCS_STAGE_SETNS.rawValue): return "joining the namespaces"
-    case Int(CCS_STAGE_SETID.rawValue): return "becoming the container's root"
-    case Int(CCS_STAGE_PIDNS.rawValue): return "the pid namespace"
-    case Int(CCS_STAGE_CLONE.rawValue): return "clone3"
-    case Int(CCS_STAGE_STDIO.rawValue): return "stdio"
-    case Int(CCS_STAGE_EXEC.rawValue): return "execve"
-    case Int(CCS_STAGE_CHDIR.rawValue): return "chdir"
-    default: return "fork"
-    }
 }

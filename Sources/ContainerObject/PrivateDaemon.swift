@@ -39,13 +39,11 @@ public final class PrivateDaemon {
     let logLevel: String
 
     /// The daemon's pid, while it runs.
-    public var pid: pid_t? { pidfd.map { ccs_pidfd_pid($0.raw) }.flatMap { $0 > 0 ? $0 : nil } }
+    public var pid: pid_t? { pidfd.flatMap { Pidfd($0).pid } }
 
     /// Whether the daemon is still running (it is not reaped here).
     public var isRunning: Bool {
-        guard let p = pidfd else { return false }
-        var status: CInt = 0
-        return ccs_pidfd_wait(p.raw, WNOHANG | WNOWAIT, &status) == 0
+        pidfd.map { Pidfd($0).isRunning } ?? false
     }
 
     public func start() throws {
@@ -101,19 +99,6 @@ public final class PrivateDaemon {
     }
 }
 
-/// rm -rf that first detaches any mount inside (namespace bind mounts).
-public func removeTree(_ path: String) {
-    var st = stat()
-    guard lstat(path, &st) == 0 else { return }
-    if (st.st_mode & S_IFMT) == S_IFDIR {
-        for e in Sys.listDirectory(path) { removeTree("\(path)/\(e)") }
-        // ctrobjd binds <state>/containers onto itself where mounts are shared.
-        if rmdir(path) < 0 && errno == EBUSY && umount2(path, Int32(MNT_DETACH)) == 0 { rmdir(path) }
-    } else {
-        _ = umount2(path, Int32(MNT_DETACH))
-        unlink(path)
-    }
-}
 
 /// posix_spawn a program; stdin from /dev/null, stdout+stderr to `output`
 /// when given. CTROBJ_* variables are not passed on unless in `env`.

@@ -3,6 +3,7 @@ import ContainerABI
 import ContainerObject
 import ContainerSystem
 import ContainerWire
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,16 +17,16 @@ private let lastErrorKey: pthread_key_t = {
     return key
 }()
 
-private var warnedDaemonDown = false
+/// The "ctrobjd is down" warning is printed once per process, whichever thread fails first.
+private let warnedDaemonDown = Atomic(false)
 
 @inline(__always)
 private func fail(_ e: Error) -> Int32 {
     let ce = (e as? ContainerError) ?? ContainerError(.system, "\(e)")
     if let old = pthread_getspecific(lastErrorKey) { free(old) }
     pthread_setspecific(lastErrorKey, strdup(ce.message))
-    if ce.code == .daemonUnavailable && !warnedDaemonDown {
-        warnedDaemonDown = true
-        fputs("libcontainerobject: \(ce.message)\n", stderr)
+    if ce.code == .daemonUnavailable && !warnedDaemonDown.exchange(true, ordering: .relaxed) {
+        Sys.printError("libcontainerobject: \(ce.message)\n")
     }
     errno = ce.errno
     return -1

@@ -37,11 +37,7 @@ public struct CgroupPlacement: Sendable, Equatable {
 
     /// ctrobjd's own cgroup2 path ("/system.slice/ctrobjd.service"), from /proc/self/cgroup.
     public static func ownV2Cgroup(procFile: String = "/proc/self/cgroup") -> String? {
-        guard let text = try? Sys.readFile(procFile) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("0::") {
-            return String(line.dropFirst(3))
-        }
-        return nil
+        (try? Sys.readBytes(procFile)).flatMap { ProcInfo.cgroupV2Path($0) }
     }
 
     /// Whether the cgroup directory `dir` was handed to us (table above).

@@ -1,10 +1,11 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// One container's cgroup: a directory in every hierarchy the layout uses.
 /// Limits, statistics, freezing and killing pick v2 or v1 per controller.
-public final class CgroupSet {
+public final class CgroupSet: Sendable {
     public let layout: CgroupLayout
     /// Relative path below each hierarchy's mount, e.g. "ctrobj/web".
     public let relativePath: String
@@ -12,16 +13,23 @@ public final class CgroupSet {
     /// mount, how many trailing components of `relativePath` ctrobjd made
     /// (the leaf counts one). Empty for ctrobjd's own cgroups below its
     /// parent, whose leaf alone is removed.
-    public var made: [String: Int] = [:]
+    public var made: [String: Int] {
+        get { marks.withLock { $0.made } }
+        set { marks.withLock { $0.made = newValue } }
+    }
     /// Removed by `remove()`: from then on nothing here reads, writes or
     /// signals through the path, which someone else may make again (a
     /// requested path is not ctrobjd's alone).
-    public var removed = false
+    public var removed: Bool {
+        get { marks.withLock { $0.removed } }
+        set { marks.withLock { $0.removed = newValue } }
+    }
+    private let marks: Mutex<(made: [String: Int], removed: Bool)>
 
     public init(layout: CgroupLayout, relativePath: String, made: [String: Int] = [:]) {
         self.layout = layout
         self.relativePath = relativePath
-        self.made = made
+        self.marks = Mutex((made: made, removed: false))
     }
 
     public var directories: [String] { layout.hierarchies.map { "\($0)/\(relativePath)" } }

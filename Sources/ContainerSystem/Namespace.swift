@@ -54,8 +54,7 @@ public enum Namespaces {
     public static func inode(ofPath path: String) throws -> UInt64 {
         let type = ccs_statfs_type(path)
         if type < 0 { throw ContainerError.sys("statfs \(path)") }
-        let nsfsMagic = 0x6e73_6673
-        guard type == nsfsMagic else {
+        guard type == CCS_NSFS_MAGIC else {
             throw ContainerError(.notFound, "\(path) is not a namespace (its bind mount is gone)", errno: ESTALE)
         }
         var st = stat()
@@ -72,8 +71,7 @@ public enum Namespaces {
 
     /// Which namespace kind an nsfs fd is (NS_GET_NSTYPE), or nil if it is not one.
     public static func kind(of fd: CInt) -> NamespaceKind? {
-        let nsGetNstype: UInt = 0xb703 // _IO(0xb7, 0x3)
-        let t = ioctl(fd, nsGetNstype)
+        let t = ioctl(fd, UInt(CCS_NS_GET_NSTYPE))
         if t < 0 { return nil }
         return NamespaceKind.from(cloneFlag: t)
     }
@@ -81,8 +79,7 @@ public enum Namespaces {
     /// The inode of the user namespace that owns a namespace (NS_GET_USERNS),
     /// or nil when the kernel does not say (the caller cannot see its owner).
     public static func owningUserNamespace(of fd: CInt) -> UInt64? {
-        let nsGetUserns: UInt = 0xb701 // _IO(0xb7, 0x1)
-        let u = ioctl(fd, nsGetUserns)
+        let u = ioctl(fd, UInt(CCS_NS_GET_USERNS))
         if u < 0 { return nil }
         defer { close(u) }
         return try? inode(of: u)

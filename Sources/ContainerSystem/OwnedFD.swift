@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,26 +8,32 @@ import Glibc
 /// A reference type rather than a `~Copyable` struct: container records keep
 /// many of these in dictionaries and optional fields that the event loop
 /// shares, which noncopyable types cannot yet live in (see docs/architecture.md).
-public final class OwnedFD: CustomStringConvertible {
-    public private(set) var raw: CInt
+///
+/// Sendable: the number is held in an atomic, so `take()` and `close()` from
+/// two threads give the fd to exactly one of them (the core route hands a
+/// core stream to a worker thread, the core server a connection to one per
+/// core); using the raw number while another thread closes it stays the
+/// caller's bug, as with any fd.
+public final class OwnedFD: CustomStringConvertible, Sendable {
+    private let number: Atomic<CInt>
 
     public init(_ raw: CInt) {
         precondition(raw >= 0, "OwnedFD of a negative fd")
-        self.raw = raw
+        number = Atomic(raw)
     }
+
+    /// The fd, -1 once taken or closed.
+    public var raw: CInt { number.load(ordering: .acquiring) }
 
     /// Hand the fd to someone else; this owner no longer closes it.
     public func take() -> CInt {
-        let fd = raw
-        raw = -1
-        return fd
+        number.exchange(-1, ordering: .acquiringAndReleasing)
     }
 
     /// Close now. EINTR counts as success (Linux always releases the fd).
     public func close() {
-        guard raw >= 0 else { return }
-        let fd = raw
-        raw = -1
+        let fd = number.exchange(-1, ordering: .acquiringAndReleasing)
+        guard fd >= 0 else { return }
         if Glibc.close(fd) < 0 && errno == EBADF {
             preconditionFailure("close(\(fd)): EBADF: fd ownership bug")
         }

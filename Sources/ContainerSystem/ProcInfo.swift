@@ -1,3 +1,4 @@
+import CShim
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,8 +30,7 @@ public enum ProcInfo {
         let rest = stat[stat.index(after: close)...].split(separator: " ")
         // rest[0] is field 3 (state); flags are field 9.
         guard rest.count > 6, let flags = UInt64(rest[6]) else { return true }
-        let pfExiting: UInt64 = 0x4
-        return flags & pfExiting != 0 || rest[0] == "Z" || rest[0] == "X"
+        return flags & UInt64(CCS_PF_EXITING) != 0 || rest[0] == "Z" || rest[0] == "X"
     }
 
     /// A status field such as "NSpid" or "Uid" from /proc/PID/status.
@@ -45,21 +45,73 @@ public enum ProcInfo {
     /// Whether the process is in `cgroup` in every hierarchy the set uses
     /// (/proc/PID/cgroup as ctrobjd's cgroup namespace sees it).
     public static func isInCgroup(pid: pid_t, _ cgroup: CgroupSet, procRoot: String = "/proc") -> Bool {
-        guard let text = try? Sys.readFile("\(procRoot)/\(pid)/cgroup") else { return false }
+        guard let bytes = try? Sys.readBytes("\(procRoot)/\(pid)/cgroup") else { return false }
         let want = "/" + cgroup.relativePath
         let hierarchies = Set(cgroup.layout.hierarchies)
         let used = Set(cgroup.layout.v1Mounts.filter { hierarchies.contains($0.value) }.keys)
         var matched = 0
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-            guard parts.count == 3 else { continue }
-            let relevant = parts[1].isEmpty ? cgroup.layout.v2Mount != nil
-                                            : parts[1].split(separator: ",").contains { used.contains(String($0)) }
+        for line in cgroupLines(bytes) {
+            let relevant = line.isV2 ? cgroup.layout.v2Mount != nil : line.controllers.contains { used.contains($0) }
             guard relevant else { continue }
-            if parts[2] != want { return false }
+            if line.path != want { return false }
             matched += 1
         }
         return matched > 0
+    }
+
+    /// One line of /proc/PID/cgroup: "HIERARCHY-ID:CONTROLLERS:PATH";
+    /// cgroup v2's is "0::PATH".
+    public struct CgroupLine: Sendable, Equatable {
+        public var hierarchyID: String
+        public var controllers: [String]
+        public var path: String
+        /// The unified (v2) hierarchy's line.
+        public var isV2: Bool { hierarchyID == "0" && controllers.isEmpty }
+    }
+
+    /// The lines of a /proc/PID/cgroup file: the one reader of its format.
+    /// A line that is not three fields is skipped.
+    public static func cgroupLines(_ bytes: [UInt8]) -> [CgroupLine] {
+        var out: [CgroupLine] = []
+        forEachCgroupLine(bytes) { id, controllers, path in
+            out.append(CgroupLine(hierarchyID: String(decoding: id, as: UTF8.self),
+                                  controllers: controllers.split(separator: UInt8(ascii: ",")).map { String(decoding: $0, as: UTF8.self) },
+                                  path: String(decoding: path, as: UTF8.self)))
+            return true
+        }
+        return out
+    }
+
+    /// The cgroup v2 path ("/ctrobj/c5") in a /proc/PID/cgroup file, nil if
+    /// it has no v2 line. Stops at that line, allocating nothing for the
+    /// others: it runs on every core's and key request's path.
+    public static func cgroupV2Path(_ bytes: [UInt8]) -> String? {
+        var found: String?
+        forEachCgroupLine(bytes) { id, controllers, path in
+            guard id.elementsEqual("0".utf8) && controllers.isEmpty else { return true }
+            found = String(decoding: path, as: UTF8.self)
+            return false
+        }
+        return found
+    }
+
+    /// The cgroup v2 path of a process, nil if it has none (or is gone).
+    public static func cgroupV2Path(pid: pid_t, procRoot: String = "/proc") -> String? {
+        (try? Sys.readBytes("\(procRoot)/\(pid)/cgroup", limit: 1 << 16)).flatMap { cgroupV2Path($0) }
+    }
+
+    /// Each line's three fields, until `body` returns false.
+    static func forEachCgroupLine(_ bytes: [UInt8], _ body: (ArraySlice<UInt8>, ArraySlice<UInt8>, ArraySlice<UInt8>) -> Bool) {
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count && bytes[end] != 0x0a { end += 1 }
+            let line = bytes[start..<end]
+            start = end + 1
+            guard let c1 = line.firstIndex(of: UInt8(ascii: ":")),
+                  let c2 = line[(c1 + 1)...].firstIndex(of: UInt8(ascii: ":")) else { continue }
+            if !body(line[..<c1], line[(c1 + 1)..<c2], line[(c2 + 1)...]) { return }
+        }
     }
 
     /// The process's pid in its innermost pid namespace (last NSpid field).

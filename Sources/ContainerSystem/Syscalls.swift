@@ -37,8 +37,10 @@ public enum Sys {
         OwnedFD(try retryAllowingEBADF("openat \(path)") { Glibc.openat(dir, path, flags | O_CLOEXEC, mode) })
     }
 
-    public static let resolveInRoot: UInt64 = 0x10
-    public static let resolveNoMagiclinks: UInt64 = 0x02
+    public static let resolveInRoot = UInt64(CCS_RESOLVE_IN_ROOT)
+    public static let resolveNoMagiclinks = UInt64(CCS_RESOLVE_NO_MAGICLINKS)
+    public static let resolveNoSymlinks = UInt64(CCS_RESOLVE_NO_SYMLINKS)
+    public static let resolveBeneath = UInt64(CCS_RESOLVE_BENEATH)
 
     public static func openat2(_ dir: CInt, _ path: String, _ flags: CInt, _ mode: mode_t = 0, resolve: UInt64) throws -> OwnedFD {
         OwnedFD(try retryAllowingEBADF("openat2 \(path)") { ccs_openat2(dir, path, flags, mode, resolve) })
@@ -224,6 +226,16 @@ public enum Sys {
 
     public static func socketCookie(_ fd: CInt) -> UInt64 { ccs_socket_cookie(fd) }
 
+    /// Whether the peer of a connected unix socket is gone (every reference
+    /// to it closed); nil when the kernel cannot say (no sock_diag for unix).
+    public static func unixPeerGone(_ fd: CInt) -> Bool? {
+        switch ccs_unix_peer_gone(fd) {
+        case 1: return true
+        case 0: return false
+        default: return nil
+        }
+    }
+
     public static func peerCred(_ fd: CInt) throws -> (pid: pid_t, uid: uid_t, gid: gid_t) {
         var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
         _ = try retry("getsockopt SO_PEERCRED") { ccs_peer_cred(fd, &pid, &uid, &gid) }
@@ -270,3 +282,80 @@ public final class CStringArray {
 /// GNU-only flags that Swift's Glibc module does not import.
 public let O_PATH: CInt = 0o10000000
 public let AT_EMPTY_PATH: CInt = 0x1000
+
+/// rm -rf that first detaches any mount inside (namespace bind mounts).
+public func removeTree(_ path: String) {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return }
+    if (st.st_mode & S_IFMT) == S_IFDIR {
+        for e in Sys.listDirectory(path) { removeTree("\(path)/\(e)") }
+        // ctrobjd binds <state>/containers onto itself where mounts are shared.
+        if rmdir(path) < 0 && errno == EBUSY && umount2(path, Int32(MNT_DETACH)) == 0 { rmdir(path) }
+    } else {
+        _ = umount2(path, Int32(MNT_DETACH))
+        unlink(path)
+    }
+}
+
+extension Sys {
+    /// accept4(SOCK_CLOEXEC); EINTR retried. The error's errno says why not
+    /// (EAGAIN: nothing pending; `isOutOfResources`: try again later).
+    public static func accept(_ listener: CInt) throws -> OwnedFD {
+        OwnedFD(try retryAllowingEBADF("accept") { ccs_accept(listener) })
+    }
+
+    /// The errnos of accept (and socket calls like it) that mean "no fd or
+    /// memory to spare now": retrying at once would spin.
+    public static func isOutOfResources(_ e: CInt) -> Bool {
+        e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM
+    }
+
+    /// pipe2(O_CLOEXEC).
+    public static func pipe() throws -> (read: OwnedFD, write: OwnedFD) {
+        var p: [CInt] = [-1, -1]
+        _ = try retry("pipe2") { ccs_pipe_cloexec(&p) }
+        return (OwnedFD(p[0]), OwnedFD(p[1]))
+    }
+
+    /// Whether `fd` is readable within `timeoutMs` (0: now).
+    public static func isReadable(_ fd: CInt, timeoutMs: CInt = 0) -> Bool { ccs_wait_readable(fd, timeoutMs) == 0 }
+
+    /// umount2(MNT_DETACH); errors ignored by the callers that want "gone".
+    @discardableResult
+    public static func umountDetach(_ path: String) -> Bool { ccs_umount_detach(path) == 0 }
+
+    public static func setns(_ fd: CInt, _ kind: NamespaceKind) throws {
+        _ = try retryAllowingEBADF("setns \(kind.rawValue)") { ccs_setns(fd, kind.cloneFlag) }
+    }
+
+    /// PR_SET_DUMPABLE 0: a process that must not dump into itself.
+    public static func setNondumpable() { _ = ccs_set_nondumpable() }
+
+    /// F_SETPIPE_SZ, best effort.
+    public static func growPipe(_ fd: CInt, to size: CInt) { _ = ccs_grow_pipe(fd, size) }
+
+    /// Run `body` with this thread's fsuid and fsgid set to `uid`/`gid`
+    /// (files it makes are theirs, permission checks are theirs), then put
+    /// them back.
+    public static func withFSIDs<T>(uid: uid_t, gid: gid_t, _ body: () throws -> T) rethrows -> T {
+        var oldU: uid_t = 0, oldG: gid_t = 0
+        ccs_swap_fsids(uid, gid, &oldU, &oldG)
+        defer {
+            var u: uid_t = 0, g: gid_t = 0
+            ccs_swap_fsids(oldU, oldG, &u, &g)
+        }
+        return try body()
+    }
+
+    /// KEYCTL_NEGATE: `key` fails requests with ENOKEY for `timeoutSeconds`,
+    /// the negative key linked into `keyring` (0: none).
+    public static func negateKey(_ key: Int32, timeoutSeconds: UInt, keyring: Int32) {
+        _ = ccs_keyctl(CCS_KEYCTL_NEGATE, UInt(bitPattern: Int(key)), timeoutSeconds, UInt(UInt32(bitPattern: keyring)), 0)
+    }
+}
+
+extension Sys {
+    /// Write to fd 2, unbuffered (Glibc's `stderr` is a shared mutable
+    /// global that Swift 6 will not let threads touch).
+    public static func printError(_ s: String) { _ = try? write(2, s) }
+}

@@ -29,7 +29,7 @@ public enum DaemonAddress {
 }
 
 /// One connection to ctrobjd (SOCK_SEQPACKET). Requests are synchronous.
-public final class Connection {
+public final class Connection: Sendable {
     public let fd: OwnedFD
     public let path: String
 

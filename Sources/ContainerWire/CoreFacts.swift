@@ -9,22 +9,24 @@ import Glibc
 /// helper exits). Sent to ctrobjd as the fields of a "core" message, and
 /// written beside a spooled core.
 public struct CoreFacts: Sendable, Equatable {
-    public var pid: pid_t            // in the host's pid namespace (%P)
+    /// The crashing process: its pid in the host's pid namespace (%P), and
+    /// its cgroup and namespaces once read (what attribution takes).
+    public var process: ProcessIdentity
+    public var pid: pid_t {
+        get { process.pid }
+        set { process.pid = newValue }
+    }
     public var uid: uid_t            // %u, host view
     public var gid: gid_t            // %g
     public var signal: Int32         // %s
     public var time: Int             // %t
     public var dumpMode: Int32       // %d: 1 dumpable, 2 suid_dumpable "root only"
     public var comm: String          // %e
-    /// Namespace inodes of the crashing process.
-    public var namespaces: [String: UInt64] = [:]
-    /// Its cgroup v2 path ("/ctrobj/c5"), "" when unknown.
-    public var cgroup: String = ""
     /// Its pid as its own pid namespace sees it (last NSpid field).
     public var nsPid: pid_t = 0
 
     public init(pid: pid_t, uid: uid_t, gid: gid_t, signal: Int32, time: Int, dumpMode: Int32, comm: String) {
-        self.pid = pid
+        self.process = ProcessIdentity(pid: pid)
         self.uid = uid
         self.gid = gid
         self.signal = signal
@@ -55,27 +57,16 @@ public struct CoreFacts: Sendable, Equatable {
     }
 
     /// Read the namespace inodes, cgroup and NSpid of `pid` from /proc.
-    /// Parsed as bytes: this runs for every core and key request, and
-    /// line-splitting Strings costs more than the reads.
     public mutating func gather(procRoot: String = "/proc") {
-        gatherNamespaces(procRoot: procRoot)
+        process.readNamespaces(procRoot: procRoot)
         gatherCgroupAndPid(procRoot: procRoot)
     }
 
-    /// The namespace inodes (seven stats: left out of the core path until
-    /// the cgroup did not say which container it is).
-    public mutating func gatherNamespaces(procRoot: String = "/proc") {
-        for kind in NamespaceKind.allCases where kind != .time {
-            if let ino = Namespaces.inode(pid: pid, kind: kind, procRoot: procRoot) { namespaces[kind.rawValue] = ino }
-        }
-    }
-
-    /// The cgroup v2 path and the pid as its own pid namespace sees it.
+    /// The cgroup v2 path and the pid as its own pid namespace sees it
+    /// (enough for ctrobjd to place a core of one of its containers).
+    /// Parsed as bytes: this runs for every core.
     public mutating func gatherCgroupAndPid(procRoot: String = "/proc") {
-        if let bytes = try? Sys.readBytes("\(procRoot)/\(pid)/cgroup"),
-           let line = ProcInfo.line(in: bytes, startingWith: Array("0::".utf8)) {
-            cgroup = String(decoding: line, as: UTF8.self)
-        }
+        process.readCgroup(procRoot: procRoot)
         if let bytes = try? Sys.readBytes("\(procRoot)/\(pid)/status"),
            let line = ProcInfo.line(in: bytes, startingWith: Array("NSpid:".utf8)),
            let last = line.split(whereSeparator: { $0 == 0x20 || $0 == 0x09 }).last,
@@ -84,8 +75,7 @@ public struct CoreFacts: Sendable, Equatable {
         }
     }
 
-    /// The cgroup path as ctrobjd's index keys it (no leading slash).
-    public var cgroupKey: String { cgroup.hasPrefix("/") ? String(cgroup.dropFirst()) : cgroup }
+    public var cgroupKey: String { process.cgroupKey }
 
     /// Socket mode on a kernel whose pidfd does not name the signal: read it
     /// from the core's NT_PRSTATUS note, leaving the stream whole.
@@ -93,29 +83,12 @@ public struct CoreFacts: Sendable, Equatable {
         if signal == 0 { signal = ccs_core_signal_peek(core, timeoutMs) }
     }
 
-    /// The caller's namespace inodes, read once per process.
-    nonisolated(unsafe) static var ownNamespaces: [String: UInt64]?
-
-    /// True when every namespace of the process is the caller's: a host process.
-    public func isInCallersNamespaces() -> Bool {
-        if CoreFacts.ownNamespaces == nil {
-            var own: [String: UInt64] = [:]
-            for kind in NamespaceKind.allCases where kind != .time {
-                if let ino = Namespaces.inode(pid: getpid(), kind: kind) { own[kind.rawValue] = ino }
-            }
-            CoreFacts.ownNamespaces = own
-        }
-        let own = CoreFacts.ownNamespaces ?? [:]
-        for (kind, ino) in namespaces where own[kind] != ino { return false }
-        return !namespaces.isEmpty
-    }
-
     public var fields: [String: String] {
         var f: [String: String] = [
             "pid": "\(pid)", "uid": "\(uid)", "gid": "\(gid)", "signal": "\(signal)", "time": "\(time)",
-            "dump_mode": "\(dumpMode)", "comm": comm, "cgroup": cgroup, "ns_pid": "\(nsPid)",
+            "dump_mode": "\(dumpMode)", "comm": comm, "cgroup": process.cgroup, "ns_pid": "\(nsPid)",
         ]
-        for (k, v) in namespaces { f["ns.\(k)"] = "\(v)" }
+        for (k, v) in process.namespaces { f["ns.\(k.rawValue)"] = "\(v)" }
         return f
     }
 
@@ -130,50 +103,10 @@ public struct CoreFacts: Sendable, Equatable {
         }
         self.init(pid: pid, uid: uid, gid: gid, signal: try n("signal", Int32.self) ?? 0,
                   time: try n("time", Int.self) ?? 0, dumpMode: try n("dump_mode", Int32.self) ?? 1, comm: m["comm"] ?? "")
-        cgroup = m["cgroup"] ?? ""
+        process.cgroup = m["cgroup"] ?? ""
         nsPid = try n("ns_pid", pid_t.self) ?? 0
-        for (k, v) in m.fields where k.hasPrefix("ns.") { namespaces[String(k.dropFirst(3))] = UInt64(v) }
-    }
-}
-
-/// The upcall configuration `ctrobj install` writes to <state>/upcall.conf
-/// for the helper: where to spool, and what handled cores before.
-public struct UpcallConfig: Sendable, Equatable {
-    public var spoolDir: String
-    public var previousCorePattern: String
-    public var previousModprobe: String?
-    public var mode: String
-    /// How long a container's request-key may take before it is killed and
-    /// the key negated.
-    public var keyTimeoutSeconds: Int
-
-    public init(spoolDir: String, previousCorePattern: String, previousModprobe: String?, mode: String, keyTimeoutSeconds: Int = 10) {
-        self.spoolDir = spoolDir
-        self.previousCorePattern = previousCorePattern
-        self.previousModprobe = previousModprobe
-        self.mode = mode
-        self.keyTimeoutSeconds = keyTimeoutSeconds
-    }
-
-    public static func path(stateDir: String) -> String { "\(stateDir)/upcall.conf" }
-
-    public var encoded: String {
-        var f = ["spool": spoolDir, "previous_core_pattern": previousCorePattern, "mode": mode, "key_timeout": "\(keyTimeoutSeconds)"]
-        if let m = previousModprobe { f["previous_modprobe"] = m }
-        return String(decoding: Message("upcall.conf", f).encoded(), as: UTF8.self)
-    }
-
-    public static func load(stateDir: String) -> UpcallConfig? {
-        guard let text = try? Sys.readFile(path(stateDir: stateDir)) else { return nil }
-        return parse(text)
-    }
-
-    /// The configuration in upcall.conf's text (what `encoded` writes); nil
-    /// when it is not a message. Missing fields take their defaults.
-    public static func parse(_ text: String) -> UpcallConfig? {
-        guard let m = try? Message.decode(Array(text.utf8)) else { return nil }
-        return UpcallConfig(spoolDir: m["spool"] ?? "/var/lib/ctrobj/spool", previousCorePattern: m["previous_core_pattern"] ?? "core",
-                            previousModprobe: m["previous_modprobe"], mode: m["mode"] ?? "pipe",
-                            keyTimeoutSeconds: m.int("key_timeout") ?? 10)
+        for (k, v) in m.fields where k.hasPrefix("ns.") {
+            if let kind = NamespaceKind(rawValue: String(k.dropFirst(3))) { process.namespaces[kind] = UInt64(v) }
+        }
     }
 }

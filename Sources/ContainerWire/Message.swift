@@ -119,15 +119,15 @@ public struct Message: Equatable, Sendable {
 
     // MARK: replies
 
-    public static func ok(_ fields: [String: String] = [:]) -> Message { Message("ok", fields) }
+    public static func ok(_ fields: [String: String] = [:]) -> Message { Message(Op.ok, fields) }
 
     public static func error(_ e: ContainerError) -> Message {
-        Message("error", ["errno": "\(e.errno)", "message": e.message, "code": e.code.rawValue])
+        Message(Op.error, ["errno": "\(e.errno)", "message": e.message, "code": e.code.rawValue])
     }
 
     /// Throws the error a reply carries, if it is one.
     public func checked() throws -> Message {
-        if op == "error" {
+        if op == Op.error {
             let err = int("errno").flatMap { Int32(exactly: $0) } ?? EIO
             throw ContainerError(ContainerError.Code(rawValue: fields["code"] ?? "system"),
                                  fields["message"] ?? "ctrobjd: unknown error", errno: err)

@@ -54,6 +54,24 @@ public enum Op {
     public static let adopt = "adopt"
     public static let list = "list"
     public static let cgroupJoin = "cgroup.join"
+
+    /// Replies: "ok" (Message.ok) or "error" (Message.error, fields errno,
+    /// message, code).
+    public static let ok = "ok"
+    public static let error = "error"
+
+    /// The ops and replies of the upcall socket, <state>/upcall.sock,
+    /// where the helpers the kernel runs ask and ctrobjd answers (its table
+    /// is at the top of Broker's UpcallServer.swift).
+    public enum Upcall {
+        public static let core = "core"
+        public static let key = "key"
+        public static let modprobe = "modprobe"
+        /// Not in a container of ctrobjd's: handled as before install.
+        public static let `fallthrough` = "fallthrough"
+        public static let allow = "allow"
+        public static let deny = "deny"
+    }
 }
 
 /// The uapi flag values (container.h).

@@ -1,4 +1,5 @@
 import ContainerSystem
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,29 +10,23 @@ import Glibc
 /// uses its parent's connection: it is keyed by pid and socket path. A
 /// connection that broke (ctrobjd restarted) is replaced once, transparently.
 public enum SharedConnection {
-    final class State {
-        var mutex = pthread_mutex_t()
+    struct State {
         var conn: Connection?
         var pid: pid_t = 0
         var path = ""
         /// Requests sent without waiting whose answers are still to be read.
         var unanswered = 0
-        init() { pthread_mutex_init(&mutex, nil) }
     }
-    static let state = State()
+    static let shared = Mutex(State())
 
     /// The fd of the current process's connection, if any (a forked child
     /// closes it so that it never keeps the parent's requests alive).
     public static var currentFD: CInt {
-        pthread_mutex_lock(&state.mutex)
-        defer { pthread_mutex_unlock(&state.mutex) }
-        return state.pid == getpid() ? (state.conn?.fd.raw ?? -1) : -1
+        shared.withLock { state in state.pid == getpid() ? (state.conn?.fd.raw ?? -1) : -1 }
     }
 
     public static func request(_ msg: Message, fds: [CInt] = [], path: String = DaemonAddress.socketPath()) throws -> (Message, [OwnedFD]) {
-        pthread_mutex_lock(&state.mutex)
-        defer { pthread_mutex_unlock(&state.mutex) }
-        return try locked(msg, fds: fds, path: path, wait: true)
+        try shared.withLock { state in try locked(&state, msg, fds: fds, path: path, wait: true) }
     }
 
     /// Send without waiting for the answer (fork.commit: ctrobjd handles the
@@ -39,12 +34,10 @@ public enum SharedConnection {
     /// next is answered after it). The answer is read, and dropped, before
     /// the next request's.
     public static func post(_ msg: Message, fds: [CInt] = [], path: String = DaemonAddress.socketPath()) throws {
-        pthread_mutex_lock(&state.mutex)
-        defer { pthread_mutex_unlock(&state.mutex) }
-        _ = try locked(msg, fds: fds, path: path, wait: false)
+        _ = try shared.withLock { state in try locked(&state, msg, fds: fds, path: path, wait: false) }
     }
 
-    static func locked(_ msg: Message, fds: [CInt], path: String, wait: Bool) throws -> (Message, [OwnedFD]) {
+    static func locked(_ state: inout State, _ msg: Message, fds: [CInt], path: String, wait: Bool) throws -> (Message, [OwnedFD]) {
         let me = getpid()
         if state.pid != me || state.path != path {
             if state.pid == me { state.conn = nil } else if let c = state.conn { _ = c.fd.take() } // a parent's: not ours to close

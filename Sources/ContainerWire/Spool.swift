@@ -15,7 +15,7 @@ public enum Spool {
         let core = try Sys.open("\(dir)/\(name).core", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
         _ = try Stream.copy(from: fd, to: core.raw)
         _ = fsync(core.raw)
-        try Sys.writeFileAtomically("\(dir)/\(name).meta", String(decoding: Message("core", facts.fields).encoded(), as: UTF8.self),
+        try Sys.writeFileAtomically("\(dir)/\(name).meta", String(decoding: Message(Op.Upcall.core, facts.fields).encoded(), as: UTF8.self),
                                     durable: true)
         return name
     }
@@ -33,18 +33,5 @@ public enum Spool {
     public static func remove(dir: String, name: String) {
         unlink("\(dir)/\(name).meta")
         unlink("\(dir)/\(name).core")
-    }
-}
-
-public enum Stream {
-    /// Copy until EOF (or `limit` bytes, the rest drained); returns bytes written.
-    /// By splice where the kernel can (a pipe straight into the file; a socket,
-    /// core_pattern socket mode, through a pipe of our own), so a core's pages
-    /// are moved by the kernel, not copied through us; else read/write.
-    @discardableResult
-    public static func copy(from src: CInt, to dst: CInt?, limit: UInt64 = .max) throws -> UInt64 {
-        var written: UInt64 = 0
-        if ccs_copy_stream(src, dst ?? -1, limit, &written) < 0 { throw ContainerError.sys("copy core") }
-        return written
     }
 }

@@ -1,6 +1,7 @@
 import CShim
 import ContainerSystem
 import ContainerWire
+import UpcallHelper
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,10 +15,10 @@ import Glibc
 
 let args = CommandLine.arguments
 func usage() -> Never {
-    fputs("usage: ctrobj-upcall core STATE_DIR PID UID GID SIGNAL TIME DUMPMODE COMM...\n", stderr)
-    fputs("       ctrobj-upcall corefd STATE_DIR PIDFD PID UID GID SIGNAL TIME DUMPMODE COMM...\n", stderr)
-    fputs("       ctrobj-upcall serve STATE_DIR\n", stderr)
-    fputs("       ctrobj-upcall key STATE_DIR KEY TYPE UID GID THREAD_KR PROCESS_KR SESSION_KR DESC...\n", stderr)
+    Sys.printError("usage: ctrobj-upcall core STATE_DIR PID UID GID SIGNAL TIME DUMPMODE COMM...\n")
+    Sys.printError("       ctrobj-upcall corefd STATE_DIR PIDFD PID UID GID SIGNAL TIME DUMPMODE COMM...\n")
+    Sys.printError("       ctrobj-upcall serve STATE_DIR\n")
+    Sys.printError("       ctrobj-upcall key STATE_DIR KEY TYPE UID GID THREAD_KR PROCESS_KR SESSION_KR DESC...\n")
     exit(2)
 }
 
@@ -34,21 +35,19 @@ if args[0].hasSuffix("/modprobe") {
 
 // Pipe mode: the kernel blocks on a full core pipe (64 KiB) until we read;
 // a larger one lets it write on while we find out where the core goes.
-if args[1] == "core" || args[1] == "corefd" { _ = ccs_grow_pipe(0, 1 << 20) }
+if args[1] == "core" || args[1] == "corefd" { Sys.growPipe(0, to: 1 << 20) }
 
 switch args[1] {
 case "core", "corefd":
     guard let (state, facts, fdNumber) = CoreFacts.pipeArguments(Array(args.dropFirst())) else { usage() }
     // %F: the kernel put a pidfd of the dumping task at this fd number.
-    let pidfd = fdNumber.flatMap { ccs_pidfd_pid($0) == facts.pid ? OwnedFD($0) : nil }
+    let pidfd = fdNumber.flatMap { $0 >= 0 ? Pidfd(OwnedFD($0)) : nil }.flatMap { $0.names(facts.pid) ? $0 : nil }
     exit(CoreHelper.run(stateDir: state, facts: facts, pidfd: pidfd))
 case "key":
-    guard args.count >= 11, let key = Int32(args[3]) else { usage() }
-    var desc = args[10]
-    for word in args[11...] { desc += " " + word }
-    let req = KeyHelper.Request(key: key, type: args[4], description: desc, uid: args[5], gid: args[6],
-                                threadKeyring: args[7], processKeyring: args[8], sessionKeyring: args[9])
-    exit(KeyHelper.run(stateDir: args[2], request: req))
+    guard args.count >= 11 else { usage() }
+    // The key route is one implementation, in C (CShim keyhelper.c), which
+    // the C helper ctrobj-upcall-key runs too.
+    exit(ccs_key_helper(CommandLine.argc, CommandLine.unsafeArgv))
 case "serve":
     guard args.count == 3 else { usage() }
     // Started by CoreServerControl.start with its readiness pipe on fd 3.

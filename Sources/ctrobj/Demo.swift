@@ -3,6 +3,7 @@ import CShim
 import ContainerObject
 import ContainerSystem
 import ContainerWire
+import UpcallInstall
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,6 +16,11 @@ struct Demo: ParsableCommand {
 
     func run() throws {
         guard geteuid() == 0 else { throw ValidationError("the tour needs root (it starts ctrobjd and makes cgroups)") }
+        // The tour changes core_pattern and request-key.d: one user of them at
+        // a time on a machine, like the test suites (the same lock file).
+        let lock = open("/run/lock/ctrobj-tests.lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        if lock >= 0 { _ = flock(lock, LOCK_EX) }
+        defer { if lock >= 0 { close(lock) } }
         var tour = Tour()
         do {
             try tour.run()
@@ -192,6 +198,7 @@ struct Tour {
         _ = try? initP.waitExitCode()
         c.close()
 
+        try ociRuntime(busybox: busybox)
         try keyRequest()
         try uevents()
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import ContainerObject
 import ContainerSystem
 import ContainerWire
+import UpcallInstall
 #if canImport(Glibc)
 import Glibc
 #endif

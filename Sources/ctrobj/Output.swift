@@ -1,4 +1,5 @@
 import ContainerObject
+import ContainerSystem
 import ContainerWire
 #if canImport(Glibc)
 import Glibc
@@ -49,4 +50,4 @@ func describe(_ s: ContainerStatus) -> String {
     return lines.joined(separator: "\n")
 }
 
-func printErr(_ s: String) { fputs(s + "\n", stderr) }
+func printErr(_ s: String) { Sys.printError(s + "\n") }

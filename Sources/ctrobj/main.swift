@@ -1,4 +1,5 @@
 import ArgumentParser
+import CShim
 import ContainerObject
 import ContainerSystem
 import ContainerWire
@@ -201,7 +202,7 @@ struct Run: ParsableCommand {
             spec.gated = wantsProc
             let p = try c.spawnInit(spec)
             if wantsProc {
-                try c.mount(source: "proc", target: "/proc", fstype: "proc", flags: 0x2 | 0x4 | 0x8) // nosuid, nodev, noexec
+                try c.mount(source: "proc", target: "/proc", fstype: "proc", flags: UInt(CCS_MS_NOSUID | CCS_MS_NODEV | CCS_MS_NOEXEC))
                 try p.release()
             }
             if detach {

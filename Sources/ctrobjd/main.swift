@@ -101,7 +101,7 @@ struct CtrobjD: ParsableCommand {
 }
 
 enum FileHandleStderr {
-    static func write(_ s: String) { fputs(s, stderr) }
+    static func write(_ s: String) { Sys.printError(s) }
 }
 
 CtrobjD.main()

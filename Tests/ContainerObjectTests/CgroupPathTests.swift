@@ -1,5 +1,4 @@
 import ContainerObject
-import ContainerObjectC
 import ContainerSystem
 import ContainerWire
 import Testing
@@ -112,14 +111,35 @@ struct CgroupPathTests {
     func cCall() throws {
         let top = Self.top()
         defer { Self.removeTop(top) }
+        let src = "/tmp/ctrobj-cgp-c-\(uniqueSuffix())"
+        defer { unlink("\(src).c"); unlink(src) }
+        try Sys.writeFileAtomically("\(src).c", """
+            #include <container.h>
+            #include <errno.h>
+            #include <stdio.h>
+            int main(int argc, char **argv) {
+                (void)argc;
+                int fd = container_create_cgroup("cgp-c", CONTAINER_NEW_UTS_NS, argv[1]);
+                if (fd < 0) { printf("create failed %d %s\\n", errno, container_last_error()); return 1; }
+                int bad = container_create_cgroup("cgp-c2", CONTAINER_NEW_UTS_NS, argv[2]);
+                int e1 = errno;
+                int nul = container_create_cgroup("cgp-c3", CONTAINER_NEW_UTS_NS, NULL);
+                int e2 = errno;
+                printf("ok %d %d %d %d\\n", bad, e1, nul, e2);
+                return 0;
+            }
+            """, mode: 0o644)
+        let (cc, ccOut) = try runProgram([
+            "/usr/bin/cc", "-std=gnu11", "-Wall", "-Werror", "-D_GNU_SOURCE", "-I", "\(repoRoot)/Sources/ContainerABI/include",
+            "-o", src, "\(src).c", "-L", buildDir, "-lcontainerobject", "-Wl,-rpath,\(buildDir)",
+        ])
+        try #require(cc == 0, "\(ccOut)")
         try withDaemon { d in
-            let fd = container_create_cgroup("cgp-c", ContainerFlags.newUTSNS | ContainerFlags.fdCloexec, "/\(top)/leaf")
-            try #require(fd >= 0, "\(container_last_error().map { String(cString: $0) } ?? "")")
-            let c = Container(adopting: OwnedFD(fd))
+            let (code, out) = try runProgram([src, "/\(top)/leaf", "\(top)/../x"], env: ["CTROBJ_STATE_DIR=\(d.stateDir)"])
+            #expect(code == 0 && out.hasPrefix("ok -1 \(EINVAL) -1 \(EFAULT)"), "\(out)")
+            let c = try Container.open("cgp-c")
             #expect(try c.status().cgroup == "\(top)/leaf")
             #expect(Self.dirs("\(top)/leaf").allSatisfy(Sys.exists))
-            #expect(container_create_cgroup("cgp-c2", ContainerFlags.newUTSNS, "\(top)/../x") == -1 && errno == EINVAL)
-            #expect(container_create_cgroup("cgp-c3", ContainerFlags.newUTSNS, nil) == -1 && errno == EFAULT)
             try c.destroy()
             #expect(waitFor(5) { !Self.exists(anywhere: top) })
         }

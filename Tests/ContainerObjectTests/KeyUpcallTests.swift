@@ -2,6 +2,7 @@ import ContainerObject
 import ContainerSystem
 import ContainerWire
 import Testing
+import UpcallInstall
 #if canImport(Glibc)
 import Glibc
 #endif

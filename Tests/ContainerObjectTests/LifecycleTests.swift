@@ -30,6 +30,29 @@ struct LifecycleTests {
         }
     }
 
+    @Test("KILL_ON_CLOSE removes a container whose init exited just before its last fd closed")
+    func killOnCloseAfterExit() throws {
+        try withDaemon { d in
+            // The CLI waits for init, then exits: its close of the container fd
+            // reaches ctrobjd right after init's exit, often in the same turn
+            // of its loop. Each run must leave no record behind.
+            for i in 0..<6 {
+                let name = "koc\(i)"
+                let (code, out) = try runProgram([buildDir + "/ctrobj", "run", name, "--flags", "NEW_PID_NS|NEW_FS_NS|KILL_ON_CLOSE",
+                                                  "--", "/bin/sleep", i % 2 == 0 ? "0.2" : "0"],
+                                                 env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "CTROBJ_SOCKET=\(d.socket)"])
+                #expect(code == 0, "ctrobj run: \(out)")
+                var left = true
+                for _ in 0..<200 {
+                    left = try Container.list().contains { $0.name == name }
+                    if !left { break }
+                    usleep(10_000)
+                }
+                #expect(!left, "container \(name) is still recorded after its last fd closed")
+            }
+        }
+    }
+
     @Test("memory and cpu limits land in the cgroup; stats report usage")
     func limitsAndStats() throws {
         try withDaemon { d in

@@ -1,5 +1,6 @@
 import CShim
 import ContainerObject
+import UpcallInstall
 import ContainerSystem
 import Foundation
 import Testing

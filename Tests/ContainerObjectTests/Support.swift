@@ -1,6 +1,7 @@
 import ContainerObject
 import ContainerSystem
 import ContainerWire
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -47,21 +48,10 @@ func withStaticProgram(_ name: String, _ source: String, _ body: (_ program: Str
     try body("\(dir)/\(name)", dir)
 }
 
-private var counter = 0
-private let counterLock = NSLockish()
-
-final class NSLockish {
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    func locked<T>(_ body: () -> T) -> T {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        return body()
-    }
-}
+private let counter = Atomic(0)
 
 func uniqueSuffix() -> String {
-    let n = counterLock.locked { () -> Int in counter += 1; return counter }
+    let n = counter.add(1, ordering: .relaxed).newValue
     return "\(getpid())-\(n)"
 }
 

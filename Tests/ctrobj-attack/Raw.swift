@@ -54,7 +54,7 @@ enum Report {
         var s = "step=\(step)"
         for (k, v) in pairs { s += "\t\(k)=\(clean(v))" }
         print(s)
-        fflush(stdout)
+        fflush(nil)
     }
 
     /// A step whose outcome is judged: `held` when its errno is one the

@@ -1,3 +1,4 @@
+import CShim
 import ContainerSystem
 #if canImport(Glibc)
 import Glibc
@@ -41,24 +42,24 @@ let scenarios: [String: ([String]) throws -> Void] = [
     "cgroup-path": Scenarios.cgroupPath,       // create's cgroup field is root's only
 ]
 
-setvbuf(stdout, nil, _IOLBF, 0)
+ccs_line_buffer_stdout()
 let args = Array(CommandLine.arguments.dropFirst())
 guard let name = args.first, let run = scenarios[name] else {
-    fputs("usage: ctrobj-attack SCENARIO [ARGS...]; scenarios: \(scenarios.keys.sorted().joined(separator: " "))\n", stderr)
+    Sys.printError("usage: ctrobj-attack SCENARIO [ARGS...]; scenarios: \(scenarios.keys.sorted().joined(separator: " "))\n")
     exit(2)
 }
 print("step=whoami\tuid=\(getuid())\tgid=\(getgid())\tscenario=\(name)")
 do {
     try run(Array(args.dropFirst()))
 } catch is Usage {
-    fputs("ctrobj-attack \(name): bad arguments or setup: \(args)\n", stderr)
+    Sys.printError("ctrobj-attack \(name): bad arguments or setup: \(args)\n")
     exit(2)
 } catch {
     print("step=setup\tresult=failed\tmessage=\(Report.clean("\(error)"))")
     exit(2)
 }
 if !Report.broke.isEmpty {
-    fputs("ctrobj-attack \(name): broke: \(Report.broke.joined(separator: " "))\n", stderr)
+    Sys.printError("ctrobj-attack \(name): broke: \(Report.broke.joined(separator: " "))\n")
     exit(1)
 }
 exit(0)

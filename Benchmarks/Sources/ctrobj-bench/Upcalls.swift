@@ -1,6 +1,7 @@
 import CShim
 import ContainerObject
 import ContainerSystem
+import UpcallInstall
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -98,7 +98,7 @@ signal(SIGTERM) { _ in interrupted = 1 }
 signal(SIGHUP) { _ in interrupted = 1 }
 
 func log(_ s: String) {
-    fputs("ctrobj-bench: \(s)\n", stderr)
+    Sys.printError("ctrobj-bench: \(s)\n")
 }
 
 // MARK: interleaving

@@ -25,6 +25,18 @@ extern "C" {
 #define CCS_OPEN_TREE_CLONE 1U      /* OPEN_TREE_CLONE */
 #define CCS_AT_EMPTY_PATH 0x1000U   /* AT_EMPTY_PATH */
 #define CCS_AT_RECURSIVE 0x8000U    /* AT_RECURSIVE */
+#define CCS_MS_NOSUID 2UL           /* MS_NOSUID */
+#define CCS_MS_NODEV 4UL            /* MS_NODEV */
+#define CCS_MS_NOEXEC 8UL           /* MS_NOEXEC */
+#define CCS_RESOLVE_NO_MAGICLINKS 0x02ULL /* RESOLVE_NO_MAGICLINKS */
+#define CCS_RESOLVE_NO_SYMLINKS 0x04ULL   /* RESOLVE_NO_SYMLINKS */
+#define CCS_RESOLVE_BENEATH 0x08ULL       /* RESOLVE_BENEATH */
+#define CCS_RESOLVE_IN_ROOT 0x10ULL       /* RESOLVE_IN_ROOT */
+#define CCS_KEYCTL_NEGATE 13        /* KEYCTL_NEGATE */
+#define CCS_NSFS_MAGIC 0x6e736673L  /* NSFS_MAGIC: statfs f_type of a namespace file */
+#define CCS_NS_GET_USERNS 0xb701UL  /* NS_GET_USERNS, _IO(0xb7, 0x1) */
+#define CCS_NS_GET_NSTYPE 0xb703UL  /* NS_GET_NSTYPE, _IO(0xb7, 0x3) */
+#define CCS_PF_EXITING 0x4ULL       /* PF_EXITING in /proc/PID/stat's flags */
 
 /* ---- plain syscalls (syscalls.c) ------------------------------------- */
 int ccs_pidfd_open(pid_t pid, unsigned int flags);
@@ -48,6 +60,11 @@ int ccs_pidfd_exit_status(int pidfd, int *status);
  * the task is gone. */
 pid_t ccs_pidfd_pid(int pidfd);
 uint64_t ccs_socket_cookie(int fd);
+/* 1 if the peer of connected AF_UNIX socket fd was released (every
+ * reference to it closed), 0 if it is still open, -1 with errno when the
+ * kernel cannot say (no CONFIG_UNIX_DIAG). Right even after fd itself was
+ * shut down, when poll() reports HUP whatever the peer does (unixdiag.c). */
+int ccs_unix_peer_gone(int fd);
 int ccs_peer_pidfd(int sockfd);
 int ccs_peer_cred(int sockfd, pid_t *pid, uid_t *uid, gid_t *gid);
 /* mount(src, target, MS_BIND): a directory bound onto itself becomes a mount point. */
@@ -280,6 +297,15 @@ int ccs_core_signal_peek(int fd, int timeout_ms);
 pid_t ccs_spawn_detached(const char *path, char *const argv[], int ready_fd);
 /* PR_SET_DUMPABLE 0: a core server must not dump into itself. */
 int ccs_set_nondumpable(void);
+/* The key route (keyhelper.c): everything request-key's program does for
+ * one request; argv as `ctrobj-upcall key STATE %k %t %u %g %T %P %S %d`.
+ * Returns the exit code (it may exec request-key instead). */
+int ccs_key_helper(int argc, char **argv);
+/* 1 when every namespace of pid among kinds (CLONE_NEW* bits) that can be
+ * read is the caller's (inode and device), and at least one can; else 0. */
+int ccs_is_host_process(pid_t pid, int kinds);
+/* setvbuf(stdout, _IOLBF): stdout is a C global Swift 6 will not touch. */
+void ccs_line_buffer_stdout(void);
 /* F_SETPIPE_SZ. */
 int ccs_grow_pipe(int fd, int size);
 /* Copy src to EOF into dst (dst < 0: discard), keeping at most limit bytes

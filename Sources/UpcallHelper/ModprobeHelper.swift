@@ -1,4 +1,5 @@
 import ContainerSystem
+import ContainerWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,9 +25,9 @@ public enum ModprobeHelper {
         }
         do {
             let conn = try Connection.connect("\(stateDir)/upcall.sock")
-            try conn.send(Message("modprobe", ["container": container, "module": module]))
+            try conn.send(Message(Op.Upcall.modprobe, ["container": container, "module": module]))
             let (reply, _) = try conn.receive(timeoutMs: 10_000)
-            if reply.op == "allow" {
+            if reply.op == Op.Upcall.allow {
                 CoreHelper.log("modprobe \(module): container \"\(container)\": allowed")
                 return execPrevious(previous, arguments)
             }

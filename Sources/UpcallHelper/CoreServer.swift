@@ -1,5 +1,6 @@
 import CShim
 import ContainerSystem
+import ContainerWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,10 +17,7 @@ import Glibc
 /// with COREDUMP_WAIT keeps the task until we close. Every connection is
 /// handled on a thread of its own, which does what the pipe helper does
 /// (CoreHelper.run) with the socket as the core stream.
-public enum CoreServer {
-    public static func socketPath(stateDir: String) -> String { "\(stateDir)/core.sock" }
-    public static func pidPath(stateDir: String) -> String { "\(stateDir)/core-server.pid" }
-
+extension CoreServer {
     /// PIDFD_COREDUMPED and PIDFD_COREDUMP_ROOT in pidfd_info.coredump_mask.
     static let coredumped: UInt32 = 1, dumpRoot: UInt32 = 8
 
@@ -29,7 +27,7 @@ public enum CoreServer {
         // The server must not dump into itself (the kernel's advice), and
         // previous pipe helpers it spawns for host crashes are reaped by the
         // kernel.
-        _ = ccs_set_nondumpable()
+        Sys.setNondumpable()
         signal(SIGCHLD, SIG_IGN)
         signal(SIGPIPE, SIG_IGN)
         let path = socketPath(stateDir: stateDir)
@@ -55,13 +53,15 @@ public enum CoreServer {
             close(readyFD)
         }
         while true {
-            let c = ccs_accept(listener.raw)
-            if c < 0 {
-                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
-                    if errno != EINTR && errno != ECONNABORTED { usleep(10_000) }
+            let c: CInt
+            do { c = try Sys.accept(listener.raw).take() } catch {
+                let e = (error as? ContainerError)?.errno ?? 0
+                if e == ECONNABORTED { continue }
+                if Sys.isOutOfResources(e) {
+                    usleep(10_000)
                     continue
                 }
-                CoreHelper.log("core server for \(stateDir): accept: \(errnoDescription(errno)); exiting")
+                CoreHelper.log("core server for \(stateDir): accept: \(errnoDescription(e)); exiting")
                 exit(1)
             }
             // One thread per connection: a fork per core cost more than the
@@ -84,15 +84,14 @@ public enum CoreServer {
 
     /// Run once what every connection runs, before the first one: the
     /// runtime's lazily made state (string tables, metadata) is not built on
-    /// a core's path, and the cache of our own namespace inodes is filled
-    /// before threads share it.
+    /// a core's path.
     static func warmUp(stateDir: String) {
         var facts = CoreFacts(pid: getpid(), uid: 0, gid: 0, signal: 0, time: Sys.realtimeSeconds(), dumpMode: 1,
                               comm: ProcInfo.comm(pid: getpid()) ?? "")
         facts.gather()
-        _ = facts.isInCallersNamespaces()
+        _ = Namespaces.areCallers(pid: facts.pid)
         _ = UpcallConfig.load(stateDir: stateDir)
-        _ = try? CoreFacts(fields: Message.decode(Message("core", facts.fields).encoded()))
+        _ = try? CoreFacts(fields: Message.decode(Message(Op.Upcall.core, facts.fields).encoded()))
     }
 
     /// One kernel connection: answer the request, learn who crashed from
@@ -110,15 +109,13 @@ public enum CoreServer {
                 return 1
             }
         }
-        let pidfdRaw = ccs_peer_pidfd(c)
-        guard pidfdRaw >= 0 else {
+        guard let pidfd = Pidfd.ofPeer(c) else {
             CoreHelper.log("core socket: no peer pidfd: \(errnoDescription(errno))")
             return 1
         }
-        let pidfd = OwnedFD(pidfdRaw)
-        var info = ccs_core_info()
-        guard ccs_pidfd_coredump_info(pidfd.raw, &info) == 0 else {
-            CoreHelper.log("core socket: PIDFD_GET_INFO: \(errnoDescription(errno))")
+        let info: ccs_core_info
+        do { info = try pidfd.info() } catch {
+            CoreHelper.log("core socket: \(error)")
             return 1
         }
         // Only a task the kernel is dumping: anything else (a root process
@@ -134,53 +131,5 @@ public enum CoreServer {
                               dumpMode: info.coredump_mask & dumpRoot != 0 ? 2 : 1,
                               comm: ProcInfo.comm(pid: info.pid) ?? "")
         return CoreHelper.run(stateDir: stateDir, facts: facts, coreFD: c, pidfd: pidfd, inPlace: false)
-    }
-}
-
-/// Start, find and stop the core server of a state directory.
-public enum CoreServerControl {
-    /// The running server's pid, checked: a live process whose command line
-    /// is `… serve <stateDir>`.
-    public static func running(stateDir: String) -> (pid: pid_t, pidfd: OwnedFD)? {
-        guard let text = try? Sys.readFile(CoreServer.pidPath(stateDir: stateDir)),
-              let pid = pid_t(text.trimmingSuffixNewline()), pid > 0,
-              let pidfd = try? Sys.pidfdOpen(pid) else { return nil }
-        let args = ProcInfo.cmdline(pid: pid)
-        guard args.count >= 3, args[1] == "serve", args[2] == stateDir, ccs_pidfd_pid(pidfd.raw) == pid else { return nil }
-        return (pid, pidfd)
-    }
-
-    /// Start `<helper> serve <stateDir>` as a detached daemon unless one runs;
-    /// returns once it listens.
-    @discardableResult
-    public static func start(stateDir: String, helper: String) throws -> pid_t {
-        if let r = running(stateDir: stateDir) { return r.pid }
-        var p: [CInt] = [-1, -1]
-        guard ccs_pipe_cloexec(&p) == 0 else { throw ContainerError.sys("pipe") }
-        let readEnd = OwnedFD(p[0])
-        let writeEnd = OwnedFD(p[1])
-        let argv = CStringArray([helper, "serve", stateDir])
-        let pid = ccs_spawn_detached(helper, argv.pointers, writeEnd.raw)
-        writeEnd.close()
-        guard pid > 0 else { throw ContainerError.sys("start the core server \(helper)") }
-        var pfd = pollfd(fd: readEnd.raw, events: Int16(POLLIN), revents: 0)
-        var byte: UInt8 = 0
-        guard poll(&pfd, 1, 5000) == 1, read(readEnd.raw, &byte, 1) == 1 else {
-            if let pidfd = try? Sys.pidfdOpen(pid) { try? Sys.pidfdSendSignal(pidfd.raw, SIGKILL) }
-            throw ContainerError(.system, "the core server \(helper) did not start listening on \(CoreServer.socketPath(stateDir: stateDir)) (see the kernel log)")
-        }
-        return pid
-    }
-
-    /// Stop the server (SIGTERM, then SIGKILL after 2 s) and remove its files.
-    /// Connections it already forked off finish on their own.
-    public static func stop(stateDir: String) {
-        if let (_, pidfd) = running(stateDir: stateDir) {
-            try? Sys.pidfdSendSignal(pidfd.raw, SIGTERM)
-            var pfd = pollfd(fd: pidfd.raw, events: Int16(POLLIN), revents: 0)
-            if poll(&pfd, 1, 2000) != 1 { try? Sys.pidfdSendSignal(pidfd.raw, SIGKILL) }
-        }
-        unlink(CoreServer.socketPath(stateDir: stateDir))
-        unlink(CoreServer.pidPath(stateDir: stateDir))
     }
 }
