@@ -37,6 +37,12 @@
 #                    pids.events max > 0)
 #   nothing-outside  no cgroup was made outside the delegated subtree, and
 #                    ctrobj rm removed the container's cgroup
+#   requested-path   `ctrobj run --cgroup /pods/p1/ctr` (create's cgroup
+#                    field): init there, limits there, the controllers
+#                    enabled in /pods and /pods/p1
+#   requested-busy-parent  a requested path below a cgroup holding a
+#                    process is refused, nothing made or moved
+#   requested-removed  rm removes the leaf and /pods/p1 (made), not /pods
 #   configured-parent  a second ctrobjd started in the root cgroup keeps to
 #                    the configured parent (/ctrobj), enables the controllers
 #                    there, and its container's memory.max and pids.max read back
@@ -257,6 +263,32 @@ after=$(cd $cg && find . -type d | grep -v '^./system.slice/ctrobjd.service/' | 
 why="cgroup $rel still there: $([ -d $dir ] && echo yes || echo no); new outside: $(echo "$after" | grep -vxF "$before" | tr '\n' ' ')"
 check nothing-outside sh -c "[ ! -d $dir ] && [ \"$after\" = \"$before\" ]"
 
+# ---- a requested cgroup path (create's cgroup field; OCI linux.cgroupsPath):
+# /pods exists (not ctrobjd's), /pods/p1 and the leaf are made, the limit
+# controllers enabled down the path; rm removes the leaf and p1, not /pods.
+mkdir $cg/pods
+timeout 60 ctrobj run req --cgroup /pods/p1/ctr --memory 48m --pids 12 --detach -- /bin/busybox sleep 600 > /tmp/req.out 2>&1
+rdir=$cg/pods/p1/ctr
+why="run: $(cat /tmp/req.out); procs $(cat $rdir/cgroup.procs 2>&1 | tr '\n' ' '); memory.max $(cat $rdir/memory.max 2>&1) pids.max $(cat $rdir/pids.max 2>&1); subtree_control: pods $(cat $cg/pods/cgroup.subtree_control 2>&1), p1 $(cat $cg/pods/p1/cgroup.subtree_control 2>&1)"
+check requested-path sh -c "[ -n \"\$(cat $rdir/cgroup.procs)\" ] && [ \"\$(cat $rdir/memory.max)\" = 50331648 ] && [ \"\$(cat $rdir/pids.max)\" = 12 ] &&
+	grep -q pids $cg/pods/cgroup.subtree_control && grep -q memory $cg/pods/p1/cgroup.subtree_control"
+# A parent holding a process: refused before anything is made, nothing moved.
+mkdir $cg/busy
+/bin/busybox sleep 600 &
+bpid=$!
+echo $bpid > $cg/busy/cgroup.procs
+timeout 60 ctrobj run reqb --cgroup /busy/x --detach -- /bin/busybox sleep 600 > /tmp/reqb.out 2>&1
+brc=$?
+why="exit $brc: $(cat /tmp/reqb.out); busy/x there: $([ -d $cg/busy/x ] && echo yes || echo no); busy holds: $(cat $cg/busy/cgroup.procs | tr '\n' ' ')"
+check requested-busy-parent sh -c "[ $brc != 0 ] && grep -q 'holds processes' /tmp/reqb.out && [ ! -d $cg/busy/x ] && grep -qx $bpid $cg/busy/cgroup.procs"
+kill $bpid
+ctrobj rm req > /tmp/rm-req.out 2>&1
+i=0
+while [ -d $cg/pods/p1 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+why="$(cat /tmp/rm-req.out); p1 there: $([ -d $cg/pods/p1 ] && echo yes || echo no); pods there: $([ -d $cg/pods ] && echo yes || echo no)"
+check requested-removed sh -c "[ ! -d $cg/pods/p1 ] && [ -d $cg/pods ]"
+rmdir $cg/pods $cg/busy 2>/dev/null
+
 kill $daemon
 wait $daemon
 
@@ -296,7 +328,7 @@ say "guest ran $(( $(date +%s) - t_boot ))s; serial log: $log"
 
 # ---- results -------------------------------------------------------------------
 failed=0
-cases="cgroup2-only delegation $programs tour limits-readback stats oom-kill fork-bomb nothing-outside configured-parent"
+cases="cgroup2-only delegation $programs tour limits-readback stats oom-kill fork-bomb nothing-outside requested-path requested-busy-parent requested-removed configured-parent"
 grep -E '^(PASS|FAIL|SKIP) ' "$log" || true
 for name in $cases; do
 	if grep -qE "^SKIP $name(:|\$)" "$log"; then

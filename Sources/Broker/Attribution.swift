@@ -44,13 +44,19 @@ struct AttributionIndex {
     /// Index a record by its cgroup and namespaces. An adopted container's
     /// cgroup may hold host processes too: it is found by its namespaces only.
     mutating func add(_ r: ContainerRecord) {
-        if !r.adopted && !r.cgroup.relativePath.isEmpty { byCgroup[r.cgroup.relativePath] = r }
+        if !r.adopted && !r.cgroup.relativePath.isEmpty && !r.cgroup.removed { byCgroup[r.cgroup.relativePath] = r }
         for (kind, ino) in r.namespaceInodes { addNamespace(kind, ino, of: r) }
     }
 
     mutating func remove(_ r: ContainerRecord) {
-        if byCgroup[r.cgroup.relativePath] === r { byCgroup.removeValue(forKey: r.cgroup.relativePath) }
+        removeCgroup(of: r)
         for (_, ino) in r.namespaceInodes { removeNamespace(ino, of: r) }
+    }
+
+    /// Its cgroup is gone (removed): a process at that path is not its
+    /// (a requested path may be made again by someone else).
+    mutating func removeCgroup(of r: ContainerRecord) {
+        if byCgroup[r.cgroup.relativePath] === r { byCgroup.removeValue(forKey: r.cgroup.relativePath) }
     }
 
     /// A shared namespace (a pod's net) attributes to its first owner; the

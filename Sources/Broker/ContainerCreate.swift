@@ -113,16 +113,22 @@ extension Broker {
             throw ContainerError(.permission,
                 "container \"\(name)\": container_create: uid \(conn.uid) is not root: an unprivileged caller must ask for CONTAINER_NEW_USER_NS")
         }
+        let requestedCgroup = try requestedCgroupPath(m, conn: conn, name: name)
         try admit(uid: conn.uid, name: name, action: "container_create")
-        if conn.uid == 0, let spare = takeSpare(flags: flags) {
+        if conn.uid == 0, requestedCgroup == nil, let spare = takeSpare(flags: flags) {
             return PendingCreate(id: spare.id, name: name, flags: flags, idBase: spare.idBase, cgroup: spare.cgroup, spare: spare)
         }
         let id = nextID
         nextID += 1
         let idBase: UInt32? = (conn.uid == 0 && flags & ContainerFlags.newUserNS != 0) ? try allocateIDBase() : nil
-        let cgroup = CgroupSet(layout: config.cgroupLayout, relativePath: "\(config.cgroupParent)/c\(id)")
+        let cgroup: CgroupSet
+        if let requestedCgroup {
+            cgroup = try makeRequestedCgroup(requestedCgroup, id: id, name: name)
+        } else {
+            cgroup = CgroupSet(layout: config.cgroupLayout, relativePath: "\(config.cgroupParent)/c\(id)")
+        }
         do {
-            try cgroup.create()
+            if requestedCgroup == nil { try cgroup.create() }
         } catch let e as ContainerError {
             try? cgroup.remove(timeoutMs: 0)
             throw ContainerError(e.code, "container \"\(name)\": container_create: cgroup: \(e.message)", errno: e.errno)

@@ -151,6 +151,7 @@ public final class ContainerRecord: @unchecked Sendable {
         if destroying { f["destroying"] = "1" }
         if let a = adoptedRootUID { f["adopted_root_uid"] = "\(a)" }
         if let a = adoptedIDCount { f["adopted_id_count"] = "\(a)" }
+        f.merge(requestedCgroupFields) { a, _ in a }
         return f
     }
 
@@ -170,7 +171,7 @@ public final class ContainerRecord: @unchecked Sendable {
         }
         let r = ContainerRecord(id: id, name: name, flags: flags, owner: owner, ownerGid: gid,
                                 createdAt: n("created", Int.self) ?? 0,
-                                cgroup: CgroupSet(layout: layout, relativePath: cg))
+                                cgroup: try requestedCgroup(m, path: cg, layout: layout))
         r.state = state
         r.idBase = n("id_base", UInt32.self)
         r.initPid = initPid

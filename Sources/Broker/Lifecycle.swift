@@ -94,6 +94,7 @@ extension Broker {
         r.root = nil
         if r.adopted { return }
         removeCgroupSoon(r.cgroup, name: r.name)
+        forgetRemovedCgroup(r)
     }
 
     /// rmdir the cgroup now if it is empty; a killed member or an unreaped

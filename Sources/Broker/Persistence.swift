@@ -168,6 +168,8 @@ final class Persistence: @unchecked Sendable {
         rmdir("\(d)/ns")
         unlink("\(d)/record")
         unlink("\(d)/record.tmp")
+        unlink("\(d)/cgroup") // a requested cgroup's progress (CgroupPath.swift)
+        unlink("\(d)/cgroup.tmp")
         rmdir(d)
     }
 

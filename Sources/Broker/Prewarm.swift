@@ -94,7 +94,10 @@ extension Broker {
     func removeOrphans() {
         let known = Set(byID.values.map(\.directoryName))
         for entry in Sys.listDirectory(config.containersDir) where entry.hasPrefix("c") && !known.contains(entry) {
-            if !Sys.exists("\(config.containersDir)/\(entry)/record") { persistence.remove(directory: entry) }
+            if !Sys.exists("\(config.containersDir)/\(entry)/record") {
+                removeOrphanCgroup(directory: entry)
+                persistence.remove(directory: entry)
+            }
         }
         for h in config.cgroupLayout.hierarchies {
             for entry in Sys.listDirectory("\(h)/\(config.cgroupParent)") where entry.hasPrefix("c") && !known.contains(entry) {

@@ -16,8 +16,12 @@ public enum ContainerCalls {
     }
 
     /// container_create: returns the new container fd (raw, owned by the caller).
-    public static func create(name: String, flags: UInt32) throws -> CInt {
-        let (_, fds) = try call(Message(Op.create, ["name": name, "flags": "\(flags)"]))
+    /// `cgroupPath`: the container's cgroup relative to each hierarchy's
+    /// root instead of below ctrobjd's parent (root only; docs/api.md).
+    public static func create(name: String, flags: UInt32, cgroupPath: String? = nil) throws -> CInt {
+        var f = ["name": name, "flags": "\(flags)"]
+        if let cgroupPath { f["cgroup"] = cgroupPath }
+        let (_, fds) = try call(Message(Op.create, f))
         return try adopt(fds, cloexec: flags & ContainerFlags.fdCloexec != 0, action: "container_create")
     }
 

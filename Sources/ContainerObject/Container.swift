@@ -109,6 +109,16 @@ public final class Container: Sendable {
         Container(adopting: OwnedFD(try ContainerCalls.create(name: name, flags: options.rawValue | ContainerFlags.fdCloexec)))
     }
 
+    /// container_create with the container's cgroup at `cgroupPath`,
+    /// relative to each cgroup hierarchy's root ("/libpod_parent/libpod-1"),
+    /// instead of below ctrobjd's parent. Root only; the directory must not
+    /// exist yet: ctrobjd makes it (and missing parents) and removes what
+    /// it made when the container goes (docs/api.md, docs/security.md).
+    public static func create(_ name: String, options: ContainerOptions, cgroupPath: String) throws -> Container {
+        Container(adopting: OwnedFD(try ContainerCalls.create(name: name, flags: options.rawValue | ContainerFlags.fdCloexec,
+                                                              cgroupPath: cgroupPath)))
+    }
+
     /// Create a container and start its init in one go: one request fewer
     /// than create + spawnInit (the init plan comes with create's answer).
     public static func run(_ name: String, options: ContainerOptions, _ spec: ProcessSpec) throws -> (Container, ContainerProcess) {

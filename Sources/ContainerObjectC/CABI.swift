@@ -52,6 +52,15 @@ public func container_create(_ name: UnsafePointer<CChar>?, _ flags: UInt32) -> 
     }
 }
 
+@_cdecl("container_create_cgroup")
+public func container_create_cgroup(_ name: UnsafePointer<CChar>?, _ flags: UInt32, _ path: UnsafePointer<CChar>?) -> Int32 {
+    run {
+        guard let name = str(name) else { throw ContainerError(.invalidArgument, "container_create_cgroup: name is NULL", errno: EFAULT) }
+        guard let path = str(path) else { throw ContainerError(.invalidArgument, "container_create_cgroup: cgroup_path is NULL", errno: EFAULT) }
+        return try ContainerCalls.create(name: name, flags: flags, cgroupPath: path)
+    }
+}
+
 @_cdecl("container_open")
 public func container_open(_ name: UnsafePointer<CChar>?, _ flags: UInt32) -> Int32 {
     run {

@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,10 +9,27 @@ public final class CgroupSet: Sendable {
     public let layout: CgroupLayout
     /// Relative path below each hierarchy's mount, e.g. "ctrobj/web".
     public let relativePath: String
+    /// For a cgroup at a requested path (CgroupRequest): per hierarchy
+    /// mount, how many trailing components of `relativePath` ctrobjd made
+    /// (the leaf counts one). Empty for ctrobjd's own cgroups below its
+    /// parent, whose leaf alone is removed.
+    public var made: [String: Int] {
+        get { marks.withLock { $0.made } }
+        set { marks.withLock { $0.made = newValue } }
+    }
+    /// Removed by `remove()`: from then on nothing here reads, writes or
+    /// signals through the path, which someone else may make again (a
+    /// requested path is not ctrobjd's alone).
+    public var removed: Bool {
+        get { marks.withLock { $0.removed } }
+        set { marks.withLock { $0.removed = newValue } }
+    }
+    private let marks: Mutex<(made: [String: Int], removed: Bool)>
 
-    public init(layout: CgroupLayout, relativePath: String) {
+    public init(layout: CgroupLayout, relativePath: String, made: [String: Int] = [:]) {
         self.layout = layout
         self.relativePath = relativePath
+        self.marks = Mutex((made: made, removed: false))
     }
 
     public var directories: [String] { layout.hierarchies.map { "\($0)/\(relativePath)" } }
@@ -49,6 +67,7 @@ public final class CgroupSet: Sendable {
 
     /// value < 0 removes the limit. cpu is in thousandths of a CPU.
     public func setLimit(_ limit: Limit, _ value: Int64) throws {
+        if removed { throw ContainerError(.dead, "cgroup \(relativePath) was removed", errno: ESRCH) }
         switch limit {
         case .memory:
             switch layout.source(of: "memory") {
@@ -136,6 +155,7 @@ public final class CgroupSet: Sendable {
 
     /// Every pid in the container's cgroup (v2 if mounted, else the first v1).
     public func members() -> [pid_t] {
+        if removed { return [] }
         guard let first = directories.first, let text = try? Sys.readFile("\(first)/cgroup.procs") else { return [] }
         return text.split(separator: "\n").compactMap { pid_t($0) }
     }
@@ -143,6 +163,7 @@ public final class CgroupSet: Sendable {
     /// Freeze or thaw, and wait (up to `timeoutMs`) until the kernel reports
     /// every task there: freezing is asynchronous in both versions.
     public func setFrozen(_ frozen: Bool, timeoutMs: Int = 2000) throws {
+        if removed { throw ContainerError(.dead, "cgroup \(relativePath) was removed", errno: ESRCH) }
         if let v2 = layout.v2Mount {
             try Sys.writeFile("\(dir(v2))/cgroup.freeze", frozen ? "1" : "0")
         } else if case .v1(let m) = layout.source(of: "freezer") {
@@ -196,6 +217,7 @@ public final class CgroupSet: Sendable {
 
     /// SIGKILL everything, thawing first so that frozen tasks can die.
     public func killAll() {
+        if removed { return }
         if let v2 = layout.v2Mount, (try? Sys.writeFile("\(dir(v2))/cgroup.kill", "1")) != nil {
             // cgroup.kill also reaches frozen tasks.
         } else {
@@ -206,18 +228,32 @@ public final class CgroupSet: Sendable {
     }
 
     /// Remove the directories; waits up to `timeoutMs` for killed members to go.
+    /// The parents ctrobjd made for a requested path (`made`) go right
+    /// after their leaf, in the same call, each only if empty (rmdir); a
+    /// leaf that was already gone takes no parent with it, so a parent
+    /// made again by someone else after ours went is never touched.
     public func remove(timeoutMs: Int = 2000) throws {
+        if removed { return }
         let deadline = Sys.monotonicNanos() + UInt64(timeoutMs) * 1_000_000
-        for d in directories {
+        for mount in layout.hierarchies {
+            let d = dir(mount)
+            var removedNow = true
             while rmdir(d) < 0 {
                 let e = errno
-                if e == ENOENT { break }
+                if e == ENOENT { removedNow = false; break }
                 if e == EBUSY && Sys.monotonicNanos() < deadline {
                     usleep(2000)
                     continue
                 }
                 throw ContainerError.sys("rmdir \(d)", e)
             }
+            guard removedNow, let k = made[mount], k > 1 else { continue }
+            var parts = relativePath.split(separator: "/")
+            for _ in 1..<min(k, parts.count) {
+                parts.removeLast()
+                if rmdir(mount + parts.map { "/\($0)" }.joined()) < 0 { break }
+            }
         }
+        removed = true
     }
 }

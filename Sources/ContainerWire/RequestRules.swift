@@ -10,7 +10,7 @@ import Glibc
 ///
 /// | op            | fields (type, range)                                          | fds  |
 /// |---------------|----------------------------------------------------------------|------|
-/// | create        | name*, flags* (0...2^32-1), prepare (0/1)                       | 0    |
+/// | create        | name*, flags* (0...2^32-1), prepare (0/1), cgroup (cgroupPath)  | 0    |
 /// | open          | name*, cloexec (0/1)                                            | 0    |
 /// | list          | after (0...2^63), compact (0/1: ListEntry)                      | 0    |
 /// | adopt         | name*                                                           | 1    |
@@ -42,6 +42,8 @@ public enum RequestRules {
         case unsigned(ClosedRange<UInt64>)
         case text
         case choice([String])
+        /// A cgroup path below the hierarchies' roots (`cgroupPath`).
+        case cgroupPath
     }
 
     public struct Rule: Sendable {
@@ -54,7 +56,8 @@ public enum RequestRules {
     static let none: [String: Field] = [:]
 
     public static let rules: [String: Rule] = [
-        Op.create: Rule(fields: ["name": .text, "flags": .unsigned(0...UInt64(UInt32.max)), "prepare": .choice(["0", "1"])],
+        Op.create: Rule(fields: ["name": .text, "flags": .unsigned(0...UInt64(UInt32.max)), "prepare": .choice(["0", "1"]),
+                                "cgroup": .cgroupPath],
                         required: ["name", "flags"], fds: 0...0),
         Op.open: Rule(fields: ["name": .text, "cloexec": .choice(["0", "1"])], required: ["name"], fds: 0...0),
         Op.list: Rule(fields: ["after": .unsigned(0...UInt64(Int64.max)), "compact": .choice(["0", "1"])], required: [], fds: 0...0),
@@ -118,12 +121,47 @@ public enum RequestRules {
                 guard options.contains(value) else {
                     throw ContainerError(.invalidArgument, "\(m.op): field \(key) must be one of \(options.joined(separator: ", "))")
                 }
+            case .cgroupPath:
+                _ = try cgroupPath(value, field: "\(m.op): field \(key)")
             case .text:
                 if value.utf8.contains(0) {
                     throw ContainerError(.invalidArgument, "\(m.op): field \(key) contains a NUL byte")
                 }
             }
         }
+    }
+
+    /// Limits of a requested cgroup path (create's `cgroup`).
+    public static let maxCgroupPathBytes = 1024
+    public static let maxCgroupPathComponents = 16
+
+    /// A requested cgroup path, normalised: relative to each hierarchy's
+    /// root, without a leading or trailing "/" ("/libpod_parent/libpod-1"
+    /// and "libpod_parent/libpod-1/" are both "libpod_parent/libpod-1").
+    /// Refused: the root itself, empty components ("a//b"), "." and "..",
+    /// control characters (C0, DEL, C1), a component over 255 bytes (NAME_MAX),
+    /// more than 16 components or 1024 bytes. Whether the path may be used
+    /// (who asks, what exists there) is ctrobjd's decision (CgroupPath.swift).
+    public static func cgroupPath(_ raw: String, field: String = "cgroup") throws -> String {
+        func bad(_ why: String) -> ContainerError {
+            ContainerError(.invalidArgument, "\(field): cgroup path \"\(escaped(String(raw.prefix(64))))\": \(why)")
+        }
+        guard raw.utf8.count <= maxCgroupPathBytes else { throw bad("longer than \(maxCgroupPathBytes) bytes") }
+        if raw.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f || (0x80..<0xa0).contains($0.value) }) {
+            throw bad("contains a control character")
+        }
+        var s = Substring(raw)
+        if s.hasPrefix("/") { s = s.dropFirst() }
+        if s.hasSuffix("/") { s = s.dropLast() }
+        guard !s.isEmpty else { throw bad("names the root cgroup") }
+        let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count <= maxCgroupPathComponents else { throw bad("more than \(maxCgroupPathComponents) components") }
+        for p in parts {
+            if p.isEmpty { throw bad("has an empty component") }
+            if p == "." || p == ".." { throw bad("has a \"\(p)\" component") }
+            if p.utf8.count > 255 { throw bad("has a component longer than 255 bytes") }
+        }
+        return String(s)
     }
 
     /// Text from a client, fit for a message, a log line or a terminal:

@@ -272,9 +272,8 @@ final class Creation {
         if creds.ambientDropped != 0 {
             rt.warn("process.capabilities.ambient: capabilities not both permitted and inheritable are not raised (as runc): mask 0x\(String(creds.ambientDropped, radix: 16))")
         }
-        if let cp = linux.cgroupsPath, !cp.isEmpty {
-            rt.warn("linux.cgroupsPath \(cp): not honoured; ctrobjd places the container's cgroup under its own parent (docs/oci.md)")
-        }
+        // linux.cgroupsPath: the container's cgroup there (CgroupsPath.swift), or create fails naming it.
+        let cgroupPath = try linux.cgroupsPath.flatMap { $0.isEmpty ? nil : try CgroupsPath.resolve($0) }
         var nsFDs: [(Int32, OwnedFD)] = []
         for (i, (clone, path)) in joinedNS.enumerated() {
             do { nsFDs.append((clone, try Sys.open(path, O_RDONLY))) }
@@ -288,12 +287,19 @@ final class Creation {
             let n = StateStore.name(for: id, attempt: attempt)
             guard store.claimName(n, id: id) else { continue }
             do {
-                c = try Container.create(n, options: ContainerOptions(rawValue: flags))
+                if let cgroupPath {
+                    c = try Container.create(n, options: ContainerOptions(rawValue: flags), cgroupPath: cgroupPath)
+                } else {
+                    c = try Container.create(n, options: ContainerOptions(rawValue: flags))
+                }
                 name = n
                 break
-            } catch let e as ContainerError where e.code == .exists {
+            } catch let e as ContainerError where e.code == .exists && e.message.contains("the name is taken") {
                 store.releaseName(n)
                 continue
+            } catch let e as ContainerError where cgroupPath != nil && e.message.contains("cgroup") {
+                store.releaseName(n)
+                throw OCIError.field("linux.cgroupsPath", e.message)
             } catch {
                 store.releaseName(n)
                 throw error

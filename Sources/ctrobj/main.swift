@@ -50,12 +50,14 @@ struct Create: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Create a container (it stays until `ctrobj rm`).")
     @Argument var name: String
     @OptionGroup var flagOptions: FlagOptions
+    @Option(help: "The container's cgroup, relative to each hierarchy's root (root only; must not exist yet).") var cgroup: String?
     @Flag var json = false
 
     func run() throws {
         try guarded {
             let flags = try flagOptions.flags(default: FlagOptions.usual)
-            let c = try Container.create(name, options: ContainerOptions(rawValue: flags))
+            let c = try cgroup.map { try Container.create(name, options: ContainerOptions(rawValue: flags), cgroupPath: $0) }
+                ?? Container.create(name, options: ContainerOptions(rawValue: flags))
             let s = try c.status()
             print(json ? JSON.object([("name", .string(s.name)), ("id", .int(Int64(s.id)))]).text : "\(s.name) \(s.id)")
         }
@@ -171,6 +173,7 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("copy"), help: "HOST:TARGET file copied into the root (repeatable).") var copies: [String] = []
     @Flag(help: "Return at once; the container keeps running.") var detach = false
     @Flag(help: "Destroy the container when init exits.") var rm = false
+    @Option(help: "The container's cgroup, relative to each hierarchy's root (root only; must not exist yet).") var cgroup: String?
     @Argument(parsing: .postTerminator) var command: [String] = []
 
     func run() throws {
@@ -179,7 +182,8 @@ struct Run: ParsableCommand {
         try guarded {
             var flags = try flagOptions.flags(default: FlagOptions.usual)
             if rm { flags |= ContainerFlags.killOnClose }
-            let c = try Container.create(name, options: ContainerOptions(rawValue: flags))
+            let c = try cgroup.map { try Container.create(name, options: ContainerOptions(rawValue: flags), cgroupPath: $0) }
+                ?? Container.create(name, options: ContainerOptions(rawValue: flags))
             try limits.apply(c)
             for copy in copies {
                 let parts = copy.split(separator: ":", maxSplits: 1).map(String.init)

@@ -46,7 +46,7 @@ struct CtrobjD: ParsableCommand {
     @Option(help: "Bytes of unread replies queued for one uid (root: per connection) before its connection is dropped.")
     var maxQueuedBytes = 1 << 20
 
-    @Option(help: ArgumentHelp("Fault injection for tests: kill -9 ctrobjd at the Nth crash point of OP (create, fork, setns, destroy, adopt).",
+    @Option(help: ArgumentHelp("Fault injection for tests: kill -9 ctrobjd at the Nth crash point of OP (create, cgpath, fork, setns, destroy, adopt).",
                                valueName: "OP:N", visibility: .hidden))
     var crashAt: String?
 
@@ -84,8 +84,8 @@ struct CtrobjD: ParsableCommand {
         if let crashAt {
             let parts = crashAt.split(separator: ":")
             guard parts.count == 2, let n = Int(parts[1]), n >= 1,
-                  ["create", "fork", "setns", "destroy", "adopt"].contains(String(parts[0])) else {
-                throw ValidationError("--crash-at OP:N, OP one of create, fork, setns, destroy, adopt, N >= 1")
+                  ["create", "cgpath", "fork", "setns", "destroy", "adopt"].contains(String(parts[0])) else {
+                throw ValidationError("--crash-at OP:N, OP one of create, cgpath, fork, setns, destroy, adopt, N >= 1")
             }
             config.crashAt = (String(parts[0]), n)
         }

@@ -16,6 +16,7 @@ struct KeyUpcallTests {
     /// With `cHelper: false` the helper is installed from a directory that
     /// has only ctrobj-upcall, so request-key runs the full (Swift) helper.
     func installed(_ d: PrivateDaemon, timeout: Int = 10, cHelper: Bool = true, _ body: () throws -> Void) throws {
+        _ = machineLock // before reading: another test process may have its settings in place
         let before = try KernelSettings.read()
         let rkdBefore = Sys.listDirectory(KernelSettings.requestKeyDir).sorted()
         let rkdExisted = Sys.exists(KernelSettings.requestKeyDir)

@@ -14,6 +14,7 @@ import Glibc
 struct ModprobeUpcallTests {
     @Test("host requests pass to the previous modprobe; a container's only with the module in its allow-list")
     func policy() throws {
+        _ = machineLock // before reading: another test process may have its settings in place
         let before = try KernelSettings.read()
         defer { try? before.restore() }
         try withDaemon { d in

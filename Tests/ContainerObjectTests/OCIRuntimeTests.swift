@@ -524,6 +524,7 @@ struct OCIRuntimeTests {
     }
     @Test("a core dump inside a ctrobj-oci container lands in its own root, owned by its root")
     func coreInsideOCIContainer() throws {
+        _ = machineLock // before reading: another test process may have its settings in place
         let before = try KernelSettings.read()
         defer {
             try? before.restore()

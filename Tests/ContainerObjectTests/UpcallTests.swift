@@ -15,6 +15,7 @@ import Glibc
 struct UpcallTests {
     /// Save the kernel settings, run body, restore them whatever happened.
     func preservingKernelSettings(_ body: () throws -> Void) throws {
+        _ = machineLock // before reading: another test process may have its settings in place
         let before = try KernelSettings.read()
         defer {
             try? before.restore()

@@ -744,4 +744,31 @@ enum Scenarios {
     }
 }
 
+extension Scenarios {
+    /// cgroup-path PATH...: create with each PATH as the container's
+    /// cgroup (create's `cgroup` field), raw and through the library. Root's
+    /// only: EPERM (EINVAL when the path's shape is refused first).
+    static func cgroupPath(_ args: [String]) throws {
+        guard !args.isEmpty else { throw Usage() }
+        let c = try Raw.connect()
+        for (i, path) in args.enumerated() {
+            Report.expect("raw-\(i)", c.call(Op.create, ["name": "adv-cg-\(i)", "flags": "\(ContainerFlags.newUserNS)", "cgroup": path]),
+                          [EPERM, EINVAL])
+            do {
+                let fd = try ContainerCalls.create(name: "adv-cg-lib-\(i)", flags: ContainerFlags.newUserNS | ContainerFlags.fdCloexec,
+                                                   cgroupPath: path)
+                close(fd)
+                Report.broke.append("lib-\(i)")
+                Report.line("lib-\(i)", [("result", "ok"), ("errno", "0"), ("verdict", "broke")])
+            } catch let e as ContainerError {
+                let held = e.errno == EPERM || e.errno == EINVAL
+                if !held { Report.broke.append("lib-\(i)") }
+                Report.line("lib-\(i)", [("result", "error"), ("errno", "\(e.errno)"), ("message", e.message), ("verdict", held ? "held" : "broke")])
+            }
+        }
+        // Without the field the same user still creates (the refusal is the field's).
+        Report.expect("plain", c.call(Op.create, ["name": "adv-cg-plain", "flags": "\(ContainerFlags.newUserNS)"]), [0])
+    }
+}
+
 struct Usage: Error {}

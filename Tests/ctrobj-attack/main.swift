@@ -39,6 +39,7 @@ let scenarios: [String: ([String]) throws -> Void] = [
     "wire-junk": Scenarios.wireJunk,           // finding 10, contract 6
     "rights": Scenarios.rights,                // the threat model's refusals
     "fd-holder": Scenarios.fdHolder,
+    "cgroup-path": Scenarios.cgroupPath,       // create's cgroup field is root's only
 ]
 
 ccs_line_buffer_stdout()

@@ -80,6 +80,12 @@ int container_fchownat(int container_fd, const char *path, uid_t uid, gid_t gid)
  * flags: 0 or CONTAINER_FD_CLOEXEC. */
 int container_open(const char *name, unsigned int flags);
 
+/* container_create() with the container's cgroup at cgroup_path, relative
+ * to each cgroup hierarchy's root ("/libpod_parent/libpod-1"), instead of
+ * below ctrobjd's parent. Root only (EPERM); the directory must not exist
+ * (EEXIST): ctrobjd makes it and removes what it made (docs/security.md). */
+int container_create_cgroup(const char *name, unsigned int flags, const char *cgroup_path);
+
 /* Mount into the container's mount namespace from outside.  source is a
  * host path for MS_BIND, else the filesystem's source string; target
  * resolves inside the container.  "proc" needs a running init when the
