@@ -266,6 +266,15 @@ public final class Broker: @unchecked Sendable {
 
     /// The container's "/" (O_PATH): its mount namespace's root, or the host's.
     func rootFD(_ r: ContainerRecord) throws -> OwnedFD {
+        // An adopted container's root is its runtime's business and may move
+        // at any time (runc adopts at createRuntime, before its pivot_root,
+        // when the namespace's root is still a copy of the host's): found
+        // again for every use, never cached.
+        if r.adopted, r.root == nil, let mnt = try namespaceFD(r, .mnt) {
+            let root = ccs_open_root_of_mntns(mnt.raw)
+            if root < 0 { throw r.err(ContainerError.codeFor(errno), "its root", "opening the root of its mount namespace: \(errnoDescription(errno))") }
+            return OwnedFD(root)
+        }
         if r.root == nil, let mnt = try namespaceFD(r, .mnt) {
             let root = ccs_open_root_of_mntns(mnt.raw)
             if root < 0 { throw r.err(ContainerError.codeFor(errno), "its root", "opening the root of its mount namespace: \(errnoDescription(errno))") }
