@@ -131,8 +131,33 @@ int ccs_pidfd_exit_status(int pidfd, int *status)
 	return 1;
 }
 
+/* Whether fd is a pidfd at all, before any pidfd ioctl is sent to a file a
+ * client handed us: pidfs (6.9+) or, before it, an anon inode named
+ * [pidfd]. */
+static int is_pidfd(int fd)
+{
+	struct statfs sf;
+	if (fstatfs(fd, &sf) < 0)
+		return 0;
+	if ((unsigned long)sf.f_type == 0x50494446UL) /* PID_FS_MAGIC */
+		return 1;
+	if ((unsigned long)sf.f_type != 0x09041934UL) /* ANON_INODE_FS_MAGIC */
+		return 0;
+	char path[64], name[32];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(path, name, sizeof(name) - 1);
+	if (n <= 0)
+		return 0;
+	name[n] = 0;
+	return strcmp(name, "anon_inode:[pidfd]") == 0;
+}
+
 pid_t ccs_pidfd_pid(int pidfd)
 {
+	if (!is_pidfd(pidfd)) {
+		errno = EBADF;
+		return -1;
+	}
 	/* PIDFD_GET_INFO (6.13+) first: one ioctl, no /proc walk. Not for a
 	 * thread's pidfd (PIDFD_THREAD, i.e. O_EXCL, in its flags): the ioctl
 	 * names the thread group's leader there, fdinfo the thread. */
