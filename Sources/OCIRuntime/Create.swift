@@ -29,7 +29,8 @@ import Foundation
 ///                         no_new_privs, seccomp, cwd, console; oomScoreAdj from here
 ///   hooks                 prestart/createRuntime here, createContainer and
 ///                         startContainer in init, poststart in `start`, poststop in `delete`
-///   annotations           org.ctrobj.core / org.ctrobj.modules: container policy
+///   annotations           org.ctrobj.core: where its cores go (org.ctrobj.modules
+///                         and org.ctrobj.devices are refused: only root grants them)
 public struct CreateOptions {
     public init() {}
     public var bundle = "."
@@ -196,6 +197,15 @@ final class Creation {
                 throw OCIError.field("annotations.org.ctrobj.core", "must be file, drop or handler:/path")
             }
         }
+        // Annotations are written by whoever asks for the container (a podman
+        // user, a pod author under the CRI), not by root: they may choose where
+        // the container's own cores go, never module loading or device grants,
+        // which only root gives (docs/security.md).
+        for (key, flag) in [("org.ctrobj.modules", "--modules"), ("org.ctrobj.devices", "--devices")] where spec.annotations?[key] != nil {
+            throw OCIError.field("annotations.\(key)",
+                                 "refused: annotations come from whoever asks for the container, and only root may grant this; "
+                                 + "root grants it with `ctrobj policy NAME \(flag) LIST` once the container exists")
+        }
     }
 
     struct MountPlan {
@@ -306,11 +316,10 @@ final class Creation {
             do { try ContainerCalls.setNamespaces(c.fd.raw, nstypes: clone, source: fd.raw) }
             catch { throw OCIError.field("linux.namespaces", "joining \(joinedNS.first { $0.0 == clone }?.1 ?? "?"): \(error)") }
         }
-        // Policy from annotations.
-        let core = spec.annotations?["org.ctrobj.core"]
-        let modules = spec.annotations?["org.ctrobj.modules"].map { $0.split(separator: ",").map(String.init) }
-        if core != nil || modules != nil {
-            do { try c.setPolicy(core: core, modules: modules) }
+        // Policy from annotations: the core disposition only (plan() refused
+        // org.ctrobj.modules and org.ctrobj.devices).
+        if let core = spec.annotations?["org.ctrobj.core"] {
+            do { try c.setPolicy(core: core) }
             catch { throw OCIError.field("annotations", "org.ctrobj policy refused: \(error)") }
         }
         rt.trace("policy")

@@ -485,7 +485,7 @@ struct OCIRuntimeTests {
         }
     }
 
-    @Test("annotations set the container object's upcall policy; a bad one is refused by name")
+    @Test("annotations set the container object's core policy; a bad one, and any module or device grant, is refused by name")
     func annotations() throws {
         try with { oci in
             let b = try OCIBundle(["/bin/sleep", "100"]) { c in c["annotations"] = ["org.ctrobj.core": "drop"] }
@@ -496,6 +496,17 @@ struct OCIRuntimeTests {
             defer { bad.remove() }
             let (c2, o2) = try oci.run(["create", "--bundle", bad.dir, "an2"])
             #expect(c2 == 1 && o2.contains("org.ctrobj.core"), "\(o2)")
+            // review2 F2: ctrobj-oci runs as root; annotations are written by
+            // whoever asks for the container. Module loading and device grants
+            // from them are refused by name, with how root grants them, and
+            // nothing is left behind.
+            for (key, flag) in [("org.ctrobj.modules", "--modules"), ("org.ctrobj.devices", "--devices")] {
+                let granted = try OCIBundle(["/bin/true"]) { c in c["annotations"] = ["org.ctrobj.core": "drop", key: "dummy,nf_tables"] }
+                defer { granted.remove() }
+                let (c3, o3) = try oci.run(["create", "--bundle", granted.dir, "an3"])
+                #expect(c3 == 1 && o3.contains(key) && o3.contains("ctrobj policy NAME \(flag)"), "\(o3)")
+                #expect(try oci.run(["state", "an3"]).0 != 0, "no state is left for a refused create")
+            }
             #expect(try oci.run(["delete", "--force", "an"]).0 == 0)
         }
     }
