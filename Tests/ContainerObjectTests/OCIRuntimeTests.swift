@@ -511,6 +511,57 @@ struct OCIRuntimeTests {
         }
     }
 
+    @Test("review2 F4: an image whose /dev/null is a symlink to core_pattern (no /dev mount) gets the real null device over its masked paths; a device node over a symlink is refused")
+    func maskThroughDevNullSymlink() throws {
+        let corePattern = "/proc/sys/kernel/core_pattern"
+        let saved = try Sys.readFile(corePattern)
+        // Put core_pattern back whatever happens (the bug would let the container write it).
+        defer { if (try? Sys.readFile(corePattern)) != saved { try? Sys.writeFile(corePattern, saved) } }
+        try with { oci in
+            // runc spec's maskedPaths (/proc/keys …) and readonlyPaths
+            // (/proc/sys …), without the /dev tmpfs: the image's /dev shows.
+            func bundle(_ args: [String], _ edit: @escaping (inout [String: Any]) -> Void = { _ in }) throws -> OCIBundle {
+                let b = try OCIBundle(args) { c in
+                    c["mounts"] = (c["mounts"] as! [[String: Any]]).filter { ($0["destination"] as? String) != "/dev" && !(($0["destination"] as? String) ?? "").hasPrefix("/dev/") }
+                    var l = c["linux"] as! [String: Any]
+                    #expect((l["maskedPaths"] as? [String] ?? []).contains("/proc/keys"))
+                    l["maskedPaths"] = (l["maskedPaths"] as? [String] ?? []) + ["/proc/timer_list"]
+                    c["linux"] = l
+                    edit(&c)
+                }
+                try b.save()
+                #expect(symlink(corePattern, "\(b.rootfs)/dev/null") == 0)
+                return b
+            }
+            let b = try bundle(["/bin/sh", "-c",
+                                "ls -l /proc/keys; echo pwned-by-container > /proc/keys; echo write=$?; echo read=[$(cat /proc/keys)]"])
+            defer { b.remove() }
+            let (code, out) = try oci.run(["run", "--bundle", b.dir, "f4"])
+            // Either refused with a clear message, or masked with the host's null device.
+            if code == 0 {
+                #expect(out.contains("crw") && out.range(of: #"1,\s+3 "#, options: .regularExpression) != nil, "masked by the null device: \(out)")
+                #expect(out.contains("write=0") && out.contains("read=[]"), "the masked path reads empty, not core_pattern: \(out)")
+            } else {
+                #expect(out.contains("maskedPaths"), "\(out)")
+            }
+            #expect(try Sys.readFile(corePattern) == saved, "the host's core_pattern is unchanged")
+            // linux.devices over the same symlink: the node is not made through
+            // it, nor chowned through it.
+            let d = try bundle(["/bin/true"]) { c in
+                var l = c["linux"] as! [String: Any]
+                l["devices"] = [["path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666, "uid": 1000, "gid": 1000]]
+                c["linux"] = l
+            }
+            defer { d.remove() }
+            let (c2, o2) = try oci.run(["create", "--bundle", d.dir, "f4d"])
+            #expect(c2 != 0 && o2.contains("linux.devices") && o2.contains("exists"), "\(o2)")
+            #expect(try Sys.readFile(corePattern) == saved)
+            var st = stat()
+            #expect(stat(corePattern, &st) == 0 && st.st_uid == 0, "core_pattern was not chowned")
+            _ = try? oci.run(["delete", "--force", "f4d"])
+        }
+    }
+
     @Test("ctrobjd down: create fails with the library's one error; state, kill and delete still work, and the record goes once it is back")
     func daemonDown() throws {
         try with { oci in
