@@ -562,6 +562,31 @@ struct OCIRuntimeTests {
         }
     }
 
+    @Test("masked and read-only paths, made by fd, hold in a container with a user namespace too")
+    func masksInUserNamespace() throws {
+        try with { oci in
+            // No proc (ctrobj-oci mounts none in a user namespace today): the
+            // paths are the image's own, a file, a directory and a tree.
+            let b = try OCIBundle(["/bin/sh", "-c",
+                                   "ls -l /etc/secret; echo read=[$(cat /etc/secret)]; echo dir=[$(ls /tmp/hidden)]; echo x > /etc/new; echo ro=$?"]) { c in
+                var l = c["linux"] as! [String: Any]
+                l["namespaces"] = (l["namespaces"] as! [[String: Any]]) + [["type": "user"]]
+                l["maskedPaths"] = ["/etc/secret", "/tmp/hidden", "/nonexistent"]
+                l["readonlyPaths"] = ["/etc"]
+                c["linux"] = l
+                c["mounts"] = (c["mounts"] as! [[String: Any]]).filter { ($0["destination"] as? String) == "/dev" }
+            }
+            defer { b.remove() }
+            try Sys.writeFileAtomically("\(b.rootfs)/etc/secret", "s3cret\n", mode: 0o644)
+            try Sys.mkdirs("\(b.rootfs)/tmp/hidden", 0o755)
+            try Sys.writeFileAtomically("\(b.rootfs)/tmp/hidden/file", "x", mode: 0o644)
+            let (code, out) = try oci.run(["run", "--bundle", b.dir, "usermask"])
+            #expect(code == 0, "\(out)")
+            #expect(out.contains("crw") && out.range(of: #"1,\s+3 "#, options: .regularExpression) != nil && out.contains("read=[]"), "\(out)")
+            #expect(out.contains("dir=[]") && !out.contains("ro=0"), "\(out)")
+        }
+    }
+
     @Test("ctrobjd down: create fails with the library's one error; state, kill and delete still work, and the record goes once it is back")
     func daemonDown() throws {
         try with { oci in
