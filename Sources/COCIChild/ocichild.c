@@ -511,6 +511,21 @@ static int do_op(const struct oci_op *o)
 		*opts++ = 0;
 		if (mkdir_p(o->target) < 0)
 			return -1;
+		if (strcmp(buf, "proc") == 0 || strcmp(buf, "sysfs") == 0) {
+			/* proc and sysfs only on a plain directory reached without
+			 * symlinks: one an image redirects would leave the path the
+			 * masks and read-only paths name unprotected (those then fail
+			 * with ELOOP anyway) and a full proc elsewhere. */
+			struct stat st;
+			int t = open_nofollow(o->target, &st);
+			if (t < 0)
+				return -1;
+			close(t);
+			if (!S_ISDIR(st.st_mode)) {
+				errno = ENOTDIR;
+				return -1;
+			}
+		}
 		return mount(*source ? source : buf, o->target, buf, o->flags, *opts ? opts : NULL);
 	}
 	case OCI_OP_MOVE:
