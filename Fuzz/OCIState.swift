@@ -10,7 +10,8 @@
 //     and the container name made from the id is 1 to 23 bytes, without '/'
 //     or a control character, and the same every time;
 //   - the policy the annotations ask for is refused or is one ctrobjd takes:
-//     core file, drop or handler:/…, at most 64 names of at most 64 bytes.
+//     core file, drop or handler:/…; never with an org.ctrobj.modules or
+//     org.ctrobj.devices annotation (only root grants those, review2 F2).
 import ContainerSystem
 import ContainerWire
 
