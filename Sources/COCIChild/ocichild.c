@@ -35,6 +35,48 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
+/* The new mount API and openat2, by number (glibc 2.36 wraps some, older
+ * ones none): masks and read-only paths act on fds, never on paths a
+ * container's symlink could redirect (runc's CVE-2025-31133 pattern). */
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#endif
+#ifndef SYS_fsconfig
+#define SYS_fsconfig 431
+#endif
+#ifndef SYS_fsmount
+#define SYS_fsmount 432
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#define OCI_OPEN_TREE_CLONE 1U
+#define OCI_AT_RECURSIVE 0x8000U
+#define OCI_MOVE_MOUNT_F_EMPTY_PATH 0x4U
+#define OCI_MOVE_MOUNT_T_EMPTY_PATH 0x40U
+#define OCI_FSOPEN_CLOEXEC 1U
+#define OCI_FSMOUNT_CLOEXEC 1U
+#define OCI_FSCONFIG_SET_STRING 1U
+#define OCI_FSCONFIG_CMD_CREATE 6U
+#define OCI_MOUNT_ATTR_RDONLY 0x1ULL
+#define OCI_MOUNT_ATTR_NOSUID 0x2ULL
+#define OCI_MOUNT_ATTR_NODEV 0x4ULL
+#define OCI_MOUNT_ATTR_NOEXEC 0x8ULL
+#define OCI_RESOLVE_NO_MAGICLINKS 0x02ULL
+#define OCI_RESOLVE_NO_SYMLINKS 0x04ULL
+
+struct oci_open_how { uint64_t flags, mode, resolve; };
+struct oci_mount_attr { uint64_t attr_set, attr_clr, propagation, userns_fd; };
+
 int oci_ctl_send(int fd, char tag, const void *payload, size_t len)
 {
 	char buf[sizeof(struct oci_msg) + 65536];
@@ -304,32 +346,149 @@ static int mkdir_p(const char *path)
 	return 0;
 }
 
-static int do_op(const struct oci_op *o)
+/* An O_PATH fd of path in the container (init's root is its rootfs), with
+ * no symlink anywhere on the way: a masked or read-only path reached
+ * through one is refused (ELOOP) rather than followed elsewhere. */
+static int open_nofollow(const char *path, struct stat *st)
+{
+	struct oci_open_how how = { .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC, .mode = 0,
+				    .resolve = OCI_RESOLVE_NO_SYMLINKS | OCI_RESOLVE_NO_MAGICLINKS };
+	int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, st) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+static int move_onto(int tree, int target_fd)
+{
+	return (int)syscall(SYS_move_mount, tree, "", target_fd, "",
+			    OCI_MOVE_MOUNT_F_EMPTY_PATH | OCI_MOVE_MOUNT_T_EMPTY_PATH);
+}
+
+static int close_keep_errno(int fd, int rc)
+{
+	int e = errno;
+	if (fd >= 0)
+		close(fd);
+	errno = e;
+	return rc;
+}
+
+/* maskedPaths: a file gets the host's null device (a detached clone of the
+ * host's /dev/null the parent made, data is its fd: never the container's
+ * own /dev/null, which an image may make a symlink to a sysctl), checked to
+ * be the character device 1:3; a directory gets an empty read-only tmpfs.
+ * Both are attached to the target by fd. */
+static int do_mask(const struct oci_op *o)
+{
+	struct stat st, nst;
+	int t = open_nofollow(o->target, &st);
+	if (t < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (S_ISDIR(st.st_mode)) {
+		int fs = (int)syscall(SYS_fsopen, "tmpfs", OCI_FSOPEN_CLOEXEC);
+		if (fs < 0)
+			return close_keep_errno(t, -1);
+		if (syscall(SYS_fsconfig, fs, OCI_FSCONFIG_SET_STRING, "size", "0k", 0) < 0 ||
+		    syscall(SYS_fsconfig, fs, OCI_FSCONFIG_SET_STRING, "mode", "755", 0) < 0 ||
+		    syscall(SYS_fsconfig, fs, OCI_FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+			close_keep_errno(fs, 0);
+			return close_keep_errno(t, -1);
+		}
+		int mnt = (int)syscall(SYS_fsmount, fs, OCI_FSMOUNT_CLOEXEC, (unsigned int)OCI_MOUNT_ATTR_RDONLY);
+		close_keep_errno(fs, 0);
+		if (mnt < 0)
+			return close_keep_errno(t, -1);
+		int rc = move_onto(mnt, t);
+		close_keep_errno(mnt, 0);
+		return close_keep_errno(t, rc);
+	}
+	char *end = NULL;
+	long null_tree = o->data ? strtol(o->data, &end, 10) : -1;
+	if (!o->data || end == o->data || *end || null_tree < 0 || fstat((int)null_tree, &nst) < 0 ||
+	    !S_ISCHR(nst.st_mode) || major(nst.st_rdev) != 1 || minor(nst.st_rdev) != 3) {
+		errno = EBADF;
+		return close_keep_errno(t, -1);
+	}
+	int rc = move_onto((int)null_tree, t);
+	close_keep_errno((int)null_tree, 0);
+	return close_keep_errno(t, rc);
+}
+
+/* readonlyPaths: a recursive clone of what is at the path (reached without
+ * symlinks) attached over it, read-only, nosuid, nodev, noexec. */
+static int do_readonly(const struct oci_op *o)
 {
 	struct stat st;
+	int t = open_nofollow(o->target, &st);
+	if (t < 0)
+		return errno == ENOENT ? 0 : -1;
+	int tree = (int)syscall(SYS_open_tree, t, "", OCI_OPEN_TREE_CLONE | OCI_AT_RECURSIVE | AT_EMPTY_PATH | O_CLOEXEC);
+	if (tree < 0)
+		return close_keep_errno(t, -1);
+	int rc = move_onto(tree, t);
+	if (rc == 0) {
+		struct oci_mount_attr a = { .attr_set = OCI_MOUNT_ATTR_RDONLY | OCI_MOUNT_ATTR_NOSUID |
+						      OCI_MOUNT_ATTR_NODEV | OCI_MOUNT_ATTR_NOEXEC };
+		rc = (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &a, sizeof(a));
+	}
+	close_keep_errno(tree, 0);
+	return close_keep_errno(t, rc);
+}
+
+/* linux.devices: the node is made with exactly its mode (umask 0). Whatever
+ * is already at the path must be a node of the same kind (it is replaced);
+ * anything else (a symlink, a file, a directory) fails with EEXIST. The
+ * owner is set through an O_PATH fd of what was made, checked to be the
+ * device asked for, never through the path. */
+static int do_mknod(const struct oci_op *o)
+{
+	struct stat st;
+	mode_t old = umask(0);
+	int rc = mknod(o->target, o->mode, o->dev);
+	if (rc < 0 && errno == EEXIST) {
+		if (fstatat(AT_FDCWD, o->target, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    (st.st_mode & S_IFMT) == (o->mode & S_IFMT) && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode)) &&
+		    unlink(o->target) == 0)
+			rc = mknod(o->target, o->mode, o->dev);
+		else
+			errno = EEXIST;
+	}
+	umask(old);
+	if (rc < 0)
+		return -1;
+	int fd = open(o->target, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0)
+		return close_keep_errno(fd, -1);
+	if ((st.st_mode & S_IFMT) != (o->mode & S_IFMT) || (!S_ISFIFO(st.st_mode) && st.st_rdev != o->dev)) {
+		errno = EEXIST;
+		return close_keep_errno(fd, -1);
+	}
+	rc = fchownat(fd, "", o->uid, o->gid, AT_EMPTY_PATH);
+	return close_keep_errno(fd, rc);
+}
+
+static int do_op(const struct oci_op *o)
+{
 	switch (o->kind) {
 	case OCI_OP_REMOUNT:
 		return mount(NULL, o->target, NULL, MS_REMOUNT | MS_BIND | o->flags, NULL);
 	case OCI_OP_PROPAGATE:
 		return mount(NULL, o->target, NULL, o->flags, NULL);
 	case OCI_OP_MASK:
-		if (stat(o->target, &st) < 0)
-			return errno == ENOENT ? 0 : -1;
-		if (S_ISDIR(st.st_mode))
-			return mount("tmpfs", o->target, "tmpfs", MS_RDONLY, "size=0k,mode=755");
-		return mount("/dev/null", o->target, NULL, MS_BIND, NULL);
+		return do_mask(o);
 	case OCI_OP_READONLY:
-		if (stat(o->target, &st) < 0)
-			return errno == ENOENT ? 0 : -1;
-		if (mount(o->target, o->target, NULL, MS_BIND | MS_REC, NULL) < 0)
-			return -1;
-		return mount(NULL, o->target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+		return do_readonly(o);
 	case OCI_OP_MKNOD:
-		if (mknod(o->target, o->mode, o->dev) < 0 && errno != EEXIST)
-			return -1;
-		if (chown(o->target, o->uid, o->gid) < 0)
-			return -1;
-		return chmod(o->target, o->mode & 07777);
+		return do_mknod(o);
 	case OCI_OP_MOUNT: {
 		char buf[4096];
 		size_t dl = strlen(o->data);
@@ -352,6 +511,21 @@ static int do_op(const struct oci_op *o)
 		*opts++ = 0;
 		if (mkdir_p(o->target) < 0)
 			return -1;
+		if (strcmp(buf, "proc") == 0 || strcmp(buf, "sysfs") == 0) {
+			/* proc and sysfs only on a plain directory reached without
+			 * symlinks: one an image redirects would leave the path the
+			 * masks and read-only paths name unprotected (those then fail
+			 * with ELOOP anyway) and a full proc elsewhere. */
+			struct stat st;
+			int t = open_nofollow(o->target, &st);
+			if (t < 0)
+				return -1;
+			close(t);
+			if (!S_ISDIR(st.st_mode)) {
+				errno = ENOTDIR;
+				return -1;
+			}
+		}
 		return mount(*source ? source : buf, o->target, buf, o->flags, *opts ? opts : NULL);
 	}
 	case OCI_OP_MOVE:

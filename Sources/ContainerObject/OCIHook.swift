@@ -86,17 +86,13 @@ extension OCIHook {
         }
         if !policy.isEmpty {
             do {
-                try c.setPolicy(core: policy.core, modules: policy.modules, devices: policy.devices)
+                try c.setPolicy(core: policy.core)
             } catch let e as ContainerError {
                 // Asked for and not had: no half-configured record stays.
                 try? c.destroy()
                 return Outcome(exitCode: 1, messages: ["\(label): policy from annotations refused: \(RequestRules.escaped(e.message)); not adopted"], name: name)
             }
-            var parts: [String] = []
-            if let core = policy.core { parts.append("core \(core)") }
-            if let m = policy.modules { parts.append("modules \(m.joined(separator: ","))") }
-            if let d = policy.devices { parts.append("devices \(d.joined(separator: ","))") }
-            note += ", policy " + parts.joined(separator: ", ")
+            if let core = policy.core { note += ", policy core \(core)" }
         }
         // The container fd closes when the hook exits; an adopted record has
         // no CONTAINER_KILL_ON_CLOSE, so it stays until poststop forgets it.

@@ -9,7 +9,7 @@ import Glibc
 ///
 /// | stage (argument, else from the state's status)     | what it does                                   |
 /// |----------------------------------------------------|------------------------------------------------|
-/// | createRuntime, prestart, poststart (creating, created, running) | adopt `pid` as oci-… (policy from annotations) |
+/// | createRuntime, prestart, poststart (creating, created, running) | adopt `pid` as oci-… (core policy from annotations) |
 /// | poststop (stopped)                                 | forget that record (adopted ones only)         |
 /// | createContainer, startContainer                    | refused: they run inside the container         |
 ///
@@ -17,7 +17,9 @@ import Glibc
 /// 0 when it did its job, and also when it could not because ctrobjd is not
 /// running, the runtime's state cannot be adopted, or the name is taken
 /// (a message on stderr says so; `--strict` makes these 1); 1 when an
-/// `org.ctrobj.*` annotation asks for a policy that cannot be had; 2 when
+/// `org.ctrobj.*` annotation asks for a policy that cannot be had, which
+/// includes `org.ctrobj.modules` and `org.ctrobj.devices` always (only root
+/// grants those, with `ctrobj policy`; nothing is adopted then); 2 when
 /// stdin is not an OCI state or the stage is unknown.
 public enum OCIHook {
     public enum Stage: String, CaseIterable, Sendable {
@@ -33,12 +35,12 @@ public enum OCIHook {
         public var annotations: [String: String]
     }
 
-    /// The upcall policy the `org.ctrobj.*` annotations ask for.
+    /// The upcall policy the `org.ctrobj.*` annotations may ask for: where
+    /// the container's cores go (modules and devices are root's to grant,
+    /// with `ctrobj policy`, never an annotation's).
     public struct Policy: Equatable, Sendable {
         public var core: String?
-        public var modules: [String]?
-        public var devices: [String]?
-        public var isEmpty: Bool { core == nil && modules == nil && devices == nil }
+        public var isEmpty: Bool { core == nil }
     }
 
     public struct Outcome: Equatable, Sendable {
@@ -108,10 +110,18 @@ public enum OCIHook {
     }
 
     /// The policy the annotations ask for, checked as ctrobjd will check it
-    /// (ctrobjd checks again): core `file`, `drop` or `handler:/ABSOLUTE`;
-    /// modules and devices comma-separated names ("" for none).
+    /// (ctrobjd checks again): core `file`, `drop` or `handler:/ABSOLUTE`.
+    /// Annotations are written by whoever asks for the container (a podman
+    /// user, a pod author under the CRI), while this hook runs as root: they
+    /// may choose where the container's own cores go, but `org.ctrobj.modules`
+    /// and `org.ctrobj.devices` (module loading, device grants: root's word
+    /// only) are refused, so that the hook is nobody's confused deputy.
     public static func policy(from annotations: [String: String]) throws -> Policy {
         var p = Policy()
+        for (key, flag) in [(modulesAnnotation, "--modules"), (devicesAnnotation, "--devices")] where annotations[key] != nil {
+            throw InputError(description: "annotation \(key) refused: annotations come from whoever asks for the container, "
+                             + "and only root may grant this; root grants it with `ctrobj policy NAME \(flag) LIST`; not adopted")
+        }
         if let c = annotations[coreAnnotation] {
             guard ["file", "drop"].contains(c) || (c.hasPrefix("handler:/") && c.utf8.count > 9 && c.utf8.count <= 4096
                                                    && !c.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7f }) else {
@@ -119,16 +129,6 @@ public enum OCIHook {
             }
             p.core = c
         }
-        func list(_ key: String, _ ok: (Character) -> Bool) throws -> [String]? {
-            guard let text = annotations[key] else { return nil }
-            let items = text.split(separator: ",", omittingEmptySubsequences: true).map { String($0) }
-            guard items.count <= 64, items.allSatisfy({ $0.utf8.count <= 64 && $0.allSatisfy(ok) }) else {
-                throw InputError(description: "annotation \(key)=\"\(RequestRules.escaped(text))\": at most 64 comma-separated names of at most 64 bytes")
-            }
-            return items
-        }
-        p.modules = try list(modulesAnnotation) { $0.isASCII && ($0.isLetter || $0.isNumber || "-_".contains($0)) }
-        p.devices = try list(devicesAnnotation) { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.:+@/".contains($0)) }
         return p
     }
 }

@@ -29,7 +29,8 @@ import Foundation
 ///                         no_new_privs, seccomp, cwd, console; oomScoreAdj from here
 ///   hooks                 prestart/createRuntime here, createContainer and
 ///                         startContainer in init, poststart in `start`, poststop in `delete`
-///   annotations           org.ctrobj.core / org.ctrobj.modules: container policy
+///   annotations           org.ctrobj.core: where its cores go (org.ctrobj.modules
+///                         and org.ctrobj.devices are refused: only root grants them)
 public struct CreateOptions {
     public init() {}
     public var bundle = "."
@@ -196,6 +197,15 @@ final class Creation {
                 throw OCIError.field("annotations.org.ctrobj.core", "must be file, drop or handler:/path")
             }
         }
+        // Annotations are written by whoever asks for the container (a podman
+        // user, a pod author under the CRI), not by root: they may choose where
+        // the container's own cores go, never module loading or device grants,
+        // which only root gives (docs/security.md).
+        for (key, flag) in [("org.ctrobj.modules", "--modules"), ("org.ctrobj.devices", "--devices")] where spec.annotations?[key] != nil {
+            throw OCIError.field("annotations.\(key)",
+                                 "refused: annotations come from whoever asks for the container, and only root may grant this; "
+                                 + "root grants it with `ctrobj policy NAME \(flag) LIST` once the container exists")
+        }
     }
 
     struct MountPlan {
@@ -312,11 +322,10 @@ final class Creation {
             do { try ContainerCalls.setNamespaces(c.fd.raw, nstypes: clone, source: fd.raw) }
             catch { throw OCIError.field("linux.namespaces", "joining \(joinedNS.first { $0.0 == clone }?.1 ?? "?"): \(error)") }
         }
-        // Policy from annotations.
-        let core = spec.annotations?["org.ctrobj.core"]
-        let modules = spec.annotations?["org.ctrobj.modules"].map { $0.split(separator: ",").map(String.init) }
-        if core != nil || modules != nil {
-            do { try c.setPolicy(core: core, modules: modules) }
+        // Policy from annotations: the core disposition only (plan() refused
+        // org.ctrobj.modules and org.ctrobj.devices).
+        if let core = spec.annotations?["org.ctrobj.core"] {
+            do { try c.setPolicy(core: core) }
             catch { throw OCIError.field("annotations", "org.ctrobj policy refused: \(error)") }
         }
         rt.trace("policy")
@@ -390,6 +399,7 @@ final class Creation {
         if !ownUserNS, (spec.mounts ?? []).contains(where: { $0.type == "cgroup" || $0.type == "cgroup2" }) {
             try openCgroupTrees(c)
         }
+        try openNullTrees(linux)
 
         // init: joins the container (ccs_join_fork), then the C child.
         let prepared = try ContainerCalls.prepareJoin(c.fd.raw, enter: false)
@@ -397,7 +407,7 @@ final class Creation {
         var plan = prepared.cPlan()
         let cgroupJoin = fastCgroupJoin(&plan)
         var stage: CInt = 0
-        let forked = withExtendedLifetime((prepared, arena, sc, childCtl, slave, fifo, cgroupTrees, cgroupJoin)) { oci_spawn(&plan, &cs, &stage) }
+        let forked = withExtendedLifetime((prepared, arena, sc, childCtl, slave, fifo, cgroupTrees, nullTrees, cgroupJoin)) { oci_spawn(&plan, &cs, &stage) }
         if forked < 0 {
             let e = errno
             ContainerCalls.abort(c.fd.raw)
@@ -627,7 +637,7 @@ final class Creation {
         for (k, v) in (linux.sysctl ?? [:]).sorted(by: { $0.key < $1.key }) {
             op(OCI_OP_SYSCTL, String(k.map { $0 == "." ? "/" : $0 }), data: v)
         }
-        for p in linux.maskedPaths ?? [] { op(OCI_OP_MASK, p) }
+        for (i, p) in (linux.maskedPaths ?? []).enumerated() { op(OCI_OP_MASK, p, data: "\(nullTrees[i].raw)") }
         for p in linux.readonlyPaths ?? [] { op(OCI_OP_READONLY, p) }
         if spec.root?.readonly == true { op(OCI_OP_REMOUNT, "/", flags: Tables.MS_RDONLY) }
     }
@@ -652,6 +662,25 @@ final class Creation {
         }
         // The hybrid layout's v2 hierarchy (hugetlb only here) is left out, as runc does.
         if ro != 0 { op(OCI_OP_REMOUNT, dest, flags: base | ro) }
+    }
+
+    /// One detached clone (open_tree) of the host's /dev/null per masked
+    /// path, made before init forks (it inherits them): init binds this
+    /// over a masked file, never the container's own /dev/null, which an
+    /// image can make a symlink to a writable sysctl (runc's CVE-2025-31133).
+    var nullTrees: [OwnedFD] = []
+
+    func openNullTrees(_ linux: Spec.Linux) throws {
+        for _ in linux.maskedPaths ?? [] {
+            let fd = ccs_open_tree(AT_FDCWD, "/dev/null", UInt32(CCS_OPEN_TREE_CLONE) | UInt32(O_CLOEXEC))
+            guard fd >= 0 else { throw OCIError.field("linux.maskedPaths", "open_tree /dev/null: \(errnoText(errno))") }
+            let tree = OwnedFD(fd)
+            var st = stat()
+            guard fstat(tree.raw, &st) == 0, st.st_mode & S_IFMT == S_IFCHR, st.st_rdev == makedev(1, 3) else {
+                throw OCIError.field("linux.maskedPaths", "the host's /dev/null is not the null device (char 1:3)")
+            }
+            nullTrees.append(tree)
+        }
     }
 
     /// Detached clones (open_tree) of the container's cgroup directories:

@@ -320,7 +320,7 @@ public final class Runtime {
         "supportedFlags":["SECCOMP_FILTER_FLAG_TSYNC","SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_SPEC_ALLOW"]},\
         "apparmor":{"enabled":false},"selinux":{"enabled":false},"intelRdt":{"enabled":false},\
         "mountExtensions":{"idmap":{"enabled":false}}},\
-        "annotations":{"org.ctrobj.core":"file|drop|handler:/path (upcall policy: where cores go)","org.ctrobj.modules":"a,b (modules a request may load)"}}
+        "annotations":{"org.ctrobj.core":"file|drop|handler:/path (upcall policy: where cores go)","org.ctrobj.modules":"refused (root grants it: ctrobj policy NAME --modules)","org.ctrobj.devices":"refused (root grants it: ctrobj policy NAME --devices)"}}
         """
     }
 }

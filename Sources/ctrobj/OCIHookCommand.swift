@@ -15,8 +15,9 @@ struct OCIHookCommand: ParsableCommand {
         abstract: "OCI hook: adopt another runtime's container at createRuntime, forget it at poststop (state JSON on stdin).",
         discussion: """
             Installed for podman by `ctrobj install --oci-hook`. Without STAGE the stage follows the state's status \
-            (creating/created/running: adopt; stopped: forget). Annotations org.ctrobj.core (file, drop, \
-            handler:/PATH), org.ctrobj.modules and org.ctrobj.devices set the container's upcall policy. If ctrobjd \
+            (creating/created/running: adopt; stopped: forget). Annotation org.ctrobj.core (file, drop, \
+            handler:/PATH) sets where the container's cores go; org.ctrobj.modules and org.ctrobj.devices are refused \
+            (exit 1, not adopted): only root grants those, with `ctrobj policy NAME --modules/--devices`. If ctrobjd \
             is not running the hook says so on stderr and exits 0, so containers still start (--strict: exit 1).
             """)
 

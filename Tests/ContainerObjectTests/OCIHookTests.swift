@@ -61,13 +61,25 @@ struct OCIHookInputTests {
 
     @Test("policy annotations are checked before ctrobjd is asked")
     func annotations() throws {
-        let p = try OCIHook.policy(from: ["org.ctrobj.core": "handler:/usr/bin/h", "org.ctrobj.modules": "fs-ext4,nls_utf8", "other": "x"])
-        #expect(p.core == "handler:/usr/bin/h" && p.modules == ["fs-ext4", "nls_utf8"] && p.devices == nil)
+        let p = try OCIHook.policy(from: ["org.ctrobj.core": "handler:/usr/bin/h", "other": "x"])
+        #expect(p.core == "handler:/usr/bin/h")
         #expect(try OCIHook.policy(from: [:]).isEmpty)
-        #expect(try OCIHook.policy(from: ["org.ctrobj.modules": ""]).modules == [])
         for bad in [["org.ctrobj.core": "bogus"], ["org.ctrobj.core": "handler:relative"], ["org.ctrobj.modules": "a b"],
                     ["org.ctrobj.devices": "loop0;rm"]] {
             #expect(throws: OCIHook.InputError.self) { _ = try OCIHook.policy(from: bad) }
+        }
+        // review2 F2: module loading and device grants are root's word, never
+        // an annotation's (whoever asks for the container writes those), even
+        // an empty list or one beside a good core.
+        for (key, flag) in [("org.ctrobj.modules", "--modules"), ("org.ctrobj.devices", "--devices")] {
+            for value in ["dummy,nf_tables,ext4", "sda", ""] {
+                do {
+                    _ = try OCIHook.policy(from: ["org.ctrobj.core": "drop", key: value])
+                    Issue.record("\(key)=\(value) was accepted")
+                } catch let e as OCIHook.InputError {
+                    #expect(e.description.contains(key) && e.description.contains("ctrobj policy NAME \(flag)"), "\(e)")
+                }
+            }
         }
     }
 
@@ -208,13 +220,26 @@ struct OCIHookDaemonTests {
             let keep = OCIHook.run(stage: .poststop, input: state("mine", status: "stopped", pid: 0))
             #expect(keep.messages.joined().contains("not an adopted container"), "\(keep)")
             #expect(try mine.status().state == .running)
-            // Annotations the daemon refuses leave no record behind.
+            // Annotations refused leave no record behind.
             let (pid4, holder4) = try namespacedSleeper()
             defer { try? Sys.pidfdSendSignal(holder4.raw, SIGKILL); _ = try? Sys.pidfdWait(holder4.raw) }
             let refused = OCIHook.run(stage: .createRuntime, input: Array(
                 #"{"id":"hooktest4","status":"creating","pid":\#(pid4),"annotations":{"org.ctrobj.devices":"nosuchdev!"}}"#.utf8))
             #expect(refused.exitCode == 1, "\(refused)")
             #expect((try? Container.open("oci-hooktest4")) == nil)
+            // review2 F2 (the PoC): the hook runs as root, the annotations are
+            // the container asker's; a module list and device grants from them
+            // are refused (exit 1, as any unobtainable annotation), nothing is
+            // adopted, and ctrobjd holds no such policy.
+            let attack = OCIHook.run(stage: .createRuntime, input: Array(
+                #"{"ociVersion":"1.0.2","id":"hooktest5","status":"creating","pid":\#(pid4),"bundle":"/x","annotations":{"org.ctrobj.modules":"dummy,nf_tables,ext4","org.ctrobj.devices":"sda,eth0"}}"#.utf8))
+            #expect(attack.exitCode == 1 && attack.messages.joined().contains("org.ctrobj.modules")
+                    && attack.messages.joined().contains("ctrobj policy NAME --modules"), "\(attack)")
+            #expect((try? Container.open("oci-hooktest5")) == nil)
+            let strictAttack = OCIHook.run(stage: .createRuntime, input: Array(
+                #"{"id":"hooktest5","status":"creating","pid":\#(pid4),"annotations":{"org.ctrobj.devices":"sda"}}"#.utf8), strict: true)
+            #expect(strictAttack.exitCode == 1 && strictAttack.messages.joined().contains("org.ctrobj.devices"), "\(strictAttack)")
+            #expect((try? Container.open("oci-hooktest5")) == nil)
         }
     }
 

@@ -56,9 +56,12 @@ enum oci_stage {
 enum oci_op_kind {
 	OCI_OP_REMOUNT = 1, /* mount(NULL, target, NULL, MS_REMOUNT|MS_BIND|flags): per-mount flags of a bind */
 	OCI_OP_PROPAGATE,   /* mount(NULL, target, NULL, flags): MS_PRIVATE/MS_SLAVE/MS_SHARED [|MS_REC] */
-	OCI_OP_MASK,        /* /dev/null over a file, an empty read-only tmpfs over a directory; absent: skipped */
-	OCI_OP_READONLY,    /* bind target onto itself, remount read-only; absent: skipped */
-	OCI_OP_MKNOD,       /* mknod(target, mode, dev) then chown(uid, gid) */
+	OCI_OP_MASK,        /* the host's /dev/null (data: the fd of a detached clone of it, checked
+	                       to be char 1:3) over a file, an empty read-only tmpfs over a directory;
+	                       by fd, the target reached without symlinks (else ELOOP); absent: skipped */
+	OCI_OP_READONLY,    /* a clone of target attached over it, read-only (by fd, no symlinks); absent: skipped */
+	OCI_OP_MKNOD,       /* mknod(target, mode, dev) (an existing node of that kind replaced, anything
+	                       else EEXIST), then fchownat(uid, gid) through an O_PATH fd of the node */
 	OCI_OP_SYSCTL,      /* write data to /proc/sys/<target> */
 	OCI_OP_MOUNT,       /* mkdir -p target, mount(source, target, fstype, flags, options);
 	                       data is "fstype\2source\2options": the kernel filesystems
