@@ -45,6 +45,12 @@ extension Runtime {
             do { text = try Sys.readFile(f, limit: 4 << 20) } catch { throw OCIError("--process \(f): \(error)") }
             do { p = try JSONDecoder().decode(Spec.Process.self, from: Data(text.utf8)) }
             catch let e as DecodingError { throw OCIError("--process \(f): \(Creation.describe(e))") }
+            // Its keys as create checks config.json's process: anything it
+            // cannot honour is refused by name, never dropped.
+            if let doc = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) {
+                try Validate.check(doc, Validate.process, "process")
+                try Validate.check(doc["user"], Validate.user, "process.user")
+            }
         } else {
             guard !o.args.isEmpty else { throw OCIError("exec needs --process or a command") }
             // runc takes the rest from the container's config.json process.

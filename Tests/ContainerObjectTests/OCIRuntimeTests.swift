@@ -213,6 +213,13 @@ struct OCIRuntimeTests {
             let (code, out) = try oci.run(["exec", "--user", "1000:1000", "e1", "/bin/sh", "-c", "hostname; id -u; exit 5"])
             #expect(code == 5, "\(out)")
             #expect(out.contains("exechost") && out.contains("1000"), "\(out)")
+            // exec --process: a field it cannot honour is refused by name.
+            let pf = "\(b.dir)/process.json"
+            try Sys.writeFileAtomically(pf, #"{"args": ["/bin/true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "appArmorProfileX": "x"}"#, mode: 0o644)
+            let (c2, o2) = try oci.run(["exec", "--process", pf, "e1"])
+            #expect(c2 != 0 && o2.contains("process.appArmorProfileX"), "\(o2)")
+            try Sys.writeFileAtomically(pf, #"{"args": ["/bin/sh", "-c", "exit 3"], "cwd": "/", "user": {"uid": 0, "gid": 0}}"#, mode: 0o644)
+            #expect(try oci.run(["exec", "--process", pf, "e1"]).0 == 3)
             #expect(try oci.run(["delete", "--force", "e1"]).0 == 0)
         }
     }
