@@ -148,6 +148,19 @@ static int wait_readable(int fd, int timeout_ms)
 	return r < 0 ? -1 : 0;
 }
 
+/* A received datagram of n >= sizeof(*msg) bytes: the header into msg, at
+ * most size bytes of the rest into payload; returns the payload's length. */
+static ssize_t split_message(const char *buf, size_t n, struct oci_msg *msg, void *payload, size_t size)
+{
+	memcpy(msg, buf, sizeof(*msg));
+	size_t plen = n - sizeof(*msg);
+	if (plen > size)
+		plen = size;
+	if (plen)
+		memcpy(payload, buf + sizeof(*msg), plen);
+	return (ssize_t)plen;
+}
+
 ssize_t oci_ctl_recv(int fd, struct oci_msg *msg, void *payload, size_t size, int timeout_ms)
 {
 	char buf[sizeof(struct oci_msg) + 65536];
@@ -163,13 +176,7 @@ ssize_t oci_ctl_recv(int fd, struct oci_msg *msg, void *payload, size_t size, in
 		errno = EPIPE;
 		return -1;
 	}
-	memcpy(msg, buf, sizeof(*msg));
-	size_t plen = (size_t)n - sizeof(*msg);
-	if (plen > size)
-		plen = size;
-	if (plen)
-		memcpy(payload, buf + sizeof(*msg), plen);
-	return (ssize_t)plen;
+	return split_message(buf, (size_t)n, msg, payload, size);
 }
 
 ssize_t oci_ctl_recv_fd(int fd, struct oci_msg *msg, void *payload, size_t size, int timeout_ms, int *rfd)
@@ -191,13 +198,7 @@ ssize_t oci_ctl_recv_fd(int fd, struct oci_msg *msg, void *payload, size_t size,
 		errno = EPIPE;
 		return -1;
 	}
-	memcpy(msg, buf, sizeof(*msg));
-	size_t plen = (size_t)n - sizeof(*msg);
-	if (plen > size)
-		plen = size;
-	if (plen)
-		memcpy(payload, buf + sizeof(*msg), plen);
-	return (ssize_t)plen;
+	return split_message(buf, (size_t)n, msg, payload, size);
 }
 
 /* A pty of the container's own devpts (its /dev/ptmx): the master goes to
