@@ -33,7 +33,11 @@ struct AttributionIndex {
     /// What the identity already holds, looked up; nothing is read.
     func lookup(_ who: ProcessIdentity) -> ContainerRecord? {
         if let r = byCgroup[who.cgroupKey] { return r }
-        for kind in [NamespaceKind.pid, .mnt, .user, .net, .uts, .ipc, .cgroup] {
+        // Only the namespaces a container or runtime makes for itself:
+        // net, uts, ipc and cgroup namespaces are shared with other
+        // processes by design (a named netns, a pod's), and a process in
+        // one is not thereby the container's.
+        for kind in [NamespaceKind.pid, .mnt, .user] {
             guard let ino = who.namespaces[kind], let r = byNamespace[ino] else { continue }
             if let user = r.namespaceInodes[.user], who.namespaces[.user] != user { continue }
             return r
@@ -45,7 +49,7 @@ struct AttributionIndex {
     /// cgroup may hold host processes too: it is found by its namespaces only.
     mutating func add(_ r: ContainerRecord) {
         if !r.adopted && !r.cgroup.relativePath.isEmpty && !r.cgroup.removed { byCgroup[r.cgroup.relativePath] = r }
-        for (kind, ino) in r.namespaceInodes { addNamespace(kind, ino, of: r) }
+        for (kind, ino) in r.namespaceInodes where !r.joinedKinds.contains(kind) { addNamespace(kind, ino, of: r) }
     }
 
     mutating func remove(_ r: ContainerRecord) {

@@ -203,7 +203,7 @@ public final class Broker: @unchecked Sendable {
     /// Give the container a namespace: pinned (before any record names
     /// it), indexed, and kept open. The pin it replaces goes once the next
     /// saved record no longer names it (Persistence.save).
-    func setNamespace(_ r: ContainerRecord, _ kind: NamespaceKind, _ fd: OwnedFD) throws {
+    func setNamespace(_ r: ContainerRecord, _ kind: NamespaceKind, _ fd: OwnedFD, joined: Bool = false) throws {
         let pinName = try persistence.pin(directory: r.directoryName, kind, fd.raw)
         if let old = r.pins[kind], old != pinName { r.stalePins.append(old) }
         if let old = r.namespaceInodes[kind] { attribution.removeNamespace(old, of: r) }
@@ -212,7 +212,10 @@ public final class Broker: @unchecked Sendable {
         r.namespaces[kind] = fd
         r.namespaceInodes[kind] = ino
         touchFDCache(r)
-        attribution.addNamespace(kind, ino, of: r)
+        // A namespace joined from elsewhere is not the container's own:
+        // whoever else lives in it keeps its upcalls.
+        if joined { r.joinedKinds.insert(kind) } else { r.joinedKinds.remove(kind) }
+        if !joined { attribution.addNamespace(kind, ino, of: r) }
         if kind == .net && !r.grantedDevices.isEmpty {
             forgetUeventTarget(r)
             updateUeventMonitor()

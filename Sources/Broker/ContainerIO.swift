@@ -207,7 +207,7 @@ extension Broker {
         let before = (r.pins, r.namespaces, r.namespaceInodes, r.stalePins)
         do {
             for (k, fd) in found {
-                try setNamespace(r, k, fd)
+                try setNamespace(r, k, fd, joined: true)
                 crashPoint("setns")
             }
             try persistence.save(r)

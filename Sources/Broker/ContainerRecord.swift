@@ -23,6 +23,9 @@ public final class ContainerRecord: @unchecked Sendable {
     /// What the container has is what is pinned here.
     public var pins: [NamespaceKind: String] = [:]
     public var namespaceInodes: [NamespaceKind: UInt64] = [:]
+    /// Namespaces it joined (container_set_ns) rather than was born with:
+    /// other processes live in them too, so they never attribute upcalls.
+    public var joinedKinds: Set<NamespaceKind> = []
     /// Open namespace fds: made at create, opened from the pins on use
     /// (Broker.namespaceFD), closed when init exits or when the container
     /// falls out of the broker's fd cache (Broker.touchFDCache).
@@ -148,6 +151,7 @@ public final class ContainerRecord: @unchecked Sendable {
         f["modules"] = allowedModules.joined(separator: ",")
         f["devices"] = grantedDevices.joined(separator: ",")
         if adopted { f["adopted"] = "1" }
+        if !joinedKinds.isEmpty { f["joined"] = joinedKinds.map(\.rawValue).sorted().joined(separator: ",") }
         if destroying { f["destroying"] = "1" }
         if let a = adoptedRootUID { f["adopted_root_uid"] = "\(a)" }
         if let a = adoptedIDCount { f["adopted_id_count"] = "\(a)" }
@@ -179,6 +183,7 @@ public final class ContainerRecord: @unchecked Sendable {
         r.exitStatus = n("exit_status", Int32.self)
         r.corePolicy = m["core_policy"] ?? "file"
         r.adopted = m["adopted"] == "1"
+        r.joinedKinds = Set((m["joined"] ?? "").split(separator: ",").compactMap { NamespaceKind(rawValue: String($0)) })
         r.destroying = m["destroying"] == "1"
         r.adoptedRootUID = n("adopted_root_uid", UInt32.self)
         r.adoptedIDCount = n("adopted_id_count", UInt32.self)

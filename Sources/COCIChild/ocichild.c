@@ -671,6 +671,12 @@ static __attribute__((noreturn)) void child_main(const struct oci_child_spec *s)
 {
 	struct oci_msg m;
 	size_t state_len = 0;
+	/* Not dumpable until execve resets it: until then this process holds
+	 * fds of the runtime (a root connection to ctrobjd among them), and a
+	 * process of the container with the same uid must not ptrace it or
+	 * take them with pidfd_getfd while it waits at the start gate or after
+	 * its capabilities were dropped (runc's CVE-2016-9962). */
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	struct sigaction dfl;
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;

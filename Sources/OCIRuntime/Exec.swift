@@ -89,8 +89,15 @@ extension Runtime {
             throw OCIError("socketpair: \(errnoText(errno))")
         }
         let ctl = OwnedFD(sv[0]), childCtl = OwnedFD(sv[1])
-        let bundleSpec = (try? Sys.readFile("\(r.bundle)/config.json", limit: 16 << 20)).flatMap { try? JSONDecoder().decode(Spec.self, from: Data($0.utf8)) }
-        let devptsInside = (bundleSpec?.mounts ?? []).contains { $0.destination == "/dev/pts" && $0.type == "devpts" }
+        // The container's config: its seccomp profile and /dev/pts. An exec
+        // that cannot read it fails rather than run without the profile.
+        let bundleSpec: Spec
+        do {
+            bundleSpec = try JSONDecoder().decode(Spec.self, from: Data(try Sys.readFile("\(r.bundle)/config.json", limit: 16 << 20).utf8))
+        } catch {
+            throw OCIError("exec: the container's \(r.bundle)/config.json cannot be read (\(error)): its seccomp profile would be lost")
+        }
+        let devptsInside = (bundleSpec.mounts ?? []).contains { $0.destination == "/dev/pts" && $0.type == "devpts" }
         var master: OwnedFD?, slave: OwnedFD?
         if p.terminal == true && !devptsInside {
             var m: CInt = -1, s: CInt = -1
@@ -112,7 +119,7 @@ extension Runtime {
         cs.preserve_fds = o.preserveFDs
         cs.gate_fd = -1
         var sc: [UInt8] = []
-        if let s = try bundleSpec?.linux?.seccomp.map({ try SeccompProgram($0) }) {
+        if let s = try bundleSpec.linux?.seccomp.map({ try SeccompProgram($0) }) {
             sc = s.bytes
             cs.seccomp_len = s.length
             cs.seccomp_flags = s.flags

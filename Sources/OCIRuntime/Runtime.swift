@@ -153,9 +153,10 @@ public final class Runtime {
     }
 
     func writePidFile(_ path: String, _ pid: pid_t) throws {
-        let tmp = path + ".tmp-ctrobj-oci"
+        // A fresh name, made by us (O_EXCL), never a link someone planted.
+        let tmp = path + ".tmp-ctrobj-oci-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {
-            let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw OCIError("--pid-file \(path): \(errnoText(errno))") }
             defer { close(fd) }
             try Sys.write(fd, "\(pid)")

@@ -201,6 +201,28 @@ struct OCIRuntimeTests {
         }
     }
 
+    @Test("init waiting for start is not dumpable (no ptrace, no pidfd_getfd of the runtime's fds); after exec it is")
+    func initNotDumpableBeforeStart() throws {
+        try with { oci in
+            let b = try OCIBundle(["/bin/sleep", "1000"]) { c in
+                var p = c["process"] as! [String: Any]
+                p["user"] = ["uid": 1000, "gid": 1000]
+                c["process"] = p
+            }
+            defer { b.remove() }
+            #expect(try oci.run(["create", "--bundle", b.dir, "d1"]).0 == 0)
+            let pid = (try oci.state("d1")["pid"] as? Int).map { pid_t($0) } ?? 0
+            try #require(pid > 0)
+            // A non-dumpable task's private /proc files (environ, mem) belong to root, whatever its uid.
+            #expect(ProcInfo.statusField(pid: pid, "Uid")?.first == "1000", "init runs as the bundle's user at the gate")
+            var st = stat()
+            #expect(stat("/proc/\(pid)/environ", &st) == 0 && st.st_uid == 0, "init at the start gate is dumpable (owner \(st.st_uid))")
+            #expect(try oci.run(["start", "d1"]).0 == 0)
+            #expect(waitFor(10) { stat("/proc/\(pid)/environ", &st) == 0 && st.st_uid == 1000 }, "after exec the process is dumpable again")
+            #expect(try oci.run(["delete", "--force", "d1"]).0 == 0)
+        }
+    }
+
     @Test("exec: a process joins the running container as the given user, exit code returned")
     func exec() throws {
         try with { oci in

@@ -221,7 +221,7 @@ struct PodmanOCITests {
                 try #require(code == 0, "\(out)\n\(o.diagnostics())")
                 let a = String(out.split(separator: "\n").last ?? "")
                 (code, out) = try o.podman(["run", "-d", "--pod", "ocipod"] + limits + [PrivatePodman.image, "/bin/sh", "-c",
-                                            "for i in $(seq 100); do echo hello-over-loopback | nc 127.0.0.1 7777 && break; sleep 0.1; done; sleep 1000"])
+                                            "for i in $(seq 300); do echo hello-over-loopback | nc 127.0.0.1 7777 && break; sleep 0.1; done; sleep 1000"])
                 try #require(code == 0, "\(out)\n\(o.diagnostics())")
                 let b = String(out.split(separator: "\n").last ?? "")
                 let infra = try o.podman(["pod", "inspect", "--format", "{{.InfraContainerID}}", "ocipod"]).1.trimmingSuffixNewline()
@@ -235,7 +235,7 @@ struct PodmanOCITests {
                 // Three container objects: infra, a, b.
                 let records = [pi, pa, pb].map { o.record(initPid: $0) }
                 #expect(records.allSatisfy { $0 != nil }, "\((try? Container.list().map(\.name)) ?? [])")
-                #expect(waitFor(15) { ((try? Sys.readFile("/proc/\(pa)/root/tmp/got")) ?? "").contains("hello-over-loopback") },
+                #expect(waitFor(35) { ((try? Sys.readFile("/proc/\(pa)/root/tmp/got")) ?? "").contains("hello-over-loopback") },
                         "b reached a over the pod's loopback: \((try? Sys.readFile("/proc/\(pa)/root/tmp/got")) ?? "nothing")\n\((try? o.podman(["logs", b]).1) ?? "")")
                 #expect(waitFor(5) { ((try? Sys.readFile("/proc/\(pa)/root/tmp/host")) ?? "") == "ocipod-host\n" })
                 (code, out) = try o.podman(["exec", b, "hostname"])

@@ -407,6 +407,43 @@ struct UpcallTests {
         }
     }
 
+    @Test("a host process in a network namespace a container joined keeps its core: joined namespaces attribute nothing")
+    func joinedNamespaceAttributesNothing() throws {
+        try preservingKernelSettings {
+            try withDaemon { d in
+                let dir = "/tmp/ctrobj-joinedcores-\(getpid())"
+                try Sys.mkdir(dir, 0o777)
+                defer { removeTree(dir) }
+                try Sys.writeFile(KernelSettings.corePatternPath, "\(dir)/core.%e.%p")
+                let inst = installer(d)
+                _ = try inst.install()
+                defer { _ = try? inst.uninstall() }
+                // A host daemon in a network namespace of its own, as a named
+                // netns (`ip netns`) is; a container without a user namespace joins it.
+                let holder = try spawn(["/usr/bin/unshare", "-n", "/bin/sleep", "60"])
+                let holderFD = try Sys.pidfdOpen(holder)
+                defer { try? Sys.pidfdSendSignal(holderFD.raw, SIGKILL); _ = try? Sys.pidfdWait(holderFD.raw) }
+                let own = try Sys.readLink("/proc/self/ns/net")
+                for _ in 0..<200 where (try? Sys.readLink("/proc/\(holder)/ns/net")) == own { usleep(5000) }
+                let c = try Container.create("joiner", options: [.newEmptyFSNS, .newPIDNS, .killOnClose])
+                let net = try Sys.open("/proc/\(holder)/ns/net", O_RDONLY)
+                try ContainerCalls.setNamespaces(c.fd.raw, nstypes: NamespaceKind.net.cloneFlag, source: net.raw)
+                try c.mkdirs("/bin")
+                try c.copyIn(hostPath: "/bin/busybox", to: "/bin/busybox")
+                let p = try c.spawnInit(ProcessSpec("/bin/busybox", ["busybox", "sleep", "120"]))
+                defer { try? p.signal(SIGKILL); _ = try? p.waitCode() }
+                // A host process crashes in that network namespace.
+                let (code, out) = try runProgram(["/usr/bin/nsenter", "--net=/proc/\(holder)/ns/net", "/bin/sh", "-c",
+                                                  "ulimit -c unlimited; sh -c 'kill -SEGV $$'; true"])
+                #expect(code == 0, "\(out)")
+                var files: [String] = []
+                for _ in 0..<250 { files = Sys.listDirectory(dir); if !files.isEmpty { break }; usleep(20_000) }
+                #expect(files.count == 1, "the host's pattern got the host process's core: \(files)")
+                #expect(cores(c).isEmpty, "a joined namespace attributed a host process to the container: \(cores(c))")
+            }
+        }
+    }
+
     @Test("a host crash behaves exactly as before install", arguments: pipeAndRequest)
     func hostCrashUnchanged(mode: UpcallInstaller.CoreMode) throws {
         try preservingKernelSettings {
