@@ -256,7 +256,9 @@ final class Creation {
         try plan()
         rt.trace("planned")
         let store = rt.store
+        try store.checkTrusted(store.root)
         try Sys.mkdirs(store.root, 0o700)
+        try store.checkTrusted(store.root)
         rt.reconcile()
         guard mkdir(store.dir(id), 0o700) == 0 else {
             if errno == EEXIST { throw OCIError("container with id exists: \(id)") }

@@ -58,8 +58,27 @@ struct StateStore {
         }
     }
 
+    /// The state root and a container's directory are ours alone: a
+    /// directory (not a link), owned by this uid, writable by nobody else.
+    /// Anyone who could write there could plant state.json hooks that
+    /// `delete` runs, or seccomp programs that `create` loads.
+    func checkTrusted(_ path: String) throws {
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            if errno == ENOENT { return }
+            throw OCIError("--root \(path): \(String(cString: strerror(errno)))")
+        }
+        guard st.st_mode & S_IFMT == S_IFDIR else { throw OCIError("--root \(path): not a directory (a link or file is refused)") }
+        guard st.st_uid == geteuid() else { throw OCIError("--root \(path): owned by uid \(st.st_uid), not by this uid \(geteuid()): refused") }
+        guard st.st_mode & 0o022 == 0 else {
+            throw OCIError("--root \(path): writable by group or others (mode \(String(st.st_mode & 0o7777, radix: 8))): refused")
+        }
+    }
+
     func load(_ id: String) throws -> Record {
         try StateStore.checkID(id)
+        try checkTrusted(root)
+        try checkTrusted(dir(id))
         guard let text = try? Sys.readFile("\(dir(id))/state.json") else {
             throw OCIError("container \"\(id)\" does not exist")
         }

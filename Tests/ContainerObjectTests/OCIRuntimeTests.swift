@@ -363,6 +363,35 @@ struct OCIRuntimeTests {
         }
     }
 
+    @Test("a state root another user could write to, or a link, is refused before anything is read or made")
+    func untrustedStateRoot() throws {
+        try with { oci in
+            let b = try OCIBundle(["/bin/true"])
+            defer { b.remove() }
+            let base = "/tmp/ctrobj-oci-roots-\(uniqueSuffix())"
+            try Sys.mkdirs(base, 0o700)
+            defer { _ = try? runProgram(["/bin/rm", "-rf", base]) }
+            func runWithRoot(_ root: String, _ args: [String]) throws -> (Int32, String) {
+                try runProgram(["\(buildDir)/ctrobj-oci", "--root", root] + args, env: oci.env)
+            }
+            let open = "\(base)/open"
+            try Sys.mkdirs(open, 0o700)
+            chmod(open, 0o777)
+            var (code, out) = try runWithRoot(open, ["create", "--bundle", b.dir, "u1"])
+            #expect(code != 0 && out.contains("writable by group or others"), "\(out)")
+            let other = "\(base)/other"
+            try Sys.mkdirs(other, 0o700)
+            chown(other, 65534, 65534)
+            (code, out) = try runWithRoot(other, ["create", "--bundle", b.dir, "u2"])
+            #expect(code != 0 && out.contains("owned by uid 65534"), "\(out)")
+            symlink(open, "\(base)/link")
+            (code, out) = try runWithRoot("\(base)/link", ["state", "u3"])
+            #expect(code != 0 && out.contains("not a directory"), "\(out)")
+            #expect(Sys.listDirectory(open).isEmpty && Sys.listDirectory(other).isEmpty, "nothing was made in a refused root")
+            #expect((try? Container.list())?.isEmpty ?? false, "no container object was made")
+        }
+    }
+
     @Test("console socket: the pty master (of the container's devpts) arrives over SCM_RIGHTS and talks to the container's shell")
     func consoleSocket() throws {
         try with { oci in
