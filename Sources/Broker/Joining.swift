@@ -227,34 +227,17 @@ extension Broker {
     /// container can.
     func upcallPrivilege(_ r: ContainerRecord) throws -> JoinPlan.PrivilegeLimit {
         guard let pidfd = r.initPidfd, r.initPid > 0, pidfd.names(r.initPid),
-              let status = try? Sys.readFile("/proc/\(r.initPid)/status"), pidfd.names(r.initPid) else {
+              let status = ProcInfo.statusFields(pid: r.initPid, ["CapBnd", "NoNewPrivs", "Seccomp"]), pidfd.names(r.initPid) else {
             throw r.err(.dead, "upcall", "its init is not running")
         }
-        var bounding: UInt64?, noNewPrivs = false, seccomp = "0"
-        for line in status.split(separator: "\n") {
-            let parts = line.split(separator: ":", maxSplits: 1)
-            guard parts.count == 2 else { continue }
-            let value = parts[1].trimmingCharacters(in: " \t")
-            switch parts[0] {
-            case "CapBnd": bounding = UInt64(value, radix: 16)
-            case "NoNewPrivs": noNewPrivs = value == "1"
-            case "Seccomp": seccomp = String(value)
-            default: break
-            }
+        guard let bounding = status["CapBnd"]?.first.flatMap({ UInt64($0, radix: 16) }) else {
+            throw r.err(.system, "upcall", "no CapBnd in /proc/\(r.initPid)/status")
         }
-        guard let bounding else { throw r.err(.system, "upcall", "no CapBnd in /proc/\(r.initPid)/status") }
+        let noNewPrivs = status["NoNewPrivs"]?.first == "1"
+        let seccomp = status["Seccomp"]?.first ?? "0"
         guard seccomp == "0" else {
             throw r.err(.permission, "upcall", "its init runs under a seccomp filter (mode \(seccomp)), which ctrobjd cannot give the upcall's program")
         }
         return JoinPlan.PrivilegeLimit(capBounding: bounding, noNewPrivs: noNewPrivs)
-    }
-}
-
-private extension Substring {
-    func trimmingCharacters(in set: String) -> Substring {
-        var s = self[...]
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
-        return s
     }
 }

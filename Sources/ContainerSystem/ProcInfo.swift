@@ -35,11 +35,21 @@ public enum ProcInfo {
 
     /// A status field such as "NSpid" or "Uid" from /proc/PID/status.
     public static func statusField(pid: pid_t, _ name: String, procRoot: String = "/proc") -> [String]? {
+        statusFields(pid: pid, [name], procRoot: procRoot)?[name]
+    }
+
+    /// Several /proc/PID/status fields from one read (nil: no such process);
+    /// a field the file lacks is absent from the result.
+    public static func statusFields(pid: pid_t, _ names: Set<String>, procRoot: String = "/proc") -> [String: [String]]? {
         guard let text = try? Sys.readFile("\(procRoot)/\(pid)/status") else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
-            return line.dropFirst(name.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        var out: [String: [String]] = [:]
+        for line in text.split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let name = String(line[..<colon])
+            guard names.contains(name) else { continue }
+            out[name] = line[line.index(after: colon)...].split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         }
-        return nil
+        return out
     }
 
     /// Whether the process is in `cgroup` in every hierarchy the set uses

@@ -214,6 +214,9 @@ struct OCIRuntimeTests {
             let pid = (try oci.state("d1")["pid"] as? Int).map { pid_t($0) } ?? 0
             try #require(pid > 0)
             // A non-dumpable task's private /proc files (environ, mem) belong to root, whatever its uid.
+            // (The switch to uid 1000 alone would also clear dumpability: this checks the
+            // property at the gate, not which of the two gave it; a root init with every
+            // capability, where only the prctl does, cannot be told apart through /proc.)
             #expect(ProcInfo.statusField(pid: pid, "Uid")?.first == "1000", "init runs as the bundle's user at the gate")
             var st = stat()
             #expect(stat("/proc/\(pid)/environ", &st) == 0 && st.st_uid == 0, "init at the start gate is dumpable (owner \(st.st_uid))")

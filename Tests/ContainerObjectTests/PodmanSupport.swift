@@ -86,6 +86,23 @@ final class PrivateMountNamespace {
         }
     }
 
+    /// The end of a private client environment: anything still running in
+    /// this namespace is ours (it was started inside it) and is killed, the
+    /// namespace goes (and every mount in it), then the client's cgroups
+    /// and directory; what leaked onto the host is removed and recorded.
+    func tearDown(cgroups: String, dir: String, client: String) {
+        for p in processes(inMountNamespaceOf: holder) where p != holder {
+            if let fd = try? Sys.pidfdOpen(p) { try? Sys.pidfdSendSignal(fd.raw, SIGKILL) }
+        }
+        stop()
+        let left = removeCgroupTree(cgroups)
+        if !left.isEmpty { Issue.record("\(client) cgroups left: \(left)") }
+        let stray = PrivateMountNamespace.hostMounts(under: dir)
+        for m in stray.reversed() { _ = umount2(m, Int32(MNT_DETACH)) }
+        if !stray.isEmpty { Issue.record("\(client) mounts seen on the host: \(stray)") }
+        removeTree(dir)
+    }
+
     func stop() {
         guard !stopped else { return }
         stopped = true
@@ -331,16 +348,7 @@ final class PrivatePodman {
         _ = try? podman(["unmount", "--all"])
         // Anything still running in the namespace (a conmon that lost its
         // container) is ours: it was started inside it.
-        for p in processes(inMountNamespaceOf: mounts.holder) where p != mounts.holder {
-            if let fd = try? Sys.pidfdOpen(p) { try? Sys.pidfdSendSignal(fd.raw, SIGKILL) }
-        }
-        mounts.stop()
-        let left = removeCgroupTree(cgroupParent)
-        if !left.isEmpty { Issue.record("podman cgroups left: \(left)") }
-        let stray = PrivateMountNamespace.hostMounts(under: dir)
-        for m in stray.reversed() { _ = umount2(m, Int32(MNT_DETACH)) }
-        if !stray.isEmpty { Issue.record("podman mounts seen on the host: \(stray)") }
-        removeTree(dir)
+        mounts.tearDown(cgroups: cgroupParent, dir: dir, client: "podman")
     }
 
     /// Make a podman environment, run body, clean up on every path.
@@ -506,16 +514,7 @@ final class PrivateContainerd {
             daemon = nil
         }
         // Shims (and anything they left) run in our namespace: ours to end.
-        for p in processes(inMountNamespaceOf: mounts.holder) where p != mounts.holder {
-            if let fd = try? Sys.pidfdOpen(p) { try? Sys.pidfdSendSignal(fd.raw, SIGKILL) }
-        }
-        mounts.stop()
-        let left = removeCgroupTree(namespace)
-        if !left.isEmpty { Issue.record("containerd cgroups left: \(left)") }
-        let stray = PrivateMountNamespace.hostMounts(under: dir)
-        for m in stray.reversed() { _ = umount2(m, Int32(MNT_DETACH)) }
-        if !stray.isEmpty { Issue.record("containerd mounts seen on the host: \(stray)") }
-        removeTree(dir)
+        mounts.tearDown(cgroups: namespace, dir: dir, client: "containerd")
     }
 
     static func with(_ body: (PrivateContainerd) throws -> Void) throws {
