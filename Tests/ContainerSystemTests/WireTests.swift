@@ -132,6 +132,20 @@ struct WireTests {
         // No user namespace, no pid namespace: nothing to join there.
         let bare = decode(JoinPlan(userns: nil, namespaces: [], pidns: .none, cgroups: [], becomeRoot: false), fdCount: 0)
         #expect(bare.0 == 0 && bare.1.userns_fd == -1 && bare.2 == -1 && bare.1.ns_count == 0 && bare.1.become_root == 0)
+        #expect(bare.1.limit_privileges == 0, "no limit unless the plan carries one (the owner's own exec)")
+        // An upcall's plan: init's bounding set and no_new_privs, read the same on both sides.
+        var limited = plan
+        limited.privilegeLimit = JoinPlan.PrivilegeLimit(capBounding: 0x1_0000_0400, noNewPrivs: true)
+        let l = decode(limited, fdCount: fds.count)
+        #expect(l.0 == 0 && l.1.limit_privileges == 1 && l.1.cap_bounding == 0x1_0000_0400 && l.1.no_new_privs == 1)
+        #expect(try JoinPlan(fields: Message("ok", limited.fields), fdCount: fds.count) == limited)
+        var bad = limited.fields
+        bad["capbnd"] = "-1"
+        #expect(throws: ContainerError.self) { _ = try JoinPlan(fields: Message("ok", bad), fdCount: fds.count) }
+        let badBytes = Message("ok", bad).encoded().map { CChar(bitPattern: $0) }
+        var bp = ccs_join_plan()
+        var bpid: CInt = 0
+        #expect(ccs_msg_join_plan(badBytes, badBytes.count, fds, CInt(fds.count), &bp, &bpid) == -1)
         // An index beyond the fds that came, or a new pid namespace, is refused.
         #expect(decode(plan, fdCount: 5).0 == -1)
         #expect(decode(JoinPlan(userns: nil, namespaces: [], pidns: .new, cgroups: [], becomeRoot: false), fdCount: 0).0 == -1)
